@@ -1,0 +1,21 @@
+"""The ``callflow`` command line: the domain's commands.
+
+``webhooks.cli`` adds ``serve`` and ``simulate`` (which need the web app) and is the console
+script, so nothing here imports Flask. Each group of commands lives in its own module.
+"""
+
+from __future__ import annotations
+
+import click
+
+from callflow.cli.flows import graph, schema, validate
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="callflow")
+def cli() -> None:
+    """Confidential helpline call flows on Twilio."""
+
+
+for command in (validate, schema, graph):
+    cli.add_command(command)

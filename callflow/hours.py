@@ -1,0 +1,109 @@
+"""Opening hours: weekly ranges and closure dates, in the helpline's own time zone.
+
+Needs no store, so the degraded path applies opening hours too.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from callflow.errors import FlowError, Where
+from callflow.fields import did_you_mean
+from callflow.source import Mapping, Sequence
+
+DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+RANGE = re.compile(r"^\s*([0-2]?\d):([0-5]\d)\s*-\s*([0-2]?\d):([0-5]\d)\s*$")
+MIDNIGHT_END = 24 * 60
+
+
+@dataclass(frozen=True)
+class OpeningHours:
+    zone: ZoneInfo
+    # weekday (0 = Monday) -> [(start minute, end minute)], end exclusive
+    weekly: dict[int, tuple[tuple[int, int], ...]]
+    closures: frozenset[date]
+
+    def is_open(self, now: datetime) -> bool:
+        local = now.astimezone(self.zone)
+        if local.date() in self.closures:
+            return False
+        minute = local.hour * 60 + local.minute
+        return any(start <= minute < end for start, end in self.weekly.get(local.weekday(), ()))
+
+    def describe(self) -> list[str]:
+        """Human-readable lines, e.g. 'Monday 09:00-17:00'."""
+        lines = []
+        for index, day in enumerate(DAYS):
+            ranges = self.weekly.get(index)
+            spans = ", ".join(f"{_clock(s)}-{_clock(e)}" for s, e in ranges) if ranges else "closed"
+            lines.append(f"{day.capitalize()} {spans}")
+        return lines
+
+
+def _clock(minute: int) -> str:
+    return f"{minute // 60:02d}:{minute % 60:02d}"
+
+
+def parse_zone(name, where: Where) -> ZoneInfo:
+    if not isinstance(name, str):
+        raise FlowError(where, "the time zone should be a name like Europe/London")
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        hint = did_you_mean(name, available_timezones()) or "use a name like Europe/London"
+        raise FlowError(where, f"'{name}' is not a known time zone", hint) from None
+
+
+def _parse_range(text, where: Where) -> tuple[int, int]:
+    match = RANGE.match(text) if isinstance(text, str) else None
+    if not match:
+        raise FlowError(where, f"'{text}' is not a range of hours",
+                        "write it as \"09:00-17:00\", in quotes")
+    h1, m1, h2, m2 = (int(g) for g in match.groups())
+    start, end = h1 * 60 + m1, h2 * 60 + m2
+    if h1 > 23 or end > MIDNIGHT_END or start >= end:
+        raise FlowError(where, f"'{text}' does not run forwards within one day",
+                        "the end must be after the start and no later than 24:00")
+    return start, end
+
+
+def _parse_day(value, where: Where) -> tuple[tuple[int, int], ...]:
+    if value == "closed" or value is False:
+        return ()
+    if isinstance(value, str):
+        return (_parse_range(value, where),)
+    if isinstance(value, Sequence):
+        return tuple(sorted(_parse_range(v, w) for v, w in zip(value, value.item_where,
+                                                               strict=True)))
+    raise FlowError(where, "a day's hours should be a range like \"09:00-17:00\", a list of "
+                    "ranges, or closed")
+
+
+def _parse_closure(value, where: Where) -> date:
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise FlowError(where, f"'{value}' is not a date", "write it as 2026-12-25") from None
+
+
+def parse_hours(zone: ZoneInfo, hours, closures, where: Where) -> OpeningHours:
+    if not isinstance(hours, Mapping):
+        raise FlowError(where, "opening hours should list days, e.g. monday: \"09:00-17:00\"")
+    weekly = {}
+    for day, value in hours.items():
+        if day not in DAYS:
+            hint = did_you_mean(day, DAYS) or "use the full English day names"
+            raise FlowError(hours.key_where[day], f"'{day}' is not a day of the week", hint)
+        weekly[DAYS.index(day)] = _parse_day(value, hours.at(day))
+    closed = set()
+    if closures is not None:
+        if not isinstance(closures, Sequence):
+            raise FlowError(where, "closures should be a list of dates")
+        closed = {_parse_closure(v, w) for v, w in zip(closures, closures.item_where,
+                                                       strict=True)}
+    return OpeningHours(zone, weekly, frozenset(closed))

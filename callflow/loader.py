@@ -1,0 +1,170 @@
+"""Loading a folder of YAML into a proven :class:`~callflow.flow.FlowSet`.
+
+Every error in every file is collected, not only the first, so an admin fixes them in one go.
+A file with a top-level ``teams:`` key holds teams of workers; every other file is one flow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from callflow import fields
+from callflow.errors import FlowError, FlowSetInvalid, Where
+from callflow.fields import did_you_mean, forbidden, policy_refusal
+from callflow.flow import Degraded, Flow, FlowSet, Team, Worker
+from callflow.hours import parse_hours, parse_zone
+from callflow.source import Mapping, Sequence, load_text
+from callflow.steps import STEP_KINDS, Step
+from callflow.validate import validate
+
+FLOW_SECTIONS = ("hours", "closures", "steps", "degraded")
+
+
+def flow_files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml"))
+
+
+def load_flowset(directory: str | Path) -> FlowSet:
+    """Load, parse and prove every flow in ``directory``; raise ``FlowSetInvalid`` if any fail."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FlowSetInvalid([FlowError(Where(str(directory)), "there is no flows folder here",
+                                        "set CALLFLOW_FLOWS to the folder of .yaml flows")])
+    errors: list[FlowError] = []
+    hashes: dict[str, str] = {}
+    flow_docs: list[tuple[Path, Mapping]] = []
+    team_docs: list[tuple[Path, Mapping]] = []
+    for path in flow_files(directory):
+        raw = path.read_bytes()
+        hashes[str(path)] = hashlib.sha256(raw).hexdigest()
+        try:
+            doc = load_text(raw.decode("utf-8"), str(path))
+        except (FlowError, UnicodeDecodeError) as exc:
+            errors.append(exc if isinstance(exc, FlowError)
+                          else FlowError(Where(str(path)), "the file is not UTF-8 text"))
+            continue
+        if not isinstance(doc, Mapping):
+            errors.append(FlowError(Where(str(path), 1, 1), "a flow file should be a mapping of "
+                                    "settings", "start with 'helpline:' or 'teams:'"))
+            continue
+        refusals = list(_policy_refusals(doc))
+        if refusals:
+            errors.extend(refusals)
+            continue
+        (team_docs if "teams" in doc else flow_docs).append((path, doc))
+
+    teams = _collect(errors, (t for path, doc in team_docs for t in _teams(doc)))
+    flows = _collect(errors, (_flow(path, doc) for path, doc in flow_docs))
+    if not flow_docs and not errors:
+        errors.append(FlowError(Where(str(directory)), "there are no flows here",
+                                "add a helpline's flow as a .yaml file"))
+    flowset = FlowSet(flows={f.id: f for f in flows}, teams={t.name: t for t in teams},
+                      files=hashes)
+    if not errors:
+        problems, warnings = validate(flowset)
+        errors.extend(problems)
+        flowset.warnings.extend(warnings)
+    if errors:
+        raise FlowSetInvalid(errors)
+    return flowset
+
+
+def _collect(errors: list[FlowError], results):
+    """Run a generator of parses, keeping the good results and every error."""
+    kept = []
+    iterator = iter(results)
+    while True:
+        try:
+            item = next(iterator)
+        except StopIteration:
+            return kept
+        except FlowSetInvalid as exc:
+            errors.extend(exc.errors)
+        except FlowError as exc:
+            errors.append(exc)
+        else:
+            kept.append(item)
+
+
+def _policy_refusals(node):
+    """Every key or step kind anywhere in a document that asks for what the policy forbids."""
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            if isinstance(key, str) and forbidden(key):
+                yield policy_refusal(node.key_where[key], f"'{key}'")
+            elif key == "kind" and isinstance(value, str) and forbidden(value):
+                yield policy_refusal(node.at(key), f"a '{value}' step")
+            yield from _policy_refusals(value)
+    elif isinstance(node, Sequence):
+        for item in node:
+            yield from _policy_refusals(item)
+
+
+def _teams(doc: Mapping):
+    teams = doc["teams"]
+    if not isinstance(teams, Mapping) or not teams:
+        raise FlowError(doc.at("teams"), "'teams' should name at least one team")
+    for key in doc:
+        if key != "teams":
+            raise FlowError(doc.key_where[key], f"a teams file holds only 'teams', not '{key}'",
+                            "move flow settings into the helpline's own file")
+    for name, spec in teams.items():
+        where = teams.key_where[name]
+        if not isinstance(spec, Mapping):
+            raise FlowError(teams.at(name), f"team '{name}' should list its workers")
+        settings = fields.read(Team, spec, f"team '{name}'", skip=("workers",))
+        workers = spec.get("workers")
+        if not isinstance(workers, Sequence) or not workers:
+            raise FlowError(spec.at("workers"), f"team '{name}' has no workers",
+                            "list them under 'workers:' with a name and number each")
+        parsed = []
+        for item, item_where in zip(workers, workers.item_where, strict=True):
+            if not isinstance(item, Mapping):
+                raise FlowError(item_where, "a worker should have a name and a number")
+            parsed.append(Worker(**fields.read(Worker, item, f"a worker of team '{name}'")))
+        yield Team(name=fields.read_name(name, where), where=where, workers=tuple(parsed),
+                   **settings)
+
+
+def _flow(path: Path, doc: Mapping) -> Flow:
+    what = f"flow {path.name}"
+    header = fields.read(Flow, doc, what, skip=FLOW_SECTIONS)
+    zone = parse_zone(header.get("timezone", "Europe/London"), doc.at("timezone"))
+    if "hours" not in doc:
+        raise FlowError(doc.where, f"{what} has no opening hours",
+                        "add 'hours:' with a range for each open day, e.g. monday: \"09:00-17:00\"")
+    hours = parse_hours(zone, doc["hours"], doc.get("closures"), doc.at("hours"))
+    if not isinstance(doc.get("degraded"), Mapping):
+        raise FlowError(doc.at("degraded"), f"{what} has no 'degraded' settings",
+                        "add 'degraded:' with the 'team' to dial when the flow cannot run")
+    degraded = Degraded(**fields.read(Degraded, doc["degraded"], "the degraded settings"))
+    steps = doc.get("steps")
+    if not isinstance(steps, Mapping) or not steps:
+        raise FlowError(doc.at("steps"), f"{what} has no steps",
+                        "add 'steps:' with the named steps of the call")
+    errors: list[FlowError] = []
+    parsed = _collect(errors, (_step(name, steps) for name in steps))
+    if errors:
+        raise FlowSetInvalid(errors)
+    return Flow(id=path.stem, path=str(path), where=doc.where, hours=hours, degraded=degraded,
+                steps={s.name: s for s in parsed}, **header)
+
+
+def _step(name, steps: Mapping) -> Step:
+    name = fields.read_name(name, steps.key_where[name])
+    spec = steps[name]
+    if not isinstance(spec, Mapping):
+        raise FlowError(steps.at(name), f"step '{name}' should be a mapping with a 'kind'")
+    kind = spec.get("kind")
+    if kind not in STEP_KINDS:
+        hint = did_you_mean(kind, STEP_KINDS) or f"the kinds are: {', '.join(STEP_KINDS)}"
+        problem = "has no 'kind'" if kind is None else f"has an unknown kind '{kind}'"
+        raise FlowError(spec.at("kind"), f"step '{name}' {problem}", hint)
+    cls = STEP_KINDS[kind]
+    values = fields.read(cls, spec, f"step '{name}' ({kind})", skip=("kind",))
+    marks = {key: spec.at(key) for key in spec}
+    if isinstance(spec.get("options"), Mapping):
+        options = spec["options"]
+        marks.update({f"option '{key}'": options.at(key) for key in options})
+    return cls(name=name, where=steps.key_where[name], marks=marks, **values)

@@ -1,0 +1,49 @@
+"""Structured logs: one JSON object a line, and never a phone number.
+
+Caller data is dropped at the edge, so none should reach a log call; the redaction here is the
+second lock on the same door, for anything (an exception message, a library's log) that might.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+
+# A run of 7+ digits (with the separators people write), not inside an identifier like a CallSid.
+PHONE_LIKE = re.compile(r"(?<![A-Za-z0-9])\+?\d[\d\s().-]{5,}\d(?![A-Za-z0-9])")
+REDACTED = "[redacted]"
+CONTEXT_FIELDS = ("call", "flow", "step", "event", "path", "method", "status", "error", "file",
+                  "duration_ms", "kind")
+
+
+def redact(text: str) -> str:
+    return PHONE_LIKE.sub(REDACTED, text)
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for name in CONTEXT_FIELDS:
+            if hasattr(record, name):
+                entry[name] = getattr(record, name)
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return redact(json.dumps(entry, default=str))
+
+
+def configure(level: str = "INFO", stream=None) -> None:
+    """Send every logger (werkzeug, gunicorn, rq included) through the JSON formatter."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())

@@ -1,0 +1,253 @@
+"""The step kinds of the flow language: one class each, and the registry that names them.
+
+A step kind declares its keys (with :func:`callflow.fields.option`), its graph edges, and how
+it renders TwiML. ``render`` returns the name of the step to run next within the same
+response, or ``None`` when the response waits for Twilio (a gather, a dial) or ends the call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar
+
+from twilio.twiml.voice_response import VoiceResponse
+
+from callflow import fields
+from callflow.dialling import dial_team
+from callflow.errors import FlowError, Where
+from callflow.fields import option
+from callflow.policy import DEFAULT_NOTICE, POLICY_OFFER
+
+if TYPE_CHECKING:
+    from callflow.context import CallContext
+    from callflow.flow import FlowSet
+
+DEFAULT_WHISPER = "{helpline} call. Press 1 to accept."
+INVALID_CHOICE = "Sorry, that is not one of the options."
+
+
+@dataclass(frozen=True, kw_only=True)
+class Step:
+    """A named node of a flow graph."""
+
+    kind: ClassVar[str]
+    summary: ClassVar[str]
+    is_notice: ClassVar[bool] = False  # plays the confidentiality notice
+    contacts_person: ClassVar[bool] = False  # puts the caller in contact with a person
+    takes_input: ClassVar[bool] = False  # waits for the caller, so a loop through it is no trap
+
+    name: str
+    where: Where
+    # edge label or key -> where its value was written, for errors that point at the edge
+    marks: dict[str, Where] = field(default_factory=dict, compare=False, repr=False)
+
+    def edges(self) -> dict[str, str]:
+        """Outgoing edges: label -> step name."""
+        return {}
+
+    def check(self, flowset: FlowSet) -> list[FlowError]:
+        """Checks that need the whole flow set (teams, for instance)."""
+        return []
+
+    def render(self, response: VoiceResponse, call: CallContext) -> str | None:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, kw_only=True)
+class Spoken(Step):
+    """A step that speaks; voice and language default to the flow's."""
+
+    voice: str | None = option("text", "Twilio voice for this step (default: the flow's)", None)
+    language: str | None = option("text", "Language for this step (default: the flow's)", None)
+
+    def say(self, response, call: CallContext, text: str) -> None:
+        response.say(text.format(helpline=call.flow.helpline),
+                     voice=self.voice or call.flow.voice,
+                     language=self.language or call.flow.language)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Notice(Spoken):
+    kind = "notice"
+    summary = "Play the confidentiality notice; a key offers the full policy."
+    is_notice = True
+
+    next: str = option("step", "The step after the notice")
+    text: str = option("text", "The notice; it must say calls are confidential, not "
+                       "identified, not recorded, and may be monitored occasionally for "
+                       "quality and training", DEFAULT_NOTICE)
+    policy_digit: str = option("digit", "Key that plays the full policy", "9")
+
+    def edges(self):
+        return {"next": self.next}
+
+    def render(self, response, call):
+        call.notice_heard = True
+        gather = response.gather(num_digits=1, timeout=2,
+                                 action=call.links.notice(call.flow.id, self.name),
+                                 action_on_empty_result=True)
+        self.say(gather, call, f"{self.text} {POLICY_OFFER.format(digit=self.policy_digit)}")
+        return None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Say(Spoken):
+    kind = "say"
+    summary = "Speak some text, then go on."
+
+    text: str = option("text", "What is said")
+    next: str = option("step", "The step after this one")
+
+    def edges(self):
+        return {"next": self.next}
+
+    def render(self, response, call):
+        self.say(response, call, self.text)
+        return self.next
+
+
+@dataclass(frozen=True, kw_only=True)
+class Play(Step):
+    kind = "play"
+    summary = "Play an audio file, then go on."
+
+    url: str = option("url", "Address of the audio file (https)")
+    next: str = option("step", "The step after this one")
+
+    def edges(self):
+        return {"next": self.next}
+
+    def render(self, response, call):
+        response.play(self.url)
+        return self.next
+
+
+@dataclass(frozen=True, kw_only=True)
+class Menu(Spoken):
+    kind = "menu"
+    summary = "Ask the caller to press a key; re-prompt, then a named step, if they do not."
+    takes_input = True
+
+    prompt: str = option("text", "What the caller hears, e.g. 'Press 1 to speak to someone'")
+    options: dict = option("options", "Keypad digit -> the step it leads to")
+    on_no_input: str = option("step", "Where to go when the caller presses nothing, after "
+                              "the retries")
+    on_invalid: str | None = option("step", "Where to go after repeated wrong keys "
+                                    "(default: on_no_input)", None)
+    timeout: int = option("int", "Seconds to wait for a key", 6, minimum=1, maximum=30)
+    retries: int = option("int", "How many times the prompt is repeated", 2, minimum=0,
+                          maximum=5)
+    invalid_prompt: str = option("text", "What is said after a wrong key", INVALID_CHOICE)
+
+    def edges(self):
+        edges = {f"option '{digit}'": target for digit, target in self.options.items()}
+        edges["on_no_input"] = self.on_no_input
+        edges["on_invalid"] = self.on_invalid or self.on_no_input
+        return edges
+
+    def render(self, response, call):
+        gather = response.gather(num_digits=1, timeout=self.timeout,
+                                 action=call.links.menu(call.flow.id, self.name),
+                                 action_on_empty_result=True)
+        self.say(gather, call, self.prompt)
+        return None
+
+    def choose(self, digits: str, attempt: int) -> tuple[str | None, str | None]:
+        """The caller pressed ``digits`` on try ``attempt`` (1-based).
+
+        Returns (next step, apology): a step to go to, or None to prompt again.
+        """
+        if digits in self.options:
+            return self.options[digits], None
+        apology = self.invalid_prompt if digits else None
+        if attempt <= self.retries:
+            return None, apology
+        fallback = (self.on_invalid or self.on_no_input) if digits else self.on_no_input
+        return fallback, apology
+
+
+@dataclass(frozen=True, kw_only=True)
+class Hours(Step):
+    kind = "hours"
+    summary = "Branch on whether the helpline is open now (closures included)."
+
+    open: str = option("step", "Where to go when the helpline is open")
+    closed: str = option("step", "Where to go when it is closed")
+
+    def edges(self):
+        return {"open": self.open, "closed": self.closed}
+
+    def render(self, response, call):
+        return self.open if call.flow.hours.is_open(call.now) else self.closed
+
+
+@dataclass(frozen=True, kw_only=True)
+class Connect(Spoken):
+    kind = "connect"
+    summary = "Put the caller through to a team of workers, each screened first."
+    contacts_person = True
+
+    team: str = option("team", "The team of workers to ring")
+    on_no_answer: str = option("step", "Where to go when nobody accepts the call")
+    timeout: int = option("int", "Seconds to ring before giving up", 25, minimum=5,
+                          maximum=120)
+    whisper: str = option("text", "What the worker hears before accepting",
+                          DEFAULT_WHISPER)
+
+    def edges(self):
+        return {"on_no_answer": self.on_no_answer}
+
+    def check(self, flowset):
+        if self.team not in flowset.teams:
+            hint = fields.did_you_mean(self.team, flowset.teams) or "define it in teams.yaml"
+            return [FlowError(self.where, f"step '{self.name}' names team '{self.team}', "
+                              "which does not exist", hint)]
+        return []
+
+    def render(self, response, call):
+        dial_team(response, call.flowset.teams[self.team], helpline_number=call.helpline_number,
+                  timeout=self.timeout, action=call.links.dial(call.flow.id, self.name),
+                  screen=call.links.screen(call.flow.id, self.name))
+        return None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Message(Spoken):
+    kind = "message"
+    summary = "Speak a message, then end the call (e.g. out of hours, with emergency advice)."
+
+    text: str = option("text", "The message")
+
+    def render(self, response, call):
+        self.say(response, call, self.text)
+        response.hangup()
+        return None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Goto(Step):
+    kind = "goto"
+    summary = "Go to another step."
+
+    next: str = option("step", "The step to go to")
+
+    def edges(self):
+        return {"next": self.next}
+
+    def render(self, response, call):
+        return self.next
+
+
+@dataclass(frozen=True, kw_only=True)
+class Hangup(Step):
+    kind = "hangup"
+    summary = "End the call."
+
+    def render(self, response, call):
+        response.hangup()
+        return None
+
+
+STEP_KINDS: dict[str, type[Step]] = {
+    cls.kind: cls for cls in (Notice, Say, Play, Menu, Hours, Connect, Message, Goto, Hangup)
+}

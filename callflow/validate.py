@@ -1,0 +1,185 @@
+"""The policy proof: checks over each flow's graph that no convention could guarantee.
+
+- every step an edge names exists;
+- no path from the start reaches a person without passing a notice (loops included);
+- no loop traps a caller without ever waiting for them;
+- every step can still reach an end of the call (no menu without a way out);
+- no number answers two flows; teams named exist.
+Unreachable steps are only warnings.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from callflow.errors import FlowError
+from callflow.fields import did_you_mean
+from callflow.flow import Flow, FlowSet
+
+
+def validate(flowset: FlowSet) -> tuple[list[FlowError], list[FlowError]]:
+    """Return (errors, warnings) for a parsed flow set."""
+    errors: list[FlowError] = []
+    warnings: list[FlowError] = []
+    for flow in flowset.flows.values():
+        missing = _missing_steps(flow)
+        errors.extend(missing)
+        for step in flow.steps.values():
+            errors.extend(step.check(flowset))
+        if flow.degraded.team not in flowset.teams:
+            hint = did_you_mean(flow.degraded.team, flowset.teams) or "define it in teams.yaml"
+            errors.append(FlowError(flow.where, f"the degraded team '{flow.degraded.team}' "
+                                    "does not exist", hint))
+        if missing:
+            continue  # the graph checks below need every edge to land somewhere
+        errors.extend(_notice_first(flow))
+        errors.extend(_traps(flow))
+        errors.extend(_dead_ends(flow))
+        warnings.extend(_unreachable(flow))
+    errors.extend(_numbers_bound_twice(flowset))
+    defaults = [f for f in flowset.flows.values() if f.default]
+    errors.extend(FlowError(f.where, "more than one flow says 'default: true'",
+                            "keep it on one flow only") for f in defaults[1:])
+    for team in flowset.teams.values():
+        if not team.active_workers():
+            warnings.append(FlowError(team.where, f"team '{team.name}' has no active workers; "
+                                      "its calls will always go to the no-answer step"))
+    return errors, warnings
+
+
+def _missing_steps(flow: Flow) -> list[FlowError]:
+    errors = []
+    if flow.start not in flow.steps:
+        errors.append(FlowError(flow.where, f"the start step '{flow.start}' does not exist",
+                                did_you_mean(flow.start, flow.steps)))
+    for step in flow.steps.values():
+        for label, target in step.edges().items():
+            if target not in flow.steps:
+                hint = did_you_mean(target, flow.steps) or "add that step or fix the name"
+                errors.append(FlowError(step.marks.get(label, step.where),
+                                        f"step '{step.name}' {label} goes to '{target}', "
+                                        "which does not exist", hint))
+    return errors
+
+
+def _notice_first(flow: Flow) -> list[FlowError]:
+    """Search from the start without passing through any notice; no person may be found."""
+    parent: dict[str, str | None] = {flow.start: None}
+    queue = deque([flow.start])
+    errors = []
+    while queue:
+        name = queue.popleft()
+        step = flow.steps[name]
+        if step.is_notice:
+            continue
+        if step.contacts_person:
+            path = []
+            node: str | None = name
+            while node is not None:
+                path.append(node)
+                node = parent[node]
+            errors.append(FlowError(step.where, f"a caller can reach '{name}' without hearing "
+                                    "the confidentiality notice: " + " → ".join(reversed(path)),
+                                    "put a notice step on that path, e.g. start the flow with one"))
+            continue
+        for target in step.edges().values():
+            if target not in parent:
+                parent[target] = name
+                queue.append(target)
+    return errors
+
+
+def _traps(flow: Flow) -> list[FlowError]:
+    """Loops made only of steps that never wait for the caller (Tarjan's components)."""
+    graph = {name: [t for t in step.edges().values() if not flow.steps[t].takes_input]
+             for name, step in flow.steps.items() if not step.takes_input}
+    errors = []
+    for component in _strongly_connected(graph):
+        looped = len(component) > 1 or component[0] in graph[component[0]]
+        if looped:
+            ordered = sorted(component)
+            first = flow.steps[ordered[0]]
+            errors.append(FlowError(first.where, "steps " + " → ".join(ordered + ordered[:1]) +
+                                    " loop without ever waiting for the caller, who would be "
+                                    "stuck forever",
+                                    "put a menu in the loop, or end it with a message"))
+    return errors
+
+
+def _strongly_connected(graph: dict[str, list[str]]) -> list[list[str]]:
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    result = []
+    for root in graph:
+        if root in index:
+            continue
+        work = [(root, iter(graph[root]))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(graph[child])))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    top = stack.pop()
+                    on_stack.discard(top)
+                    component.append(top)
+                    if top == node:
+                        break
+                result.append(component)
+    return result
+
+
+def _dead_ends(flow: Flow) -> list[FlowError]:
+    """Steps from which the call can never end or reach a person (e.g. a menu looping on itself)."""
+    exits = {n for n, s in flow.steps.items() if not s.edges() or s.contacts_person}
+    incoming: dict[str, list[str]] = {name: [] for name in flow.steps}
+    for name, step in flow.steps.items():
+        for target in step.edges().values():
+            incoming[target].append(name)
+    can_finish, queue = set(exits), deque(exits)
+    while queue:
+        for source in incoming[queue.popleft()]:
+            if source not in can_finish:
+                can_finish.add(source)
+                queue.append(source)
+    return [FlowError(flow.steps[name].where, f"step '{name}' has no way out: from it a "
+                      "caller can never reach a person or the end of the call",
+                      "give its menu an option or fallback that leads on")
+            for name in flow.reachable() if name not in can_finish]
+
+
+def _unreachable(flow: Flow) -> list[FlowError]:
+    reached = set(flow.reachable())
+    return [FlowError(step.where, f"step '{name}' is never reached from '{flow.start}'",
+                      "link to it or remove it")
+            for name, step in flow.steps.items() if name not in reached]
+
+
+def _numbers_bound_twice(flowset: FlowSet) -> list[FlowError]:
+    owner: dict[str, Flow] = {}
+    errors = []
+    for flow in flowset.flows.values():
+        for number in flow.numbers:
+            if number in owner and owner[number] is not flow:
+                errors.append(FlowError(flow.where, f"number {number} is bound to both "
+                                        f"'{owner[number].id}' and '{flow.id}'",
+                                        "a number answers one flow; remove it from one"))
+            owner.setdefault(number, flow)
+    return errors

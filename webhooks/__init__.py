@@ -1,0 +1,73 @@
+"""The Flask application: Twilio's voice webhooks, health and the public policy page."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from typing import Any
+
+from flask import Flask
+
+from callflow import logs
+from callflow.config import Settings
+from callflow.context import Links
+from callflow.engine import CallEngine, utc_now
+from callflow.errors import ConfigError
+from callflow.registry import FlowRegistry
+from callflow.state import CallStore
+from callflow.store import connect
+
+log = logging.getLogger(__name__)
+MAX_BODY_BYTES = 64 * 1024  # Twilio's webhooks are a few kilobytes at most
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """Build the app. ``config`` may hold Flask settings plus ``SETTINGS`` (a Settings),
+    ``CLOCK`` (a function returning an aware datetime) and ``STORE`` (a Redis client)."""
+    config = dict(config or {})
+    settings: Settings = config.pop("SETTINGS", None) or Settings.from_env()
+    app = Flask(__name__)
+    app.config.update(MAX_CONTENT_LENGTH=MAX_BODY_BYTES, SECRET_KEY=settings.secret_key)
+    app.config.update(config)
+    if not app.testing:
+        _require(settings, allow_missing_token=config.pop("ALLOW_MISSING_TOKEN", False))
+        logs.configure(settings.log_level)
+
+    registry = FlowRegistry(settings.flows_dir)
+    store = config.get("STORE") or connect(settings)
+    engine = CallEngine(registry, CallStore(store, settings.call_ttl),
+                        Links(settings.public_url), clock=config.get("CLOCK") or utc_now,
+                        policy_file=settings.policy_file)
+    app.extensions["callflow"] = {"settings": settings, "registry": registry, "store": store,
+                                  "engine": engine}
+    if not app.testing and settings.reload_interval > 0:
+        registry.watch(settings.reload_interval)
+        _reload_on_sighup(registry)
+
+    from webhooks import health, voice
+
+    app.register_blueprint(voice.bp)
+    app.register_blueprint(health.bp)
+    return app
+
+
+def _require(settings: Settings, allow_missing_token: bool = False) -> None:
+    """Refuse to start without the secrets and the public URL (no silent defaults).
+
+    Only ``callflow serve`` on a loopback address may start without the auth token, and then
+    every webhook is refused until it is set.
+    """
+    needed = [("SECRET_KEY", settings.secret_key), ("CALLFLOW_PUBLIC_URL", settings.public_url)]
+    if not allow_missing_token:
+        needed.insert(0, ("TWILIO_AUTH_TOKEN", settings.twilio_auth_token))
+    missing = [name for name, value in needed if not value]
+    if missing:
+        raise ConfigError(f"set {', '.join(missing)} before starting the service "
+                          "(see the README's configuration table)")
+
+
+def _reload_on_sighup(registry: FlowRegistry) -> None:
+    if threading.current_thread() is not threading.main_thread():
+        return
+    signal.signal(signal.SIGHUP, lambda *_: registry.reload())

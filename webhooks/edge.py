@@ -1,0 +1,75 @@
+"""The edge every Twilio request passes: signature first, then caller data dropped.
+
+The signature is checked on ``CALLFLOW_PUBLIC_URL`` + path + query and the raw form (repeated
+keys included), so it holds behind proxies. Then only allow-listed fields survive, and the
+request's own form, query and values are replaced by them, so nothing later can reach a caller's
+number even by mistake.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from flask import abort, current_app, g, request
+from twilio.request_validator import (
+    SIGNATURE_HEADER,
+    SIGNATURE_SETTINGS_HEADER,
+    RequestValidator,
+    get_signature_algorithm,
+)
+from werkzeug.datastructures import CombinedMultiDict, ImmutableMultiDict
+
+from callflow.privacy import strip_caller_data
+
+log = logging.getLogger(__name__)
+LINK_PARAMS = ("flow", "step")
+CALL_SID = re.compile(r"^CA[0-9a-f]{32}$")
+
+
+def signed_url() -> str:
+    settings = current_app.extensions["callflow"]["settings"]
+    base = (settings.public_url or request.host_url).rstrip("/")
+    query = request.query_string.decode("latin-1")
+    return f"{base}{request.path}?{query}" if query else f"{base}{request.path}"
+
+
+def check_and_strip() -> None:
+    """``before_request`` of every Twilio-facing blueprint."""
+    settings = current_app.extensions["callflow"]["settings"]
+    params = request.form if request.method == "POST" else {}
+    signature = request.headers.get(SIGNATURE_HEADER, "")
+    algorithm = get_signature_algorithm(request.headers.get(SIGNATURE_SETTINGS_HEADER))
+    token = settings.twilio_auth_token
+    if not (token and signature and
+            RequestValidator(token).validate(signed_url(), params, signature, algorithm)):
+        log.warning("refused a request without a valid Twilio signature",
+                    extra={"path": request.path, "method": request.method, "status": 403})
+        abort(403)
+    source = request.form if request.method == "POST" else request.args
+    kept = strip_caller_data(source)
+    # Our own routing parameters, which we put in the URLs we hand Twilio.
+    link = {name: request.args[name] for name in LINK_PARAMS if name in request.args}
+    form = ImmutableMultiDict(kept if request.method == "POST" else {})
+    args = ImmutableMultiDict({**link, **({} if request.method == "POST" else kept)})
+    # Replace the parsed request data so no later code can read a dropped field.
+    request.__dict__.update(form=form, args=args, values=CombinedMultiDict([args, form]))
+    g.twilio, g.link = kept, link
+
+
+def field(name: str, default: str = "") -> str:
+    """A surviving webhook field (empty before the edge has run)."""
+    return g.get("twilio", {}).get(name, default)
+
+
+def require_call_sid() -> str:
+    """The call's id, which keys its state: refuse a request without a well-formed one."""
+    sid = field("CallSid")
+    if not CALL_SID.match(sid):
+        abort(400, description="CallSid is missing or malformed")
+    return sid
+
+
+def link(name: str) -> str:
+    """A routing parameter of the URL we gave Twilio (``flow``, ``step``)."""
+    return g.get("link", {}).get(name, "")

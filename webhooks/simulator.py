@@ -1,0 +1,194 @@
+"""Plays a call through the app exactly as Twilio would: signed requests, TwiML followed.
+
+Used by ``callflow simulate`` in the terminal and by the tests. It signs every request with
+the auth token, sends the fields Twilio sends (the caller's number included, which the edge
+must drop), follows ``<Gather>``, ``<Redirect>`` and ``<Dial>`` (playing the worker's side of
+the screening too), and records what each party hears.
+"""
+
+from __future__ import annotations
+
+import secrets
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs, urljoin, urlsplit
+
+from flask import Flask
+from twilio.request_validator import RequestValidator
+
+SIM_CALLER = "+447700900999"  # fictional (Ofcom drama range)
+ACCOUNT_SID = "AC" + "0" * 32
+
+
+def new_call_sid() -> str:
+    return "CA" + secrets.token_hex(16)
+
+
+@dataclass
+class Event:
+    who: str  # "caller", "worker", "system"
+    kind: str  # say, play, gather, step, ring, accepted, declined, connected, hangup, http
+    text: str = ""
+
+
+@dataclass
+class Transcript:
+    events: list[Event] = field(default_factory=list)
+
+    def heard(self, who: str = "caller") -> list[str]:
+        return [e.text for e in self.events if e.who == who and e.kind == "say"]
+
+    def kinds(self) -> list[str]:
+        return [e.kind for e in self.events]
+
+    @property
+    def connected(self) -> bool:
+        return any(e.kind == "connected" for e in self.events)
+
+
+class Keypad:
+    """Scripted keypresses: each gather takes the next entry ('' = no key pressed)."""
+
+    def __init__(self, caller: list[str] | None = None, worker: list[str] | None = None):
+        self.caller_keys = list(caller or [])
+        self.worker_keys = list(worker if worker is not None else ["1"])
+
+    def caller(self, prompt: str) -> str:
+        return self.caller_keys.pop(0) if self.caller_keys else ""
+
+    def worker(self, name: str, whisper: str) -> str:
+        return self.worker_keys.pop(0) if self.worker_keys else ""
+
+
+class TwilioSim:
+    """Signs and sends webhooks to a Flask app as Twilio does."""
+
+    def __init__(self, app: Flask, *, extra_fields: dict[str, str] | None = None,
+                 on_event: Callable[[Event], None] | None = None):
+        settings = app.extensions["callflow"]["settings"]
+        self.app = app
+        self.client = app.test_client()
+        self.base = (settings.public_url or "http://localhost").rstrip("/") + "/"
+        self.validator = RequestValidator(settings.twilio_auth_token)
+        self.extra_fields = dict(extra_fields or {})
+        self.on_event = on_event
+        self.responses: list[str] = []
+
+    def post(self, url: str, fields: dict[str, str], *, method: str = "POST"):
+        """Send one signed webhook; returns the Flask test response."""
+        url = urljoin(self.base, url)
+        parts = urlsplit(url)
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        if method == "GET":
+            query = "&".join(f"{k}={v}" for k, v in fields.items())
+            url = f"{url}{'&' if parts.query else '?'}{query}"
+            target = urlsplit(url).path + "?" + urlsplit(url).query
+            signature = self.validator.compute_signature(url, {})
+            return self.client.get(target, headers={"X-Twilio-Signature": signature})
+        signature = self.validator.compute_signature(url, fields)
+        response = self.client.post(target, data=fields, headers={"X-Twilio-Signature": signature})
+        self.responses.append(response.get_data(as_text=True))
+        return response
+
+    def emit(self, transcript: Transcript, event: Event) -> None:
+        transcript.events.append(event)
+        if self.on_event:
+            self.on_event(event)
+
+    def call(self, to: str, keypad: Keypad | None = None, *, caller: str = SIM_CALLER,
+             max_requests: int = 60) -> Transcript:
+        """Ring ``to`` and play the call to its end."""
+        keypad = keypad or Keypad()
+        transcript = Transcript()
+        sid = new_call_sid()
+        fields = {"CallSid": sid, "AccountSid": ACCOUNT_SID, "From": caller, "Caller": caller,
+                  "To": to, "Called": to, "CallStatus": "ringing", "Direction": "inbound",
+                  "ApiVersion": "2010-04-01", **self.extra_fields}
+        url: str | None = "/voice/incoming"
+        extra: dict[str, str] = {}
+        for _ in range(max_requests):
+            if url is None:
+                break
+            self.emit(transcript, Event("system", "step", _describe(url)))
+            response = self.post(url, {**fields, **extra})
+            if response.status_code != 200:
+                self.emit(transcript, Event("system", "http", str(response.status_code)))
+                break
+            fields["CallStatus"] = "in-progress"
+            url, extra = self._follow(response.get_data(as_text=True), transcript, keypad, fields)
+        self.post("/voice/status", {**fields, "CallStatus": "completed"})
+        return transcript
+
+    def _follow(self, body: str, transcript: Transcript, keypad: Keypad, fields):
+        """Play one TwiML document; return the next URL to request (or None) and its fields."""
+        for verb in ET.fromstring(body):
+            if verb.tag == "Say":
+                self.emit(transcript, Event("caller", "say", verb.text or ""))
+            elif verb.tag == "Play":
+                self.emit(transcript, Event("caller", "play", verb.text or ""))
+            elif verb.tag == "Gather":
+                prompt = " ".join(child.text or "" for child in verb)
+                for child in verb:
+                    self.emit(transcript, Event("caller", "say" if child.tag == "Say" else "play",
+                                                child.text or ""))
+                digits = keypad.caller(prompt)
+                self.emit(transcript, Event("caller", "gather", digits))
+                if digits or verb.get("actionOnEmptyResult") == "true":
+                    return verb.get("action"), {"Digits": digits} if digits else {}
+            elif verb.tag == "Redirect":
+                return verb.text, {}
+            elif verb.tag == "Dial":
+                status = self._dial(verb, transcript, keypad, fields)
+                if verb.get("action"):
+                    return verb.get("action"), {"DialCallStatus": status}
+            elif verb.tag == "Hangup":
+                self.emit(transcript, Event("caller", "hangup"))
+                return None, {}
+        return None, {}
+
+    def _dial(self, dial: ET.Element, transcript: Transcript, keypad: Keypad, fields) -> str:
+        """Ring each number; the first worker to press 1 at the screening is connected."""
+        names = self._worker_names()
+        self.emit(transcript, Event("system", "dial", dial.get("callerId", "")))
+        for number in dial.findall("Number"):
+            name = names.get((number.text or "").strip(), "a worker")
+            self.emit(transcript, Event("worker", "ring", name))
+            if self._screen(number, name, transcript, keypad, dial.get("callerId", "")):
+                self.emit(transcript, Event("system", "connected", name))
+                return "completed"
+        return "no-answer"
+
+    def _screen(self, number: ET.Element, name: str, transcript, keypad, caller_id) -> bool:
+        if not number.get("url"):
+            return False
+        leg = {"CallSid": new_call_sid(), "AccountSid": ACCOUNT_SID, "From": caller_id,
+               "To": (number.text or "").strip(), "CallStatus": "in-progress",
+               "Direction": "outbound-api", "ApiVersion": "2010-04-01"}
+        body = self.post(number.get("url"), leg).get_data(as_text=True)
+        for verb in ET.fromstring(body):
+            if verb.tag == "Gather":
+                whisper = " ".join(child.text or "" for child in verb)
+                self.emit(transcript, Event("worker", "say", whisper))
+                digits = keypad.worker(name, whisper)
+                if not digits:
+                    self.emit(transcript, Event("worker", "declined", name))
+                    return False
+                answer = self.post(verb.get("action"), {**leg, "Digits": digits})
+                accepted = "<Hangup" not in answer.get_data(as_text=True)
+                self.emit(transcript, Event("worker", "accepted" if accepted else "declined",
+                                            name))
+                return accepted
+        return False
+
+    def _worker_names(self) -> dict[str, str]:
+        flowset = self.app.extensions["callflow"]["registry"].current
+        return {w.number: f"{w.name} ({team.name})"
+                for team in flowset.teams.values() for w in team.workers}
+
+
+def _describe(url: str) -> str:
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    step = query.get("step", [""])[0]
+    return f"{parts.path} {step}".strip()
