@@ -26,6 +26,10 @@ class Settings:
     log_level: str = "INFO"
     # Seconds between checks of the flows folder for edits (0 turns watching off).
     reload_interval: float = 2.0
+    # Delete each finished call's record from Twilio's logs (it holds the caller's number).
+    purge_twilio_logs: bool = False
+    # Days an audit entry is kept before `callflow audit purge` cuts it (the policy's six months).
+    retention_days: int = 183
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -43,10 +47,18 @@ class Settings:
             "policy_file": "CALLFLOW_POLICY_FILE",
             "log_level": "CALLFLOW_LOG_LEVEL",
             "reload_interval": "CALLFLOW_RELOAD_INTERVAL",
+            "purge_twilio_logs": "CALLFLOW_PURGE_TWILIO_LOGS",
+            "retention_days": "CALLFLOW_AUDIT_RETENTION_DAYS",
         }
         values = {}
         for f in fields(cls):
             raw = env.get(names[f.name])
             if raw not in (None, ""):
-                values[f.name] = type(f.default)(raw) if not isinstance(f.default, str) else raw
+                values[f.name] = _convert(raw, f.default)
         return cls(**values)
+
+
+def _convert(raw: str, default):
+    if isinstance(default, bool):
+        return raw.strip().lower() in ("1", "true", "yes", "on")
+    return raw if isinstance(default, str) else type(default)(raw)

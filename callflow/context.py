@@ -5,9 +5,10 @@ Steps never see a request: only this context, which holds no caller data by cons
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 if TYPE_CHECKING:
@@ -48,6 +49,21 @@ class Links:
     def degraded_dial(self, flow: str) -> str:
         return self._url("/voice/degraded/dial", flow=flow)
 
+    def hold(self, call: str) -> str:
+        return self._url("/voice/hold", call=call)
+
+    def conference(self, call: str) -> str:
+        return self._url("/voice/conference", call=call)
+
+    def worker(self, call: str, leg: int) -> str:
+        return self._url("/voice/worker", call=call, leg=str(leg))
+
+    def worker_answer(self, call: str, leg: int) -> str:
+        return self._url("/voice/worker/answer", call=call, leg=str(leg))
+
+    def worker_status(self, call: str, leg: int) -> str:
+        return self._url("/voice/worker/status", call=call, leg=str(leg))
+
 
 @dataclass
 class CallContext:
@@ -60,3 +76,5 @@ class CallContext:
     links: Links
     notice_heard: bool = False
     visited: list[str] = field(default_factory=list)
+    # Puts the caller on the conference bridge (True), or declines so the step dials directly.
+    put_through: Callable[[Any, Any], bool] | None = None

@@ -13,14 +13,15 @@ from datetime import UTC, datetime
 
 from twilio.twiml.voice_response import VoiceResponse
 
-from callflow.context import CallContext, Links
+from callflow.bridge import Bridge
+from callflow.context import CallContext
 from callflow.degraded import CONNECTED, degraded_dial_result, degraded_response, helpline_number
 from callflow.dialling import accept_or_refuse, screen_worker
 from callflow.errors import StoreUnavailable
 from callflow.flow import Flow
 from callflow.policy import policy_text, spoken_paragraphs
-from callflow.registry import FlowRegistry
-from callflow.state import CallState, CallStore
+from callflow.runtime import Runtime
+from callflow.state import CallState
 from callflow.steps import DEFAULT_WHISPER, Connect, Menu, Notice, Step
 
 log = logging.getLogger(__name__)
@@ -35,13 +36,14 @@ def utc_now() -> datetime:
 
 
 class CallEngine:
-    def __init__(self, registry: FlowRegistry, store: CallStore, links: Links,
-                 clock: Callable[[], datetime] = utc_now, policy_file: str = "") -> None:
-        self.registry = registry
-        self.store = store
-        self.links = links
-        self.clock = clock
-        self.policy_file = policy_file
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.registry = rt.registry
+        self.store = rt.calls
+        self.links = rt.links
+        self.clock: Callable[[], datetime] = rt.clock
+        self.policy_file = rt.settings.policy_file
+        self.bridge = Bridge(rt)
 
     # -- the caller's leg -------------------------------------------------------------------
 
@@ -96,7 +98,9 @@ class CallEngine:
                     dial_status: str) -> VoiceResponse:
         def answer(flow: Flow, connect: Connect, state: CallState) -> VoiceResponse:
             log.info("dial ended", extra={"call": call_sid, "step": step, "status": dial_status})
-            if dial_status in CONNECTED:
+            connected = (self.bridge.connected(state.live) if state.live
+                         else dial_status in CONNECTED)
+            if connected:
                 response = VoiceResponse()
                 response.hangup()
                 return response
@@ -110,6 +114,9 @@ class CallEngine:
             return
         log.info("call ended", extra={"call": call_sid, "status": call_status})
         try:
+            state = self.store.load(call_sid)
+            if state.live:
+                self.bridge.caller_gone(state.live)
             self.store.end(call_sid)
         except StoreUnavailable:
             log.warning("store unavailable; call state will expire", extra={"call": call_sid})
@@ -159,10 +166,21 @@ class CallEngine:
         connect = flow.steps.get(step)
         return flow, connect if isinstance(connect, Connect) else None
 
-    def _context(self, flow: Flow, dialled: str, state: CallState) -> CallContext:
-        return CallContext(flowset=self.registry.current, flow=flow,
-                           helpline_number=helpline_number(flow, dialled), now=self.clock(),
-                           links=self.links, notice_heard=state.notice_heard)
+    def _context(self, flow: Flow, dialled: str, state: CallState,
+                 call_sid: str = "") -> CallContext:
+        number = helpline_number(flow, dialled)
+
+        def put_through(response: VoiceResponse, connect: Connect) -> bool:
+            if not call_sid or not self.bridge.available():
+                return False
+            call = self.bridge.put_through(response, flow, connect, caller_sid=call_sid,
+                                           helpline_number=number)
+            state.live = call.id
+            return True
+
+        return CallContext(flowset=self.registry.current, flow=flow, helpline_number=number,
+                           now=self.clock(), links=self.links, notice_heard=state.notice_heard,
+                           put_through=put_through)
 
     def _step_turn(self, call_sid, flow_id, step_name, dialled, kind, answer) -> VoiceResponse:
         """Find the flow and step a callback names, load the call, and answer; or degrade."""
@@ -197,7 +215,7 @@ class CallEngine:
              response: VoiceResponse | None = None) -> VoiceResponse:
         """Render steps from ``name`` until one waits for Twilio or ends the call; save state."""
         response = response or VoiceResponse()
-        call = self._context(flow, dialled, state)
+        call = self._context(flow, dialled, state, call_sid)
         current: str | None = name
         for _ in range(MAX_HOPS):
             if current is None:

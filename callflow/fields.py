@@ -62,15 +62,17 @@ class Spec:
     default: Any = None
     minimum: int | None = None
     maximum: int | None = None
+    choices: tuple[str, ...] = ()
 
 
 _MISSING = object()
 
 
-def option(kind: str, doc: str, default: Any = _MISSING, *, minimum=None, maximum=None):
+def option(kind: str, doc: str, default: Any = _MISSING, *, minimum=None, maximum=None,
+           choices: tuple[str, ...] = ()):
     """Declare a flow-language key as a dataclass field."""
     required = default is _MISSING
-    spec = Spec(kind, doc, required, None if required else default, minimum, maximum)
+    spec = Spec(kind, doc, required, None if required else default, minimum, maximum, choices)
     if required:
         return dataclasses.field(metadata={"spec": spec})
     if isinstance(default, (list, dict)):
@@ -121,6 +123,14 @@ def _boolean(value, where, spec):
     return value
 
 
+def _choice(value, where, spec):
+    value = _text(value, where, spec)
+    if value not in spec.choices:
+        hint = did_you_mean(value, spec.choices) or f"use one of: {', '.join(spec.choices)}"
+        raise FlowError(where, f"'{value}' is not one of the choices", hint)
+    return value
+
+
 def _url(value, where, spec):
     value = _text(value, where, spec)
     if not value.startswith(("https://", "http://")):
@@ -168,6 +178,7 @@ _CONVERTERS = {
     "int": _integer,
     "bool": _boolean,
     "url": _url,
+    "choice": _choice,
     "digit": _digit,
     "number": _number,
     "numbers": _numbers,
@@ -205,6 +216,7 @@ def json_schema(spec: Spec) -> dict[str, Any]:
         "int": {"type": "integer"},
         "bool": {"type": "boolean"},
         "url": {"type": "string", "pattern": "^https?://"},
+        "choice": {"enum": list(spec.choices)},
         "digit": digit,
         "number": {"type": "string", "pattern": E164.pattern},
         "numbers": {"type": "array", "minItems": 1,

@@ -32,8 +32,20 @@ class Worker:
     active: bool = option("bool", "Whether the worker is rung", True)
 
 
+RING_STRATEGIES = ("simultaneous", "sequential")
+
+
 @dataclass(frozen=True, kw_only=True)
 class Team:
+    ring: str = option("choice", "Ring every active worker at once, or one after another",
+                       "simultaneous", choices=RING_STRATEGIES)
+    ring_timeout: int = option("int", "Seconds each worker's phone rings", 20, minimum=5,
+                               maximum=60)
+    ring_limit: int = option("int", "Seconds the caller waits in all before the no-answer "
+                             "step", 120, minimum=15, maximum=900)
+    hold_music: str | None = option("url", "Audio played to a waiting caller (default: a "
+                                    "spoken holding message)", None)
+
     name: str
     where: Where
     workers: tuple[Worker, ...]

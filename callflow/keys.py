@@ -8,3 +8,65 @@ PREFIX = "callflow"
 def call(call_sid: str) -> str:
     """A call's state while it runs through its flow (a hash, with a TTL)."""
     return f"{PREFIX}:call:{call_sid}"
+
+
+def live_call(call_id: str) -> str:
+    """One live call on the bridge, by its opaque id (a hash; expires after the call)."""
+    return f"{PREFIX}:live:{call_id}"
+
+
+def live_index() -> str:
+    """Live call ids scored by start time, for the manager's list (a sorted set)."""
+    return f"{PREFIX}:live-index"
+
+
+def conference_room(call_id: str) -> str:
+    """The Twilio conference name of a live call: opaque, like the id it is made from."""
+    return f"room-{call_id}"
+
+
+def leg_claim(call_id: str, leg: int) -> str:
+    """Held once a worker's leg is being created, so a retried job never rings twice."""
+    return f"{PREFIX}:leg:{call_id}:{leg}"
+
+
+def rest_trouble() -> str:
+    """Present (with a TTL) after Twilio's REST API failed, so new callers are dialled directly."""
+    return f"{PREFIX}:rest-trouble"
+
+
+# The audit log's keys share the hash tag ``{audit}`` so the scripts that touch several of them
+# at once also work on a Redis Cluster (one slot). None has a TTL: only ``audit purge`` cuts.
+def audit_entries() -> str:
+    """The audit log's entries, oldest first (a list of canonical JSON strings)."""
+    return f"{PREFIX}:{{audit}}:entries"
+
+
+def audit_head() -> str:
+    """The signed seq and hash of the newest audit entry, so a cut tail is detected."""
+    return f"{PREFIX}:{{audit}}:head"
+
+
+def audit_checkpoint() -> str:
+    """The signed seq and hash of the last entry removed by a purge, where verifying starts."""
+    return f"{PREFIX}:{{audit}}:checkpoint"
+
+
+def staff(name: str) -> str:
+    """One staff account (a hash of role, hashes and flags; no TTL: accounts are kept)."""
+    return f"{PREFIX}:staff:{name}"
+
+
+def staff_names() -> str:
+    """The set of every staff account's name, so listing needs no SCAN."""
+    return f"{PREFIX}:staff-names"
+
+
+def lockout_failures(subject: str) -> str:
+    """Failed sign-ins for one subject (an account, address or phone line) in the window."""
+    return f"{PREFIX}:lockout:failures:{subject}"
+
+
+def lockout_locked(subject: str) -> str:
+    """Present (with a TTL) while a subject is locked out of signing in."""
+    return f"{PREFIX}:lockout:locked:{subject}"

@@ -47,3 +47,5 @@ def configure(level: str = "INFO", stream=None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # The twilio library logs each REST request's parameters (workers' numbers) at INFO.
+    logging.getLogger("twilio.http_client").setLevel(logging.WARNING)

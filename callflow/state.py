@@ -20,15 +20,17 @@ class CallState:
     step: str = ""
     attempts: int = 0
     notice_heard: bool = False
+    live: str = ""  # the opaque id of the call on the bridge, once there
 
     def to_hash(self) -> dict[str, str]:
         return {"flow": self.flow, "step": self.step, "attempts": str(self.attempts),
-                "notice": "1" if self.notice_heard else "0"}
+                "notice": "1" if self.notice_heard else "0", "live": self.live}
 
     @classmethod
     def from_hash(cls, data: dict[str, str]) -> CallState:
         return cls(flow=data.get("flow", ""), step=data.get("step", ""),
-                   attempts=int(data.get("attempts") or 0), notice_heard=data.get("notice") == "1")
+                   attempts=int(data.get("attempts") or 0), notice_heard=data.get("notice") == "1",
+                   live=data.get("live", ""))
 
 
 class CallStore:

@@ -205,10 +205,16 @@ class Connect(Spoken):
         return []
 
     def render(self, response, call):
+        if call.put_through is not None and call.put_through(response, self):
+            return None  # the caller waits on the conference bridge
+        self.dial_directly(response, call)
+        return None
+
+    def dial_directly(self, response, call) -> None:
+        """Ring the team's numbers straight from the caller's call (no bridge)."""
         dial_team(response, call.flowset.teams[self.team], helpline_number=call.helpline_number,
                   timeout=self.timeout, action=call.links.dial(call.flow.id, self.name),
                   screen=call.links.screen(call.flow.id, self.name))
-        return None
 
 
 @dataclass(frozen=True, kw_only=True)

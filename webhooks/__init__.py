@@ -9,14 +9,11 @@ from typing import Any
 
 from flask import Flask
 
-from callflow import logs
+from callflow import logs, runtime
 from callflow.config import Settings
-from callflow.context import Links
-from callflow.engine import CallEngine, utc_now
+from callflow.engine import CallEngine
 from callflow.errors import ConfigError
 from callflow.registry import FlowRegistry
-from callflow.state import CallStore
-from callflow.store import connect
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024  # Twilio's webhooks are a few kilobytes at most
@@ -24,7 +21,8 @@ MAX_BODY_BYTES = 64 * 1024  # Twilio's webhooks are a few kilobytes at most
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the app. ``config`` may hold Flask settings plus ``SETTINGS`` (a Settings),
-    ``CLOCK`` (a function returning an aware datetime) and ``STORE`` (a Redis client)."""
+    ``CLOCK`` (a function returning an aware datetime), ``STORE`` (a Redis client),
+    ``TWILIO_HTTP_CLIENT`` (for the REST client) and ``SYNC_JOBS`` (run jobs at once)."""
     config = dict(config or {})
     settings: Settings = config.pop("SETTINGS", None) or Settings.from_env()
     app = Flask(__name__)
@@ -34,20 +32,20 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         _require(settings, allow_missing_token=config.pop("ALLOW_MISSING_TOKEN", False))
         logs.configure(settings.log_level)
 
-    registry = FlowRegistry(settings.flows_dir)
-    store = config.get("STORE") or connect(settings)
-    engine = CallEngine(registry, CallStore(store, settings.call_ttl),
-                        Links(settings.public_url), clock=config.get("CLOCK") or utc_now,
-                        policy_file=settings.policy_file)
-    app.extensions["callflow"] = {"settings": settings, "registry": registry, "store": store,
-                                  "engine": engine}
+    rt = runtime.install(runtime.build(
+        settings, store=config.get("STORE"), clock=config.get("CLOCK"),
+        http_client=config.get("TWILIO_HTTP_CLIENT"), sync_jobs=bool(config.get("SYNC_JOBS"))))
+    engine = CallEngine(rt)
+    app.extensions["callflow"] = {"settings": settings, "registry": rt.registry,
+                                  "store": rt.store, "runtime": rt, "engine": engine}
     if not app.testing and settings.reload_interval > 0:
-        registry.watch(settings.reload_interval)
-        _reload_on_sighup(registry)
+        rt.registry.watch(settings.reload_interval)
+        _reload_on_sighup(rt.registry)
 
-    from webhooks import health, voice
+    from webhooks import bridge, health, voice
 
     app.register_blueprint(voice.bp)
+    app.register_blueprint(bridge.bp)
     app.register_blueprint(health.bp)
     return app
 

@@ -16,7 +16,8 @@ import click
 from callflow.cli import cli
 from callflow.config import Settings
 from callflow.errors import CallflowError
-from webhooks.simulator import Event, Keypad, TwilioSim
+from webhooks.simulator import ACCOUNT_SID, Event, Keypad, TwilioSim
+from webhooks.twilio_double import TwilioDouble
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +62,13 @@ def serve(host: str, port: int) -> None:
         app = create_app({"SETTINGS": settings, "ALLOW_MISSING_TOKEN": is_loopback(host)})
     except CallflowError as exc:
         raise click.ClickException(str(exc)) from None
+    if not settings.redis_url:
+        from callflow.worker import start_in_process
+
+        start_in_process(app.extensions["callflow"]["runtime"])
     click.echo(f"callflow listening on http://{host}:{port} (flows: {settings.flows_dir}, "
-               f"store: {'Redis' if settings.redis_url else 'embedded'})", err=True)
+               f"store: {'Redis' if settings.redis_url else 'embedded, jobs run in-process'})",
+               err=True)
     run(app, host, port)
 
 
@@ -96,6 +102,9 @@ SHOW = {
     "accepted": lambda e: f"  worker {e.text} pressed 1",
     "declined": lambda e: f"  worker {e.text} did not accept",
     "connected": lambda e: click.style(f"✔ connected to {e.text}", bold=True),
+    "waiting": lambda e: "⏳ waiting in a private conference room while workers are rung",
+    "cancelled": lambda e: "  another worker's phone stops ringing",
+    "fallback": lambda e: "  nobody accepted: taken to the flow's no-answer step",
     "hangup": lambda e: "— call ended —",
     "http": lambda e: click.style(f"✘ the service answered HTTP {e.text}", fg="red"),
 }
@@ -116,12 +125,14 @@ def simulate(to: str, digits: str | None, worker_digits: str | None, at: str | N
     from webhooks import create_app
 
     settings = Settings.from_env()
-    settings = replace(settings, twilio_auth_token=secrets.token_hex(16),
+    settings = replace(settings, twilio_account_sid=ACCOUNT_SID,
+                       twilio_auth_token=secrets.token_hex(16),
                        secret_key=secrets.token_urlsafe(32),
                        public_url="https://simulator.callflow.invalid", reload_interval=0,
                        log_level="WARNING")
+    rest = TwilioDouble()
     try:
-        app = create_app({"SETTINGS": settings,
+        app = create_app({"SETTINGS": settings, "TWILIO_HTTP_CLIENT": rest, "SYNC_JOBS": True,
                           "CLOCK": clock_at(at, to, settings) if at else None})
     except CallflowError as exc:
         raise click.ClickException(str(exc)) from None
@@ -133,7 +144,7 @@ def simulate(to: str, digits: str | None, worker_digits: str | None, at: str | N
     def show(event: Event) -> None:
         click.echo(SHOW.get(event.kind, lambda e: f"{e.kind} {e.text}")(event))
 
-    transcript = TwilioSim(app, on_event=show).call(to, keypad)
+    transcript = TwilioSim(app, on_event=show, rest=rest).call(to, keypad)
     if "http" in transcript.kinds():
         sys.exit(1)
 

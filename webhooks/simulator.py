@@ -17,6 +17,8 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 from flask import Flask
 from twilio.request_validator import RequestValidator
 
+from webhooks.twilio_double import TwilioDouble
+
 SIM_CALLER = "+447700900999"  # fictional (Ofcom drama range)
 ACCOUNT_SID = "AC" + "0" * 32
 
@@ -65,7 +67,8 @@ class TwilioSim:
     """Signs and sends webhooks to a Flask app as Twilio does."""
 
     def __init__(self, app: Flask, *, extra_fields: dict[str, str] | None = None,
-                 on_event: Callable[[Event], None] | None = None):
+                 on_event: Callable[[Event], None] | None = None,
+                 rest: TwilioDouble | None = None):
         settings = app.extensions["callflow"]["settings"]
         self.app = app
         self.client = app.test_client()
@@ -73,6 +76,7 @@ class TwilioSim:
         self.validator = RequestValidator(settings.twilio_auth_token)
         self.extra_fields = dict(extra_fields or {})
         self.on_event = on_event
+        self.rest = rest
         self.responses: list[str] = []
 
     def post(self, url: str, fields: dict[str, str], *, method: str = "POST"):
@@ -138,6 +142,8 @@ class TwilioSim:
                     return verb.get("action"), {"Digits": digits} if digits else {}
             elif verb.tag == "Redirect":
                 return verb.text, {}
+            elif verb.tag == "Dial" and verb.find("Conference") is not None:
+                return self._conference(verb.find("Conference"), transcript, keypad, fields), {}
             elif verb.tag == "Dial":
                 status = self._dial(verb, transcript, keypad, fields)
                 if verb.get("action"):
@@ -164,9 +170,15 @@ class TwilioSim:
             return False
         leg = {"CallSid": new_call_sid(), "AccountSid": ACCOUNT_SID, "From": caller_id,
                "To": (number.text or "").strip(), "CallStatus": "in-progress",
-               "Direction": "outbound-api", "ApiVersion": "2010-04-01"}
-        body = self.post(number.get("url"), leg).get_data(as_text=True)
+               "Direction": "outbound-dial", "ApiVersion": "2010-04-01"}
+        return self._answer(number.get("url"), leg, name, transcript, keypad)
+
+    def _answer(self, url: str, leg: dict[str, str], name: str, transcript, keypad) -> bool:
+        """The worker answers: hears the screening, presses a key (or not). Accepted?"""
+        body = self.post(url, leg).get_data(as_text=True)
         for verb in ET.fromstring(body):
+            if verb.tag == "Say":
+                self.emit(transcript, Event("worker", "say", verb.text or ""))
             if verb.tag == "Gather":
                 whisper = " ".join(child.text or "" for child in verb)
                 self.emit(transcript, Event("worker", "say", whisper))
@@ -180,6 +192,60 @@ class TwilioSim:
                                             name))
                 return accepted
         return False
+
+    def _conference(self, conference: ET.Element, transcript, keypad, fields) -> str | None:
+        """The caller waits in the room while the service rings workers over REST."""
+        room, events = conference.text or "", conference.get("statusCallback")
+        conference_sid = "CF" + secrets.token_hex(16)
+        self.emit(transcript, Event("system", "waiting", room))
+
+        def event(name: str, call_sid: str) -> None:
+            self.post(events, {"AccountSid": ACCOUNT_SID, "ConferenceSid": conference_sid,
+                               "FriendlyName": room, "StatusCallbackEvent": name,
+                               "CallSid": call_sid})
+
+        event("participant-join", fields["CallSid"])
+        hold = self.post(conference.get("waitUrl"), {**fields}).get_data(as_text=True)
+        for verb in ET.fromstring(hold):
+            if verb.tag in ("Say", "Play"):
+                self.emit(transcript, Event("caller", verb.tag.lower(), verb.text or ""))
+        if self.rest is None:
+            return None
+        names = self._worker_names()
+        pending = [r for r in self.rest.take_new() if r.kind == "ring"]
+        while pending:
+            leg = pending.pop(0)
+            to = str(leg.data.get("To", ""))
+            name = names.get(to, "a worker")
+            self.emit(transcript, Event("worker", "ring", name))
+            fields_leg = {"CallSid": leg.sid, "AccountSid": ACCOUNT_SID,
+                          "From": str(leg.data.get("From", "")), "To": to,
+                          "CallStatus": "in-progress", "Direction": "outbound-api",
+                          "ApiVersion": "2010-04-01"}
+            if self._answer(str(leg.data["Url"]), fields_leg, name, transcript, keypad):
+                self.emit(transcript, Event("system", "connected", name))
+                event("participant-join", leg.sid)
+                event("conference-start", leg.sid)
+                self._settle_cancelled(transcript)
+                event("participant-leave", fields["CallSid"])
+                event("conference-end", fields["CallSid"])
+                self.emit(transcript, Event("caller", "hangup"))
+                return None
+            self.post(str(leg.data["StatusCallback"]), {**fields_leg, "CallStatus": "completed"})
+            for request in self.rest.take_new():
+                if request.kind == "ring":
+                    pending.append(request)
+                elif request.kind == "redirect" and request.sid == fields["CallSid"]:
+                    event("participant-leave", fields["CallSid"])
+                    self.emit(transcript, Event("system", "fallback", ""))
+                    return str(request.data["Url"])
+        return None
+
+    def _settle_cancelled(self, transcript) -> None:
+        """Workers whose legs the service cancelled stop ringing."""
+        for request in self.rest.take_new():
+            if request.kind == "hang_up":
+                self.emit(transcript, Event("worker", "cancelled", request.sid[:8]))
 
     def _worker_names(self) -> dict[str, str]:
         flowset = self.app.extensions["callflow"]["registry"].current

@@ -1,0 +1,246 @@
+"""The conference bridge: the caller waits in a private room while workers are rung.
+
+The caller's side is TwiML (``<Dial><Conference>``); each worker's leg is a REST call made by
+an RQ job, screened with "press 1 to accept"; the first to accept is joined and the others are
+cancelled; if nobody accepts in time the caller is taken to the flow's no-answer step. Every
+leg shows the helpline's number and is never recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from twilio.twiml.voice_response import VoiceResponse
+
+from callflow import jobs, keys
+from callflow.dialling import DO_NOT_RECORD, screen_worker
+from callflow.errors import StoreUnavailable
+from callflow.flow import Flow, Team
+from callflow.live import LiveCall, LiveState
+from callflow.runtime import Runtime
+from callflow.steps import DEFAULT_WHISPER, Connect
+
+log = logging.getLogger(__name__)
+CONFERENCE_EVENTS = "start end join leave mute"
+LEG_ENDED = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
+REST_TROUBLE_SECONDS = 60
+HOLDING = "Thank you for waiting. We are finding someone to talk to you."
+TAKEN = "Thank you. This call has already been answered, or the caller has gone."
+
+
+class Bridge:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    # -- on the request path: the caller ---------------------------------------------------
+
+    def available(self) -> bool:
+        """Whether callers can be bridged now; if not, the flow dials the team directly."""
+        if self.rt.twilio is None:
+            return False
+        try:
+            return not self.rt.store.exists(keys.rest_trouble())
+        except Exception as exc:  # the store is down: the caller takes the degraded path
+            raise StoreUnavailable(str(exc)) from exc
+
+    def put_through(self, response: VoiceResponse, flow: Flow, connect: Connect, *,
+                    caller_sid: str, helpline_number: str) -> LiveCall:
+        """Open a live call, queue the worker legs, and put the caller in the waiting room."""
+        call = self.rt.live.open(flow=flow.id, step=connect.name, team=connect.team,
+                                 helpline_number=helpline_number, caller_sid=caller_sid,
+                                 now=self.rt.clock())
+        jobs.enqueue(jobs.ring_team, call.id, job_id=f"ring-{call.id}")
+        dial = response.dial(action=self.rt.links.dial(flow.id, connect.name), method="POST")
+        self._room(dial, call.id, caller=True)
+        log.info("caller waiting for a worker", extra={"call": caller_sid, "flow": flow.id,
+                                                       "event": "bridged"})
+        return call
+
+    def _room(self, dial, call_id: str, *, caller: bool) -> None:
+        """The conference noun, the same for caller and worker but for who starts it."""
+        dial.conference(keys.conference_room(call_id), beep=False, record=DO_NOT_RECORD,
+                        start_conference_on_enter=not caller, end_conference_on_exit=True,
+                        wait_url=self.rt.links.hold(call_id) if caller else None,
+                        wait_method="POST" if caller else None,
+                        status_callback=self.rt.links.conference(call_id),
+                        status_callback_method="POST",
+                        status_callback_event=CONFERENCE_EVENTS)
+
+    def connected(self, call_id: str) -> bool:
+        call = self.rt.live.get(call_id)
+        return bool(call and call.accepted is not None)
+
+    def hold(self, call_id: str) -> VoiceResponse:
+        """What a waiting caller hears; each fetch also checks the team's time limit."""
+        response = VoiceResponse()
+        call = self.rt.live.get(call_id)
+        team = self._team(call)
+        if call and call.state in (LiveState.WAITING, LiveState.RINGING) and team:
+            waited = (self.rt.clock() - datetime.fromisoformat(call.started_at)).total_seconds()
+            if waited >= team.ring_limit:
+                jobs.enqueue(jobs.give_up, call_id, job_id=f"give-up-{call_id}")
+        if team and team.hold_music:
+            response.play(team.hold_music)
+        else:
+            flow = self._flow(call)
+            response.say(HOLDING, voice=flow.voice, language=flow.language)
+            response.pause(length=8)
+        return response
+
+    def conference_event(self, call_id: str, event: str, conference_sid: str,
+                         participant_sid: str) -> None:
+        call = self.rt.live.get(call_id)
+        if call is None:
+            return
+        if conference_sid:
+            self.rt.live.note(call_id, conference_sid=conference_sid)
+        caller_left = event == "participant-leave" and participant_sid == call.caller_sid
+        if event == "conference-end" or caller_left:
+            if self.rt.live.advance(call_id, LiveState.ENDED, self.rt.clock()):
+                log.info("bridge ended", extra={"call": call.caller_sid, "event": event})
+            jobs.enqueue(jobs.cancel_legs, call_id, job_id=f"cancel-{call_id}")
+
+    def caller_gone(self, call_id: str) -> None:
+        """The caller's call is over (status callback): stop ringing anyone for it."""
+        call = self.rt.live.get(call_id)
+        if call is None:
+            return
+        self.rt.live.advance(call_id, LiveState.ENDED, self.rt.clock())
+        jobs.enqueue(jobs.cancel_legs, call_id, job_id=f"cancel-{call_id}")
+        if self.rt.settings.purge_twilio_logs:
+            sids = [call.caller_sid, *call.legs.values()]
+            jobs.enqueue(jobs.purge_call_records, sids, job_id=f"purge-{call_id}",
+                         retry=jobs.PURGE_RETRY)
+
+    # -- on the request path: the worker ---------------------------------------------------
+
+    def worker_screen(self, call_id: str, leg: int) -> VoiceResponse:
+        response = VoiceResponse()
+        call = self.rt.live.get(call_id)
+        flow = self._flow(call)
+        if call is None or call.state not in (LiveState.WAITING, LiveState.RINGING):
+            response.say(TAKEN, voice=flow.voice, language=flow.language)
+            response.hangup()
+            return response
+        connect = flow.steps.get(call.step)
+        whisper = connect.whisper if isinstance(connect, Connect) else DEFAULT_WHISPER
+        screen_worker(response, whisper=whisper.format(helpline=flow.helpline),
+                      action=self.rt.links.worker_answer(call_id, leg), voice=flow.voice,
+                      language=flow.language)
+        return response
+
+    def worker_answer(self, call_id: str, leg: int, digits: str) -> VoiceResponse:
+        response = VoiceResponse()
+        call = self.rt.live.get(call_id)
+        flow = self._flow(call)
+        if digits != "1":
+            response.hangup()
+            return response
+        if call is None or not self.rt.live.accept(call_id, leg, self.rt.clock()):
+            response.say(TAKEN, voice=flow.voice, language=flow.language)
+            response.hangup()
+            return response
+        log.info("worker accepted", extra={"call": call.caller_sid, "event": "accepted"})
+        jobs.enqueue(jobs.cancel_legs, call_id, job_id=f"cancel-{call_id}")
+        response.say("Connecting you now.", voice=flow.voice, language=flow.language)
+        self._room(response.dial(), call_id, caller=False)
+        return response
+
+    def worker_status(self, call_id: str, leg: int, status: str) -> None:
+        """A worker's leg changed state; when it ended unanswered, ring on or give up."""
+        if status not in LEG_ENDED:
+            return
+        call = self.rt.live.set_leg_status(call_id, leg, status)
+        if call is None or call.accepted == leg:
+            return
+        if call.state not in (LiveState.WAITING, LiveState.RINGING):
+            return
+        team = self._team(call)
+        rung = int(call.raw.get("leg_count") or 0)
+        if team and team.ring == "sequential" and leg + 1 < rung:
+            jobs.enqueue(jobs.ring_leg, call_id, leg + 1, job_id=f"ring-{call_id}-{leg + 1}")
+        elif len(call.leg_status) >= rung:
+            jobs.enqueue(jobs.give_up, call_id, job_id=f"give-up-{call_id}")
+
+    # -- in RQ jobs: the REST requests -----------------------------------------------------
+
+    def ring_team(self, call_id: str) -> None:
+        call = self.rt.live.get(call_id)
+        team = self._team(call)
+        if call is None or team is None or call.state != LiveState.WAITING:
+            return
+        workers = team.active_workers()
+        self.rt.live.note(call_id, leg_count=str(len(workers)))
+        if not workers:
+            self.give_up(call_id)
+            return
+        legs = range(len(workers)) if team.ring == "simultaneous" else range(1)
+        failures = []
+        for leg in legs:
+            try:
+                self._ring(call, team, leg)
+            except Exception as exc:  # one worker's failure must not stop the others
+                failures.append(exc)
+        if failures:
+            raise failures[0]
+
+    def ring_next(self, call_id: str, leg: int) -> None:
+        call = self.rt.live.get(call_id)
+        team = self._team(call)
+        if call and team and call.state in (LiveState.WAITING, LiveState.RINGING):
+            self._ring(call, team, leg)
+
+    def _ring(self, call: LiveCall, team: Team, leg: int) -> None:
+        workers = team.active_workers()
+        if leg >= len(workers):
+            return
+        claim = keys.leg_claim(call.id, leg)
+        if not self.rt.store.set(claim, "1", nx=True, ex=6 * 3600):
+            return  # already rung (a retried or duplicated job): never ring twice
+        try:
+            sid = self.rt.twilio.ring(to=workers[leg].number,
+                                      helpline_number=call.helpline_number,
+                                      url=self.rt.links.worker(call.id, leg),
+                                      status_callback=self.rt.links.worker_status(call.id, leg),
+                                      timeout=team.ring_timeout)
+        except Exception:
+            self.rt.store.delete(claim)  # Twilio refused or was unreachable: a retry may ring
+            self.rt.store.set(keys.rest_trouble(), "1", ex=REST_TROUBLE_SECONDS)
+            raise
+        self.rt.live.set_leg(call.id, leg, sid)
+        self.rt.live.advance(call.id, LiveState.RINGING, self.rt.clock())
+
+    def cancel_legs(self, call_id: str) -> None:
+        call = self.rt.live.get(call_id)
+        if call is None:
+            return
+        for leg, sid in call.legs.items():
+            if leg != call.accepted and call.leg_status.get(leg) not in LEG_ENDED:
+                self.rt.twilio.hang_up(sid)
+
+    def give_up(self, call_id: str) -> None:
+        """Nobody accepted in time: take the caller to the flow's no-answer step."""
+        call = self.rt.live.get(call_id)
+        if call is None or call.raw.get("fallback_done"):
+            return
+        moved = self.rt.live.advance(call_id, LiveState.FALLBACK, self.rt.clock())
+        if not moved and call.state != LiveState.FALLBACK:
+            return  # a worker accepted, or the caller left, first
+        flow = self._flow(call)
+        connect = flow.steps.get(call.step)
+        target = connect.on_no_answer if isinstance(connect, Connect) else flow.start
+        self.rt.twilio.redirect(call.caller_sid, self.rt.links.step(flow.id, target))
+        self.rt.live.note(call_id, fallback_done="1")
+        log.info("nobody accepted; caller taken to the no-answer step",
+                 extra={"call": call.caller_sid, "step": target, "event": "fallback"})
+        self.cancel_legs(call_id)
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _flow(self, call: LiveCall | None) -> Flow:
+        flowset = self.rt.registry.current
+        return (flowset.flows.get(call.flow) if call else None) or flowset.default_flow
+
+    def _team(self, call: LiveCall | None) -> Team | None:
+        return self.rt.registry.current.teams.get(call.team) if call else None

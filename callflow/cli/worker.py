@@ -1,0 +1,28 @@
+"""``callflow worker``: the RQ worker process."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from callflow import logs, runtime
+from callflow.config import Settings
+from callflow.errors import CallflowError
+from callflow.worker import run_worker
+
+
+@click.command()
+@click.option("--burst", is_flag=True, help="Run the queued jobs, then stop.")
+def worker(burst: bool) -> None:
+    """Run the jobs: worker legs, cancellations, fallbacks, Twilio log purges."""
+    settings = Settings.from_env()
+    logs.configure(settings.log_level)
+    if not settings.redis_url:
+        raise click.ClickException("set REDIS_URL: without it `callflow serve` runs the jobs "
+                                   "itself and no worker process is needed")
+    try:
+        rt = runtime.install(runtime.build(settings))
+    except CallflowError as exc:
+        raise click.ClickException(str(exc)) from None
+    sys.exit(0 if run_worker(rt, burst=burst) or burst else 1)

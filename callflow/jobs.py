@@ -1,0 +1,68 @@
+"""RQ jobs: module-level functions that take opaque ids or Twilio sids, never caller data.
+
+Every Twilio REST request runs here, off the request path, retried with backoff. A job id per
+call (and per worker leg) makes enqueueing idempotent: a retried webhook never rings twice.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from rq import Retry
+from rq.exceptions import DuplicateJobError
+
+from callflow import runtime
+
+log = logging.getLogger(__name__)
+REST_RETRY = Retry(max=3, interval=[1, 4, 10])
+PURGE_RETRY = Retry(max=5, interval=[30, 60, 300, 900, 3600])
+
+
+def enqueue(func, *args, job_id: str, retry: Retry = REST_RETRY) -> None:
+    """Queue ``func(*args)`` once per ``job_id``."""
+    rt = runtime.current()
+    try:
+        rt.queue.enqueue(func, *args, job_id=job_id, unique=True, retry=retry,
+                         failure_ttl=7 * 24 * 3600, result_ttl=600,
+                         on_failure=log_failure)
+    except DuplicateJobError:
+        log.info("job already queued", extra={"event": "duplicate_job", "kind": job_id})
+
+
+def log_failure(job, connection, exc_type, exc_value, traceback) -> None:
+    """A job that failed is logged loudly (and stays in RQ's failed registry)."""
+    log.error("job failed", extra={"event": "job_failed", "kind": job.id,
+                                   "error": exc_type.__name__})
+
+
+def _bridge():
+    from callflow.bridge import Bridge
+
+    return Bridge(runtime.current())
+
+
+def ring_team(call_id: str) -> None:
+    _bridge().ring_team(call_id)
+
+
+def ring_leg(call_id: str, leg: int) -> None:
+    _bridge().ring_next(call_id, leg)
+
+
+def cancel_legs(call_id: str) -> None:
+    _bridge().cancel_legs(call_id)
+
+
+def give_up(call_id: str) -> None:
+    _bridge().give_up(call_id)
+
+
+def purge_call_records(call_sids: list[str]) -> None:
+    """Delete finished calls from Twilio's logs, so the caller's number is not kept there."""
+    api = runtime.current().twilio
+    if api is None:
+        return
+    for sid in call_sids:
+        api.delete_record(sid)
+    log.info("call records deleted from Twilio", extra={"event": "purged_twilio",
+                                                        "kind": str(len(call_sids))})

@@ -1,0 +1,218 @@
+"""The live-call registry: what the bridge and the manager's view know about each call.
+
+One small hash per call, keyed by an opaque id that means nothing outside this service: the
+helpline, the state, timestamps, the Twilio sids of the conference and its legs, and whether
+the call may be monitored. Never the caller's number or anything else about them.
+
+Twilio retries and reorders callbacks, so every change is idempotent: the state only moves
+forward (a late 'ringing' never undoes 'connected'), timestamps are set once, and the first
+worker to accept is decided atomically in Redis.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+import redis
+
+from callflow import keys
+from callflow.errors import StoreUnavailable
+
+# A live call can last hours; its entry outlives it briefly so late callbacks find it.
+LIVE_TTL_SECONDS = 6 * 60 * 60
+ENDED_TTL_SECONDS = 10 * 60
+
+
+class LiveState(StrEnum):
+    WAITING = "waiting"
+    RINGING = "ringing"
+    CONNECTED = "connected"
+    FALLBACK = "fallback"  # taken out of the bridge to the flow's no-answer step
+    ENDED = "ended"
+
+
+RANK = {LiveState.WAITING: 0, LiveState.RINGING: 1, LiveState.CONNECTED: 2,
+        LiveState.FALLBACK: 2, LiveState.ENDED: 3}
+
+# Move the state forward only: ARGV = new state, its rank, timestamp field, timestamp.
+ADVANCE = """
+local current = redis.call('HGET', KEYS[1], 'state')
+if not current then return 0 end
+local ranks = {waiting=0, ringing=1, connected=2, fallback=2, ended=3}
+if ranks[current] >= tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], 'state', ARGV[1])
+redis.call('HSETNX', KEYS[1], ARGV[3], ARGV[4])
+return 1
+"""
+
+# The first worker to press 1 wins: ARGV = leg index, timestamp.
+ACCEPT = """
+local current = redis.call('HGET', KEYS[1], 'state')
+if current ~= 'waiting' and current ~= 'ringing' then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'connected', 'accepted', ARGV[1], 'connected_at', ARGV[2])
+return 1
+"""
+
+
+@dataclass
+class LiveCall:
+    id: str
+    flow: str
+    step: str
+    helpline_number: str
+    team: str
+    state: LiveState
+    started_at: str
+    caller_sid: str = ""
+    conference: str = ""
+    conference_sid: str = ""
+    connected_at: str = ""
+    ended_at: str = ""
+    accepted: int | None = None
+    monitorable: bool = True
+    legs: dict[int, str] = field(default_factory=dict)  # leg index -> call sid
+    leg_status: dict[int, str] = field(default_factory=dict)
+    raw: dict[str, str] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_hash(cls, call_id: str, data: dict[str, str]) -> LiveCall:
+        legs, status = {}, {}
+        for name, value in data.items():
+            if name.startswith("leg:"):
+                legs[int(name[4:])] = value
+            elif name.startswith("leg_status:"):
+                status[int(name[11:])] = value
+        return cls(id=call_id, flow=data.get("flow", ""), step=data.get("step", ""),
+                   helpline_number=data.get("helpline_number", ""), team=data.get("team", ""),
+                   state=LiveState(data.get("state", "ended")),
+                   started_at=data.get("started_at", ""), caller_sid=data.get("caller_sid", ""),
+                   conference=data.get("conference", ""),
+                   conference_sid=data.get("conference_sid", ""),
+                   connected_at=data.get("connected_at", ""), ended_at=data.get("ended_at", ""),
+                   accepted=int(data["accepted"]) if data.get("accepted") else None,
+                   monitorable=data.get("monitorable", "1") == "1", legs=legs,
+                   leg_status=status, raw=data)
+
+    @property
+    def live(self) -> bool:
+        return self.state not in (LiveState.ENDED, LiveState.FALLBACK)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds")
+
+
+class LiveCalls:
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self._advance = client.register_script(ADVANCE)
+        self._accept = client.register_script(ACCEPT)
+
+    def _guard(self, operation):
+        try:
+            return operation()
+        except redis.RedisError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    def open(self, *, flow: str, step: str, team: str, helpline_number: str, caller_sid: str,
+             now: datetime, monitorable: bool = True) -> LiveCall:
+        call_id = secrets.token_urlsafe(12)
+        data = {"flow": flow, "step": step, "team": team, "helpline_number": helpline_number,
+                "caller_sid": caller_sid, "state": LiveState.WAITING.value,
+                "started_at": _iso(now), "conference": keys.conference_room(call_id),
+                "monitorable": "1" if monitorable else "0"}
+        key = keys.live_call(call_id)
+
+        def write():
+            with self.client.pipeline() as pipe:
+                pipe.hset(key, mapping=data)
+                pipe.expire(key, LIVE_TTL_SECONDS)
+                pipe.zadd(keys.live_index(), {call_id: now.timestamp()})
+                pipe.execute()
+
+        self._guard(write)
+        return LiveCall.from_hash(call_id, data)
+
+    def get(self, call_id: str) -> LiveCall | None:
+        if not call_id:
+            return None
+        data = self._guard(lambda: self.client.hgetall(keys.live_call(call_id)))
+        return LiveCall.from_hash(call_id, data) if data else None
+
+    def advance(self, call_id: str, state: LiveState, now: datetime) -> bool:
+        """Move the call forward to ``state`` (never back); True if it moved."""
+        stamp = f"{state.value}_at"
+        moved = self._guard(lambda: self._advance(keys=[keys.live_call(call_id)],
+                                                  args=[state.value, RANK[state], stamp,
+                                                        _iso(now)]))
+        if moved and state in (LiveState.ENDED, LiveState.FALLBACK):
+            self._retire(call_id)
+        return bool(moved)
+
+    def accept(self, call_id: str, leg: int, now: datetime) -> bool:
+        """Atomically give the call to worker leg ``leg`` if nobody has it yet."""
+        return bool(self._guard(lambda: self._accept(keys=[keys.live_call(call_id)],
+                                                     args=[leg, _iso(now)])))
+
+    def note(self, call_id: str, **fields: str) -> None:
+        """Set fields once (a retried callback cannot overwrite them)."""
+        key = keys.live_call(call_id)
+
+        def write():
+            with self.client.pipeline(transaction=False) as pipe:
+                for name, value in fields.items():
+                    pipe.hsetnx(key, name, value)
+                pipe.execute()
+
+        self._guard(write)
+
+    def set_leg(self, call_id: str, leg: int, sid: str) -> None:
+        self.note(call_id, **{f"leg:{leg}": sid})
+
+    def set_leg_status(self, call_id: str, leg: int, status: str) -> LiveCall | None:
+        """Record a leg's final status; returns the call as it is now (one round trip)."""
+        key = keys.live_call(call_id)
+
+        def write():
+            with self.client.pipeline() as pipe:
+                pipe.exists(key)
+                pipe.hset(key, f"leg_status:{leg}", status)
+                pipe.hgetall(key)
+                existed, _, data = pipe.execute()
+            if not existed:
+                self.client.delete(key)  # don't resurrect an expired call as a stub
+                return None
+            return LiveCall.from_hash(call_id, data)
+
+        return self._guard(write)
+
+    def set_monitorable(self, call_id: str, monitorable: bool) -> None:
+        self._guard(lambda: self.client.hset(keys.live_call(call_id), "monitorable",
+                                             "1" if monitorable else "0"))
+
+    def listing(self) -> list[LiveCall]:
+        """Every live call, oldest first; entries that expired are dropped from the index."""
+        def read():
+            ids = self.client.zrange(keys.live_index(), 0, -1)
+            with self.client.pipeline(transaction=False) as pipe:
+                for call_id in ids:
+                    pipe.hgetall(keys.live_call(call_id))
+                rows = pipe.execute()
+            gone = [call_id for call_id, row in zip(ids, rows, strict=True) if not row]
+            if gone:
+                self.client.zrem(keys.live_index(), *gone)
+            return [LiveCall.from_hash(i, row) for i, row in zip(ids, rows, strict=True) if row]
+
+        return [call for call in self._guard(read) if call.live]
+
+    def _retire(self, call_id: str) -> None:
+        def write():
+            with self.client.pipeline(transaction=False) as pipe:
+                pipe.expire(keys.live_call(call_id), ENDED_TTL_SECONDS)
+                pipe.zrem(keys.live_index(), call_id)
+                pipe.execute()
+
+        self._guard(write)

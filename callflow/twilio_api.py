@@ -1,0 +1,91 @@
+"""Every request the service makes to Twilio's REST API, in one place.
+
+Each call leg the service creates shows the helpline's number, is never recorded and never
+runs answering-machine detection; the parameter names are Twilio's own (checked against its
+OpenAPI description in the tests). ``TWILIO_API_URL`` points the client elsewhere (a mock, a
+staging proxy) by rewriting the base of every request.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from twilio.base.exceptions import TwilioRestException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.rest import Client
+
+from callflow.config import TWILIO_API_DEFAULT, Settings
+
+log = logging.getLogger(__name__)
+LEG_EVENTS = ["initiated", "ringing", "answered", "completed"]
+# Twilio answers 21220 when a call is no longer in a state that can be changed.
+NOT_CHANGEABLE = 21220
+REST_TIMEOUT_SECONDS = 5
+
+
+class BaseUrlHttpClient(TwilioHttpClient):
+    """Sends what the twilio library builds for api.twilio.com to another base URL."""
+
+    def __init__(self, base_url: str, **kwargs) -> None:
+        super().__init__(timeout=REST_TIMEOUT_SECONDS, **kwargs)
+        self.base_url = base_url.rstrip("/")
+
+    def request(self, method, url, *args, **kwargs):
+        if url.startswith(TWILIO_API_DEFAULT):
+            url = self.base_url + url[len(TWILIO_API_DEFAULT):]
+        return super().request(method, url, *args, **kwargs)
+
+
+def make_client(settings: Settings, http_client=None) -> Client:
+    http_client = http_client or BaseUrlHttpClient(settings.twilio_api_url)
+    return Client(settings.twilio_account_sid, settings.twilio_auth_token,
+                  http_client=http_client)
+
+
+@dataclass
+class TwilioApi:
+    client: Client
+
+    def ring(self, *, to: str, helpline_number: str, url: str, status_callback: str,
+             timeout: int) -> str:
+        """Call a worker (or a manager) from the helpline's number; returns the leg's sid."""
+        call = self.client.calls.create(
+            to=to, from_=helpline_number, url=url, method="POST", timeout=timeout, record=False,
+            status_callback=status_callback, status_callback_method="POST",
+            status_callback_event=LEG_EVENTS)
+        return call.sid
+
+    def listen(self, *, conference_sid: str, to: str, helpline_number: str,
+               status_callback: str, label: str) -> str:
+        """Add a muted, beepless, unrecorded participant to a live conference."""
+        participant = self.client.conferences(conference_sid).participants.create(
+            from_=helpline_number, to=to, muted=True, beep="false", record=False,
+            conference_record="do-not-record", start_conference_on_enter=False,
+            end_conference_on_exit=False, label=label, early_media=False,
+            status_callback=status_callback, status_callback_method="POST",
+            status_callback_event=LEG_EVENTS)
+        return participant.call_sid
+
+    def hang_up(self, call_sid: str) -> None:
+        """End a leg whatever its state: cancel it while ringing, complete it once answered."""
+        for status in ("canceled", "completed"):
+            try:
+                self.client.calls(call_sid).update(status=status)
+                return
+            except TwilioRestException as exc:
+                if exc.code != NOT_CHANGEABLE and exc.status != 404:
+                    raise
+        log.info("leg already finished", extra={"call": call_sid})
+
+    def redirect(self, call_sid: str, url: str) -> None:
+        """Take a live call out of whatever it is doing and run the TwiML at ``url``."""
+        self.client.calls(call_sid).update(url=url, method="POST")
+
+    def delete_record(self, call_sid: str) -> None:
+        """Delete a finished call's record (and with it the caller's number) from Twilio."""
+        try:
+            self.client.calls(call_sid).delete()
+        except TwilioRestException as exc:
+            if exc.status != 404:
+                raise

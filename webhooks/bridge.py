@@ -1,0 +1,63 @@
+"""Webhooks of the conference bridge: the waiting caller's hold, the worker's screening and
+status, and the conference's own callbacks. Thin views over :class:`callflow.bridge.Bridge`."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, abort, current_app
+from twilio.twiml.voice_response import VoiceResponse
+
+from callflow.bridge import Bridge
+from webhooks.edge import check_and_strip, field, link
+from webhooks.voice import METHODS, twiml
+
+log = logging.getLogger(__name__)
+bp = Blueprint("bridge", __name__, url_prefix="/voice")
+bp.before_request(check_and_strip)
+
+
+def bridge() -> Bridge:
+    return current_app.extensions["callflow"]["engine"].bridge
+
+
+def leg() -> int:
+    value = link("leg")
+    if not value.isdigit() or len(value) > 2:
+        abort(400, description="leg is missing or malformed")
+    return int(value)
+
+
+def call_id() -> str:
+    value = link("call")
+    if not value or len(value) > 64:
+        abort(400, description="call is missing or malformed")
+    return value
+
+
+@bp.route("/hold", methods=METHODS)
+def hold():
+    return twiml(bridge().hold(call_id()))
+
+
+@bp.route("/conference", methods=METHODS)
+def conference():
+    bridge().conference_event(call_id(), field("StatusCallbackEvent"), field("ConferenceSid"),
+                              field("CallSid"))
+    return twiml(VoiceResponse())
+
+
+@bp.route("/worker", methods=METHODS)
+def worker():
+    return twiml(bridge().worker_screen(call_id(), leg()))
+
+
+@bp.route("/worker/answer", methods=METHODS)
+def worker_answer():
+    return twiml(bridge().worker_answer(call_id(), leg(), field("Digits")))
+
+
+@bp.route("/worker/status", methods=METHODS)
+def worker_status():
+    bridge().worker_status(call_id(), leg(), field("CallStatus"))
+    return twiml(VoiceResponse())
