@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import math
@@ -206,7 +207,12 @@ def _normal(name: str) -> str:
 
 
 def _looks_like_phone(text: str) -> bool:
-    return bool(PHONE_LIKE.search(ISO_TIME.sub(" ", text)))
+    """Phone-like, once times and IP addresses (a manager's sign-in address) are set aside."""
+    try:
+        ipaddress.ip_address(text.strip())
+        return False
+    except ValueError:
+        return bool(PHONE_LIKE.search(ISO_TIME.sub(" ", text)))
 
 
 def refuse_caller_data(value: Any, where: str = "data") -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
+import redis
 from twilio.twiml.voice_response import VoiceResponse
 
 from callflow import jobs, keys
@@ -41,15 +42,15 @@ class Bridge:
             return False
         try:
             return not self.rt.store.exists(keys.rest_trouble())
-        except Exception as exc:  # the store is down: the caller takes the degraded path
+        except redis.RedisError as exc:  # the store is down: the caller takes the degraded path
             raise StoreUnavailable(str(exc)) from exc
 
     def put_through(self, response: VoiceResponse, flow: Flow, connect: Connect, *,
-                    caller_sid: str, helpline_number: str) -> LiveCall:
+                    caller_sid: str, helpline_number: str, monitorable: bool = True) -> LiveCall:
         """Open a live call, queue the worker legs, and put the caller in the waiting room."""
         call = self.rt.live.open(flow=flow.id, step=connect.name, team=connect.team,
                                  helpline_number=helpline_number, caller_sid=caller_sid,
-                                 now=self.rt.clock())
+                                 now=self.rt.clock(), monitorable=monitorable)
         jobs.enqueue(jobs.ring_team, call.id, job_id=f"ring-{call.id}")
         dial = response.dial(action=self.rt.links.dial(flow.id, connect.name), method="POST")
         self._room(dial, call.id, caller=True)
@@ -71,10 +72,19 @@ class Bridge:
         call = self.rt.live.get(call_id)
         return bool(call and call.accepted is not None)
 
+    def _lookup(self, call_id: str) -> tuple[LiveCall | None, bool]:
+        """The live call and whether the store answered (a worker or waiting caller is still
+        served when it does not)."""
+        try:
+            return self.rt.live.get(call_id), True
+        except StoreUnavailable:
+            log.error("store unavailable on the bridge", extra={"event": "degraded"})
+            return None, False
+
     def hold(self, call_id: str) -> VoiceResponse:
         """What a waiting caller hears; each fetch also checks the team's time limit."""
         response = VoiceResponse()
-        call = self.rt.live.get(call_id)
+        call, _ = self._lookup(call_id)
         team = self._team(call)
         if call and call.state in (LiveState.WAITING, LiveState.RINGING) and team:
             waited = (self.rt.clock() - datetime.fromisoformat(call.started_at)).total_seconds()
@@ -95,8 +105,16 @@ class Bridge:
             return
         if conference_sid:
             self.rt.live.note(call_id, conference_sid=conference_sid)
+        listening = self._monitoring().session_for_leg(call, participant_sid)
+        if listening and event == "participant-join":
+            self._monitoring().leg_joined(listening)
+        elif listening and event == "participant-leave":
+            self._monitoring().leg_left(listening)
         caller_left = event == "participant-leave" and participant_sid == call.caller_sid
         if event == "conference-end" or caller_left:
+            session = call.raw.get("monitor_session")
+            if session:
+                self._monitoring().leg_left(session, reason="call_ended")
             if self.rt.live.advance(call_id, LiveState.ENDED, self.rt.clock()):
                 log.info("bridge ended", extra={"call": call.caller_sid, "event": event})
             jobs.enqueue(jobs.cancel_legs, call_id, job_id=f"cancel-{call_id}")
@@ -117,13 +135,14 @@ class Bridge:
 
     def worker_screen(self, call_id: str, leg: int) -> VoiceResponse:
         response = VoiceResponse()
-        call = self.rt.live.get(call_id)
+        call, answered = self._lookup(call_id)
         flow = self._flow(call)
-        if call is None or call.state not in (LiveState.WAITING, LiveState.RINGING):
+        waiting = call is not None and call.state in (LiveState.WAITING, LiveState.RINGING)
+        if answered and not waiting:
             response.say(TAKEN, voice=flow.voice, language=flow.language)
             response.hangup()
             return response
-        connect = flow.steps.get(call.step)
+        connect = flow.steps.get(call.step) if call else None
         whisper = connect.whisper if isinstance(connect, Connect) else DEFAULT_WHISPER
         screen_worker(response, whisper=whisper.format(helpline=flow.helpline),
                       action=self.rt.links.worker_answer(call_id, leg), voice=flow.voice,
@@ -132,17 +151,19 @@ class Bridge:
 
     def worker_answer(self, call_id: str, leg: int, digits: str) -> VoiceResponse:
         response = VoiceResponse()
-        call = self.rt.live.get(call_id)
+        call, answered = self._lookup(call_id)
         flow = self._flow(call)
         if digits != "1":
             response.hangup()
             return response
-        if call is None or not self.rt.live.accept(call_id, leg, self.rt.clock()):
-            response.say(TAKEN, voice=flow.voice, language=flow.language)
-            response.hangup()
-            return response
-        log.info("worker accepted", extra={"call": call.caller_sid, "event": "accepted"})
-        jobs.enqueue(jobs.cancel_legs, call_id, job_id=f"cancel-{call_id}")
+        if answered:
+            if call is None or not self._accept(call_id, leg):
+                response.say(TAKEN, voice=flow.voice, language=flow.language)
+                response.hangup()
+                return response
+            log.info("worker accepted", extra={"call": call.caller_sid, "event": "accepted"})
+            self._enqueue_quietly(jobs.cancel_legs, call_id, job_id=f"cancel-{call_id}")
+        # With the store down the first worker to press 1 still reaches the waiting caller.
         response.say("Connecting you now.", voice=flow.voice, language=flow.language)
         self._room(response.dial(), call_id, caller=False)
         return response
@@ -162,6 +183,18 @@ class Bridge:
             jobs.enqueue(jobs.ring_leg, call_id, leg + 1, job_id=f"ring-{call_id}-{leg + 1}")
         elif len(call.leg_status) >= rung:
             jobs.enqueue(jobs.give_up, call_id, job_id=f"give-up-{call_id}")
+
+    def _accept(self, call_id: str, leg: int) -> bool:
+        try:
+            return self.rt.live.accept(call_id, leg, self.rt.clock())
+        except StoreUnavailable:
+            return True
+
+    def _enqueue_quietly(self, func, *args, job_id: str) -> None:
+        try:
+            jobs.enqueue(func, *args, job_id=job_id)
+        except Exception:  # the caller is served; the job's absence is logged
+            log.exception("could not queue a job", extra={"event": "enqueue_failed"})
 
     # -- in RQ jobs: the REST requests -----------------------------------------------------
 
@@ -237,6 +270,11 @@ class Bridge:
         self.cancel_legs(call_id)
 
     # -- helpers -----------------------------------------------------------------------------
+
+    def _monitoring(self):
+        from callflow.monitoring import MonitoringGate  # the gate builds on the bridge
+
+        return MonitoringGate(self.rt, self.rt.audit)
 
     def _flow(self, call: LiveCall | None) -> Flow:
         flowset = self.rt.registry.current

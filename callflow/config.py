@@ -28,6 +28,14 @@ class Settings:
     reload_interval: float = 2.0
     # Delete each finished call's record from Twilio's logs (it holds the caller's number).
     purge_twilio_logs: bool = False
+    # "Occasionally": how many calls a manager may listen to a day (never two at once).
+    monitor_daily_limit: int = 4
+    # A listen-in no callback closed is closed by a timed job after this long.
+    monitor_max_minutes: int = 90
+    # Proxies in front of the service whose X-Forwarded-For is trusted (for sign-in lockout).
+    trusted_proxies: int = 0
+    # Minutes of inactivity after which a manager's web session ends.
+    session_minutes: int = 30
     # Days an audit entry is kept before `callflow audit purge` cuts it (the policy's six months).
     retention_days: int = 183
 
@@ -48,6 +56,10 @@ class Settings:
             "log_level": "CALLFLOW_LOG_LEVEL",
             "reload_interval": "CALLFLOW_RELOAD_INTERVAL",
             "purge_twilio_logs": "CALLFLOW_PURGE_TWILIO_LOGS",
+            "monitor_daily_limit": "CALLFLOW_MONITOR_DAILY_LIMIT",
+            "monitor_max_minutes": "CALLFLOW_MONITOR_MAX_MINUTES",
+            "trusted_proxies": "CALLFLOW_TRUSTED_PROXIES",
+            "session_minutes": "CALLFLOW_SESSION_MINUTES",
             "retention_days": "CALLFLOW_AUDIT_RETENTION_DAYS",
         }
         values = {}

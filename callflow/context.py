@@ -64,6 +64,12 @@ class Links:
     def worker_status(self, call: str, leg: int) -> str:
         return self._url("/voice/worker/status", call=call, leg=str(leg))
 
+    def monitor_status(self, session: str) -> str:
+        return self._url("/voice/monitor/status", session=session)
+
+    def manager_line(self, stage: str, **query: str) -> str:
+        return self._url(f"/voice/manager/{stage}", **query)
+
 
 @dataclass
 class CallContext:

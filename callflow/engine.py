@@ -19,7 +19,7 @@ from callflow.degraded import CONNECTED, degraded_dial_result, degraded_response
 from callflow.dialling import accept_or_refuse, screen_worker
 from callflow.errors import StoreUnavailable
 from callflow.flow import Flow
-from callflow.policy import policy_text, spoken_paragraphs
+from callflow.policy import OPTED_OUT, policy_text, spoken_paragraphs
 from callflow.runtime import Runtime
 from callflow.state import CallState
 from callflow.steps import DEFAULT_WHISPER, Connect, Menu, Notice, Step
@@ -69,11 +69,16 @@ class CallEngine:
         def answer(flow: Flow, notice: Notice, state: CallState) -> VoiceResponse:
             response = VoiceResponse()
             state.notice_heard = True
+            voice = {"voice": notice.voice or flow.voice,
+                     "language": notice.language or flow.language}
             if digits == notice.policy_digit:
                 log.info("policy read out", extra={"call": call_sid, "step": step})
                 for paragraph in spoken_paragraphs(policy_text(self.policy_file)):
-                    response.say(paragraph, voice=notice.voice or flow.voice,
-                                 language=notice.language or flow.language)
+                    response.say(paragraph, **voice)
+            elif digits and digits == notice.monitoring_opt_out:
+                log.info("caller declined monitoring", extra={"call": call_sid, "step": step})
+                state.monitor_declined = True
+                response.say(OPTED_OUT, **voice)
             return self._run(call_sid, flow, dialled, notice.next, state, response)
 
         return self._step_turn(call_sid, flow_id, step, dialled, Notice, answer)
@@ -174,7 +179,8 @@ class CallEngine:
             if not call_sid or not self.bridge.available():
                 return False
             call = self.bridge.put_through(response, flow, connect, caller_sid=call_sid,
-                                           helpline_number=number)
+                                           helpline_number=number,
+                                           monitorable=not state.monitor_declined)
             state.live = call.id
             return True
 

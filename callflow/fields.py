@@ -27,7 +27,7 @@ FORBIDDEN_PREFIXES = ("record", "voicemail", "transcri", "stream", "lookup", "cn
                       "callername", "siprec")
 FORBIDDEN_WORDS = {"amd"}
 FORBIDDEN_PAIRS = {("caller", "id"), ("caller", "name"), ("machine", "detection"),
-                   ("media", "stream"), ("answering", "machine")}
+                   ("media", "stream"), ("answering", "machine"), ("voice", "mail")}
 
 
 def forbidden(word: str) -> bool:
@@ -165,8 +165,14 @@ def _options(value, where, spec):
         raise FlowError(where, "a menu needs at least one option",
                         "write keypad digits and the step each goes to, e.g. 1: connect")
     result: dict[str, str] = {}
+    first: dict[str, Any] = {}
     for key, target in value.items():
         digit = _digit(str(key), value.key_where[key], spec)
+        if digit in result:  # 1 and "1" are different YAML keys but the same key on a phone
+            raise FlowError(value.key_where[key], f"option '{digit}' is written twice here",
+                            f"the first is at line {value.key_where[first[digit]].line}; "
+                            "keep one")
+        first[digit] = key
         result[digit] = _name(target, value.at(key), spec)
     return result
 

@@ -105,17 +105,32 @@ class Flow:
         return DEFAULT_NOTICE.format(helpline=self.helpline)
 
 
+@dataclass(frozen=True, kw_only=True)
+class ManagerLine:
+    """The number the Helplines Manager rings to sign in by PIN and listen to a call."""
+
+    numbers: list = option("numbers", "The manager line's numbers")
+    voice: str = option("text", "Twilio voice for everything said", "Polly.Amy")
+    language: str = option("text", "Language for everything said", "en-GB")
+
+    where: Where
+
+
 @dataclass(frozen=True)
 class FlowSet:
     flows: dict[str, Flow]
     teams: dict[str, Team]
     files: dict[str, str]  # path -> sha256 of its bytes, for the reload log
     warnings: list[FlowError] = field(default_factory=list)
+    manager_line: ManagerLine | None = None
     by_number: dict[str, Flow] = field(init=False)
 
     def __post_init__(self) -> None:
         index = {number: flow for flow in self.flows.values() for number in flow.numbers}
         object.__setattr__(self, "by_number", index)
+
+    def is_manager_line(self, number: str | None) -> bool:
+        return bool(self.manager_line and number in self.manager_line.numbers)
 
     def flow_for(self, number: str | None) -> Flow | None:
         return self.by_number.get(number or "")

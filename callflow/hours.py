@@ -91,7 +91,9 @@ def _parse_closure(value, where: Where) -> date:
         raise FlowError(where, f"'{value}' is not a date", "write it as 2026-12-25") from None
 
 
-def parse_hours(zone: ZoneInfo, hours, closures, where: Where) -> OpeningHours:
+def parse_hours(zone: ZoneInfo, hours, closures, where: Where,
+                closures_where: Where | None = None) -> OpeningHours:
+    """``where`` is where the hours were written, ``closures_where`` the closures (if apart)."""
     if not isinstance(hours, Mapping):
         raise FlowError(where, "opening hours should list days, e.g. monday: \"09:00-17:00\"")
     weekly = {}
@@ -103,7 +105,8 @@ def parse_hours(zone: ZoneInfo, hours, closures, where: Where) -> OpeningHours:
     closed = set()
     if closures is not None:
         if not isinstance(closures, Sequence):
-            raise FlowError(where, "closures should be a list of dates")
+            raise FlowError(closures_where or where, "closures should be a list of dates",
+                            "write them as [\"2026-12-25\", \"2026-12-26\"]")
         closed = {_parse_closure(v, w) for v, w in zip(closures, closures.item_where,
                                                        strict=True)}
     return OpeningHours(zone, weekly, frozenset(closed))

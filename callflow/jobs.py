@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import logging
 
+import redis
 from rq import Retry
 from rq.exceptions import DuplicateJobError
 
 from callflow import runtime
+from callflow.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
 REST_RETRY = Retry(max=3, interval=[1, 4, 10])
@@ -19,7 +21,7 @@ PURGE_RETRY = Retry(max=5, interval=[30, 60, 300, 900, 3600])
 
 
 def enqueue(func, *args, job_id: str, retry: Retry = REST_RETRY) -> None:
-    """Queue ``func(*args)`` once per ``job_id``."""
+    """Queue ``func(*args)`` once per ``job_id``; raise ``StoreUnavailable`` if Redis is down."""
     rt = runtime.current()
     try:
         rt.queue.enqueue(func, *args, job_id=job_id, unique=True, retry=retry,
@@ -27,6 +29,8 @@ def enqueue(func, *args, job_id: str, retry: Retry = REST_RETRY) -> None:
                          on_failure=log_failure)
     except DuplicateJobError:
         log.info("job already queued", extra={"event": "duplicate_job", "kind": job_id})
+    except redis.RedisError as exc:
+        raise StoreUnavailable(str(exc)) from exc
 
 
 def log_failure(job, connection, exc_type, exc_value, traceback) -> None:

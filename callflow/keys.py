@@ -30,6 +30,26 @@ def leg_claim(call_id: str, leg: int) -> str:
     return f"{PREFIX}:leg:{call_id}:{leg}"
 
 
+def monitor_session(session_id: str) -> str:
+    """One listen-in session: manager, call id, purpose, state (a hash with a TTL)."""
+    return f"{PREFIX}:monitor:session:{session_id}"
+
+
+def monitor_sessions() -> str:
+    """Open listen-in sessions scored by start time, for the job that closes stale ones."""
+    return f"{PREFIX}:monitor:open"
+
+
+def monitor_active(manager: str) -> str:
+    """Held while a manager is listening: never two listens at once."""
+    return f"{PREFIX}:monitor:active:{manager}"
+
+
+def monitor_count(manager: str, day: str) -> str:
+    """How many listens a manager has started on one day (expires after two days)."""
+    return f"{PREFIX}:monitor:count:{manager}:{day}"
+
+
 def rest_trouble() -> str:
     """Present (with a TTL) after Twilio's REST API failed, so new callers are dialled directly."""
     return f"{PREFIX}:rest-trouble"

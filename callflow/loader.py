@@ -7,18 +7,22 @@ A file with a top-level ``teams:`` key holds teams of workers; every other file 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 from callflow import fields
 from callflow.errors import FlowError, FlowSetInvalid, Where
 from callflow.fields import did_you_mean, forbidden, policy_refusal
-from callflow.flow import Degraded, Flow, FlowSet, Team, Worker
+from callflow.flow import Degraded, Flow, FlowSet, ManagerLine, Team, Worker
 from callflow.hours import parse_hours, parse_zone
 from callflow.source import Mapping, Sequence, load_text
 from callflow.steps import STEP_KINDS, Step
 from callflow.validate import validate
 
 FLOW_SECTIONS = ("hours", "closures", "steps", "degraded")
+T = TypeVar("T")
 
 
 def flow_files(directory: Path) -> list[Path]:
@@ -35,6 +39,8 @@ def load_flowset(directory: str | Path) -> FlowSet:
     hashes: dict[str, str] = {}
     flow_docs: list[tuple[Path, Mapping]] = []
     team_docs: list[tuple[Path, Mapping]] = []
+    line_docs: list[tuple[Path, Mapping]] = []
+    teams_in_doubt = False  # a file that failed early might have been the teams file
     for path in flow_files(directory):
         raw = path.read_bytes()
         hashes[str(path)] = hashlib.sha256(raw).hexdigest()
@@ -43,48 +49,58 @@ def load_flowset(directory: str | Path) -> FlowSet:
         except (FlowError, UnicodeDecodeError) as exc:
             errors.append(exc if isinstance(exc, FlowError)
                           else FlowError(Where(str(path)), "the file is not UTF-8 text"))
+            teams_in_doubt = True
             continue
         if not isinstance(doc, Mapping):
             errors.append(FlowError(Where(str(path), 1, 1), "a flow file should be a mapping of "
                                     "settings", "start with 'helpline:' or 'teams:'"))
+            teams_in_doubt = True
             continue
         refusals = list(_policy_refusals(doc))
         if refusals:
             errors.extend(refusals)
+            teams_in_doubt = teams_in_doubt or "teams" in doc
             continue
-        (team_docs if "teams" in doc else flow_docs).append((path, doc))
+        kind = "teams" if "teams" in doc else "line" if "manager_line" in doc else "flow"
+        {"teams": team_docs, "line": line_docs, "flow": flow_docs}[kind].append((path, doc))
 
-    teams = _collect(errors, (t for path, doc in team_docs for t in _teams(doc)))
-    flows = _collect(errors, (_flow(path, doc) for path, doc in flow_docs))
+    team_errors: list[FlowError] = []
+    teams = [team for path, doc in team_docs for team in _teams(doc, team_errors)]
+    errors.extend(team_errors)
+    flows = _collect(errors, (partial(_flow, path, doc) for path, doc in flow_docs))
     if not flow_docs and not errors:
         errors.append(FlowError(Where(str(directory)), "there are no flows here",
                                 "add a helpline's flow as a .yaml file"))
+    lines = _collect(errors, (partial(_manager_line, path, doc) for path, doc in line_docs))
+    errors.extend(FlowError(line.where, "only one file may define the manager line",
+                            "merge them") for line in lines[1:])
     flowset = FlowSet(flows={f.id: f for f in flows}, teams={t.name: t for t in teams},
-                      files=hashes)
-    if not errors:
-        problems, warnings = validate(flowset)
-        errors.extend(problems)
-        flowset.warnings.extend(warnings)
+                      files=hashes, manager_line=lines[0] if lines else None)
+    # Prove the flows that did parse, so one broken file does not hide another's mistakes; while
+    # the teams file may be broken, a team "not found" would be noise, so those checks wait.
+    problems, warnings = validate(flowset, check_teams=not (teams_in_doubt or team_errors))
+    errors.extend(problems)
+    flowset.warnings.extend(warnings)
     if errors:
         raise FlowSetInvalid(errors)
     return flowset
 
 
-def _collect(errors: list[FlowError], results):
-    """Run a generator of parses, keeping the good results and every error."""
+def _collect(errors: list[FlowError], parses: Iterable[Callable[[], T]]) -> list[T]:
+    """Run each parse, keeping the good results and every error.
+
+    Each parse is a separate call: an error raised inside a generator would end it, and with it
+    every later parse, so an admin would see only the first mistake.
+    """
     kept = []
-    iterator = iter(results)
-    while True:
+    for parse in parses:
         try:
-            item = next(iterator)
-        except StopIteration:
-            return kept
+            kept.append(parse())
         except FlowSetInvalid as exc:
             errors.extend(exc.errors)
         except FlowError as exc:
             errors.append(exc)
-        else:
-            kept.append(item)
+    return kept
 
 
 def _policy_refusals(node):
@@ -101,30 +117,45 @@ def _policy_refusals(node):
             yield from _policy_refusals(item)
 
 
-def _teams(doc: Mapping):
+def _teams(doc: Mapping, errors: list[FlowError]) -> list[Team]:
     teams = doc["teams"]
-    if not isinstance(teams, Mapping) or not teams:
-        raise FlowError(doc.at("teams"), "'teams' should name at least one team")
     for key in doc:
         if key != "teams":
-            raise FlowError(doc.key_where[key], f"a teams file holds only 'teams', not '{key}'",
-                            "move flow settings into the helpline's own file")
-    for name, spec in teams.items():
-        where = teams.key_where[name]
-        if not isinstance(spec, Mapping):
-            raise FlowError(teams.at(name), f"team '{name}' should list its workers")
-        settings = fields.read(Team, spec, f"team '{name}'", skip=("workers",))
-        workers = spec.get("workers")
-        if not isinstance(workers, Sequence) or not workers:
-            raise FlowError(spec.at("workers"), f"team '{name}' has no workers",
-                            "list them under 'workers:' with a name and number each")
-        parsed = []
-        for item, item_where in zip(workers, workers.item_where, strict=True):
-            if not isinstance(item, Mapping):
-                raise FlowError(item_where, "a worker should have a name and a number")
-            parsed.append(Worker(**fields.read(Worker, item, f"a worker of team '{name}'")))
-        yield Team(name=fields.read_name(name, where), where=where, workers=tuple(parsed),
-                   **settings)
+            errors.append(FlowError(doc.key_where[key], f"a teams file holds only 'teams', not "
+                                    f"'{key}'", "move flow settings into the helpline's own file"))
+    if not isinstance(teams, Mapping) or not teams:
+        errors.append(FlowError(doc.at("teams"), "'teams' should name at least one team"))
+        return []
+    return _collect(errors, (partial(_team, teams, name) for name in teams))
+
+
+def _team(teams: Mapping, name) -> Team:
+    where, spec = teams.key_where[name], teams[name]
+    if not isinstance(spec, Mapping):
+        raise FlowError(teams.at(name), f"team '{name}' should list its workers")
+    settings = fields.read(Team, spec, f"team '{name}'", skip=("workers",))
+    workers = spec.get("workers")
+    if not isinstance(workers, Sequence) or not workers:
+        raise FlowError(spec.at("workers"), f"team '{name}' has no workers",
+                        "list them under 'workers:' with a name and number each")
+    parsed = []
+    for item, item_where in zip(workers, workers.item_where, strict=True):
+        if not isinstance(item, Mapping):
+            raise FlowError(item_where, "a worker should have a name and a number")
+        parsed.append(Worker(**fields.read(Worker, item, f"a worker of team '{name}'")))
+    return Team(name=fields.read_name(name, where), where=where, workers=tuple(parsed),
+                **settings)
+
+
+def _manager_line(path: Path, doc: Mapping) -> ManagerLine:
+    for key in doc:
+        if key != "manager_line":
+            raise FlowError(doc.key_where[key], f"the manager line's file holds only "
+                            f"'manager_line', not '{key}'")
+    spec = doc["manager_line"]
+    if not isinstance(spec, Mapping):
+        raise FlowError(doc.at("manager_line"), "'manager_line' should list its numbers")
+    return ManagerLine(where=spec.where, **fields.read(ManagerLine, spec, "the manager line"))
 
 
 def _flow(path: Path, doc: Mapping) -> Flow:
@@ -134,7 +165,8 @@ def _flow(path: Path, doc: Mapping) -> Flow:
     if "hours" not in doc:
         raise FlowError(doc.where, f"{what} has no opening hours",
                         "add 'hours:' with a range for each open day, e.g. monday: \"09:00-17:00\"")
-    hours = parse_hours(zone, doc["hours"], doc.get("closures"), doc.at("hours"))
+    hours = parse_hours(zone, doc["hours"], doc.get("closures"), doc.at("hours"),
+                        closures_where=doc.at("closures"))
     if not isinstance(doc.get("degraded"), Mapping):
         raise FlowError(doc.at("degraded"), f"{what} has no 'degraded' settings",
                         "add 'degraded:' with the 'team' to dial when the flow cannot run")
@@ -144,7 +176,12 @@ def _flow(path: Path, doc: Mapping) -> Flow:
         raise FlowError(doc.at("steps"), f"{what} has no steps",
                         "add 'steps:' with the named steps of the call")
     errors: list[FlowError] = []
-    parsed = _collect(errors, (_step(name, steps) for name in steps))
+    parsed = _collect(errors, (partial(_step, name, steps) for name in steps))
+    names = [step.name for step in parsed]
+    if not errors and header["start"] not in names:  # here, where 'start:' was written
+        errors.append(FlowError(doc.at("start"), f"the start step '{header['start']}' does not "
+                                "exist", did_you_mean(header["start"], names)
+                                or "name one of the steps below"))
     if errors:
         raise FlowSetInvalid(errors)
     return Flow(id=path.stem, path=str(path), where=doc.where, hours=hours, degraded=degraded,
@@ -157,9 +194,14 @@ def _step(name, steps: Mapping) -> Step:
     if not isinstance(spec, Mapping):
         raise FlowError(steps.at(name), f"step '{name}' should be a mapping with a 'kind'")
     kind = spec.get("kind")
-    if kind not in STEP_KINDS:
-        hint = did_you_mean(kind, STEP_KINDS) or f"the kinds are: {', '.join(STEP_KINDS)}"
-        problem = "has no 'kind'" if kind is None else f"has an unknown kind '{kind}'"
+    if not isinstance(kind, str) or kind not in STEP_KINDS:
+        kinds = f"the kinds are: {', '.join(STEP_KINDS)}"
+        if kind is None:
+            problem, hint = "has no 'kind'", kinds
+        elif not isinstance(kind, str):
+            problem, hint = "has a 'kind' that is not a single word", kinds
+        else:
+            problem, hint = f"has an unknown kind '{kind}'", did_you_mean(kind, STEP_KINDS) or kinds
         raise FlowError(spec.at("kind"), f"step '{name}' {problem}", hint)
     cls = STEP_KINDS[kind]
     values = fields.read(cls, spec, f"step '{name}' ({kind})", skip=("kind",))

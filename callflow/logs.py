@@ -25,9 +25,9 @@ def redact(text: str) -> str:
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
+        ts = (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+              + f".{int(record.msecs):03d}Z")
         entry = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
@@ -37,7 +37,8 @@ class JsonFormatter(logging.Formatter):
                 entry[name] = getattr(record, name)
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return redact(json.dumps(entry, default=str))
+        # The timestamp is ours and looks like a run of digits: it is added after redaction.
+        return f'{{"ts": "{ts}", ' + redact(json.dumps(entry, default=str))[1:]
 
 
 def configure(level: str = "INFO", stream=None) -> None:

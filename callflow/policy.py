@@ -18,6 +18,8 @@ DEFAULT_NOTICE = (
 )
 
 POLICY_OFFER = "To hear our full confidentiality policy, press {digit} now."
+OPT_OUT_OFFER = "If you would rather this call is not monitored, press {digit}."
+OPTED_OUT = "Thank you. This call will not be monitored."
 
 
 @cache

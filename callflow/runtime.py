@@ -16,8 +16,10 @@ import redis
 from rq import Queue
 from rq.serializers import JSONSerializer
 
+from callflow.audit import AuditKind, AuditLog
 from callflow.config import Settings
 from callflow.context import Links
+from callflow.errors import AuditUnavailable, FlowSetInvalid
 from callflow.live import LiveCalls
 from callflow.registry import FlowRegistry
 from callflow.state import CallStore
@@ -39,6 +41,7 @@ class Runtime:
     clock: Callable[[], datetime]
     calls: CallStore
     live: LiveCalls
+    audit: AuditLog
     sync_jobs: bool = False  # jobs run at once, in this process (tests, the simulator)
 
 
@@ -64,10 +67,31 @@ def build(settings: Settings, *, store: redis.Redis | None = None,
     else:
         log.warning("TWILIO_ACCOUNT_SID is not set: callers are put through by direct dial, "
                     "and live calls cannot be monitored", extra={"event": "no_rest_api"})
-    return Runtime(settings=settings, registry=registry or FlowRegistry(settings.flows_dir),
-                   store=store, queue=queue, twilio=twilio, links=Links(settings.public_url),
-                   clock=clock or utc_now, calls=CallStore(store, settings.call_ttl),
-                   live=LiveCalls(store), sync_jobs=sync_jobs)
+    audit = AuditLog.from_settings(store, settings)
+    registry = registry or FlowRegistry(settings.flows_dir, on_reload=audit_reloads(audit))
+    return Runtime(settings=settings, registry=registry, store=store, queue=queue,
+                   twilio=twilio, links=Links(settings.public_url), clock=clock or utc_now,
+                   calls=CallStore(store, settings.call_ttl), live=LiveCalls(store),
+                   audit=audit, sync_jobs=sync_jobs)
+
+
+def audit_reloads(audit: AuditLog):
+    """Record each flow reload (files and their hashes) or refused edit in the audit log."""
+    from pathlib import Path
+
+    def record(flowset, refused: FlowSetInvalid | None) -> None:
+        try:
+            if flowset is not None:
+                audit.append(AuditKind.FLOW_RELOADED, "system",
+                             files={Path(p).name: h for p, h in flowset.files.items()})
+            else:
+                files = sorted({Path(e.where.path).name for e in refused.errors})
+                audit.append(AuditKind.FLOW_RELOAD_REFUSED, "system", files=files,
+                             errors=len(refused.errors))
+        except AuditUnavailable:
+            log.error("a flow reload could not be audited", extra={"event": "audit_down"})
+
+    return record
 
 
 _current: Runtime | None = None

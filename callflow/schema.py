@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 from callflow.fields import Spec, json_schema, specs
-from callflow.flow import Degraded, Flow, Team, Worker
+from callflow.flow import Degraded, Flow, ManagerLine, Team, Worker
 from callflow.hours import DAYS
 from callflow.steps import STEP_KINDS
 
@@ -52,10 +52,13 @@ def generate() -> dict[str, Any]:
     teams = {"type": "object", "required": ["teams"], "additionalProperties": False,
              "properties": {"teams": {"type": "object", "minProperties": 1,
                                       "additionalProperties": team}}}
+    line = {"type": "object", "required": ["manager_line"], "additionalProperties": False,
+            "properties": {"manager_line": _object(specs(ManagerLine))}}
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": "callflow flow or teams file",
-        "oneOf": [{"title": "flow", **flow}, {"title": "teams", **teams}],
+        "title": "callflow flow, teams or manager line file",
+        "oneOf": [{"title": "flow", **flow}, {"title": "teams", **teams},
+                  {"title": "manager line", **line}],
         "$defs": {kind: step_schema(kind) for kind in STEP_KINDS},
     }
 

@@ -41,17 +41,25 @@ def _convert(path: str, loader: yaml.SafeLoader, node: yaml.Node) -> Any:
     if isinstance(node, yaml.MappingNode):
         result = Mapping()
         result.where, result.key_where, result.value_where = _where(path, node), {}, {}
+        own = {id(key_node) for key_node, _ in node.value}
         loader.flatten_mapping(node)
+        # Keys merged in with ``<<: *anchor`` come first and may be overridden; only a key
+        # written twice in this mapping itself is a mistake.
+        merged: set[Any] = set()
         for key_node, value_node in node.value:
             key = _convert(path, loader, key_node)
             if isinstance(key, (Mapping, Sequence)):
                 raise FlowError(_where(path, key_node), "a key must be a plain word or number")
-            if key in result:
+            if key in result and key not in merged:
                 raise FlowError(
                     _where(path, key_node),
                     f"'{key}' is written twice here",
                     f"the first is at line {result.key_where[key].line}; keep one",
                 )
+            if id(key_node) in own:
+                merged.discard(key)
+            else:
+                merged.add(key)
             result.key_where[key] = _where(path, key_node)
             result.value_where[key] = _where(path, value_node)
             result[key] = _convert(path, loader, value_node)
@@ -75,9 +83,23 @@ def load_text(text: str, path: str) -> Any:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = Where(path, mark.line + 1, mark.column + 1) if mark else Where(path)
-        raise FlowError(where, f"this is not valid YAML: {exc.problem}") from None
+        raise FlowError(where, f"this is not valid YAML: {exc.problem}", _unclosed(exc)) from None
     finally:
         loader.dispose()
+
+
+# What an unclosed bracket or quote looks like to PyYAML, in the words an admin would use.
+UNCLOSED = {"while parsing a flow sequence": "the list '[' opened",
+            "while parsing a flow mapping": "the '{' opened",
+            "while scanning a quoted scalar": "the quote opened"}
+
+
+def _unclosed(exc: yaml.MarkedYAMLError) -> str:
+    """A hint that points back at the opening bracket or quote, often far above the error."""
+    what, mark = UNCLOSED.get(exc.context or ""), exc.context_mark
+    if not what or mark is None:
+        return ""
+    return f"{what} at line {mark.line + 1}, column {mark.column + 1} is not closed"
 
 
 def load_file(path: Path) -> Any:

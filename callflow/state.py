@@ -21,16 +21,22 @@ class CallState:
     attempts: int = 0
     notice_heard: bool = False
     live: str = ""  # the opaque id of the call on the bridge, once there
+    monitor_declined: bool = False  # the caller asked not to be monitored
+    manager: str = ""  # on the manager line: who signed in by PIN
+    choices: str = ""  # on the manager line: the call ids offered, by key, space-separated
 
     def to_hash(self) -> dict[str, str]:
         return {"flow": self.flow, "step": self.step, "attempts": str(self.attempts),
-                "notice": "1" if self.notice_heard else "0", "live": self.live}
+                "notice": "1" if self.notice_heard else "0", "live": self.live,
+                "declined": "1" if self.monitor_declined else "0", "manager": self.manager,
+                "choices": self.choices}
 
     @classmethod
     def from_hash(cls, data: dict[str, str]) -> CallState:
         return cls(flow=data.get("flow", ""), step=data.get("step", ""),
                    attempts=int(data.get("attempts") or 0), notice_heard=data.get("notice") == "1",
-                   live=data.get("live", ""))
+                   live=data.get("live", ""), monitor_declined=data.get("declined") == "1",
+                   manager=data.get("manager", ""), choices=data.get("choices", ""))
 
 
 class CallStore:

@@ -16,7 +16,7 @@ from callflow import fields
 from callflow.dialling import dial_team
 from callflow.errors import FlowError, Where
 from callflow.fields import option
-from callflow.policy import DEFAULT_NOTICE, POLICY_OFFER
+from callflow.policy import DEFAULT_NOTICE, OPT_OUT_OFFER, POLICY_OFFER
 
 if TYPE_CHECKING:
     from callflow.context import CallContext
@@ -77,16 +77,28 @@ class Notice(Spoken):
                        "identified, not recorded, and may be monitored occasionally for "
                        "quality and training", DEFAULT_NOTICE)
     policy_digit: str = option("digit", "Key that plays the full policy", "9")
+    monitoring_opt_out: str | None = option("digit", "Key a caller presses so that the call is "
+                                            "never monitored (default: not offered)", None)
 
     def edges(self):
         return {"next": self.next}
+
+    def check(self, flowset):
+        if self.monitoring_opt_out and self.monitoring_opt_out == self.policy_digit:
+            return [FlowError(self.marks.get("monitoring_opt_out", self.where),
+                              f"step '{self.name}' uses key {self.policy_digit} both for the "
+                              "policy and to opt out of monitoring", "choose another key")]
+        return []
 
     def render(self, response, call):
         call.notice_heard = True
         gather = response.gather(num_digits=1, timeout=2,
                                  action=call.links.notice(call.flow.id, self.name),
                                  action_on_empty_result=True)
-        self.say(gather, call, f"{self.text} {POLICY_OFFER.format(digit=self.policy_digit)}")
+        offer = POLICY_OFFER.format(digit=self.policy_digit)
+        if self.monitoring_opt_out:
+            offer += " " + OPT_OUT_OFFER.format(digit=self.monitoring_opt_out)
+        self.say(gather, call, f"{self.text} {offer}")
         return None
 
 

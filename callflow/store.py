@@ -10,17 +10,22 @@ import logging
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from callflow.config import Settings
 
 log = logging.getLogger(__name__)
 TIMEOUT_SECONDS = 1.0
+# redis-py retries with backoff by default, seconds per command against a dead server; one
+# quick retry covers a dropped pooled connection, and a real outage fails fast.
+QUICK_RETRY = Retry(NoBackoff(), 1)
 
 
 def connect(settings: Settings, *, decode_responses: bool = True) -> redis.Redis:
     if settings.redis_url:
         return redis.Redis.from_url(settings.redis_url, decode_responses=decode_responses,
-                                    socket_timeout=TIMEOUT_SECONDS,
+                                    retry=QUICK_RETRY, socket_timeout=TIMEOUT_SECONDS,
                                     socket_connect_timeout=TIMEOUT_SECONDS,
                                     health_check_interval=15)
     return embedded(settings.embedded_db, decode_responses=decode_responses)

@@ -17,16 +17,22 @@ from callflow.fields import did_you_mean
 from callflow.flow import Flow, FlowSet
 
 
-def validate(flowset: FlowSet) -> tuple[list[FlowError], list[FlowError]]:
-    """Return (errors, warnings) for a parsed flow set."""
+def validate(flowset: FlowSet, *, check_teams: bool = True
+             ) -> tuple[list[FlowError], list[FlowError]]:
+    """Return (errors, warnings) for a parsed flow set.
+
+    ``check_teams`` is off while the teams file itself is broken: every team would then look
+    missing, and those errors would bury the one that matters.
+    """
     errors: list[FlowError] = []
     warnings: list[FlowError] = []
     for flow in flowset.flows.values():
         missing = _missing_steps(flow)
         errors.extend(missing)
-        for step in flow.steps.values():
-            errors.extend(step.check(flowset))
-        if flow.degraded.team not in flowset.teams:
+        if check_teams:
+            for step in flow.steps.values():
+                errors.extend(step.check(flowset))
+        if check_teams and flow.degraded.team not in flowset.teams:
             hint = did_you_mean(flow.degraded.team, flowset.teams) or "define it in teams.yaml"
             errors.append(FlowError(flow.where, f"the degraded team '{flow.degraded.team}' "
                                     "does not exist", hint))
@@ -37,6 +43,10 @@ def validate(flowset: FlowSet) -> tuple[list[FlowError], list[FlowError]]:
         errors.extend(_dead_ends(flow))
         warnings.extend(_unreachable(flow))
     errors.extend(_numbers_bound_twice(flowset))
+    line = flowset.manager_line
+    errors.extend(FlowError(line.where, f"number {n} is both the manager line and a helpline's",
+                            "the manager line needs a number of its own")
+                  for n in (line.numbers if line else []) if n in flowset.by_number)
     defaults = [f for f in flowset.flows.values() if f.default]
     errors.extend(FlowError(f.where, "more than one flow says 'default: true'",
                             "keep it on one flow only") for f in defaults[1:])
@@ -53,8 +63,12 @@ def _missing_steps(flow: Flow) -> list[FlowError]:
         errors.append(FlowError(flow.where, f"the start step '{flow.start}' does not exist",
                                 did_you_mean(flow.start, flow.steps)))
     for step in flow.steps.values():
+        reported = set()
         for label, target in step.edges().items():
             if target not in flow.steps:
+                if label not in step.marks and target in reported:
+                    continue  # a default (on_invalid = on_no_input): its source is reported
+                reported.add(target)
                 hint = did_you_mean(target, flow.steps) or "add that step or fix the name"
                 errors.append(FlowError(step.marks.get(label, step.where),
                                         f"step '{step.name}' {label} goes to '{target}', "

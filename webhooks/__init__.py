@@ -5,15 +5,19 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from datetime import timedelta
 from typing import Any
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from callflow import logs, runtime
 from callflow.config import Settings
 from callflow.engine import CallEngine
 from callflow.errors import ConfigError
+from callflow.manager_line import ManagerLineCalls
 from callflow.registry import FlowRegistry
+from callflow.staff import StaffStore
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024  # Twilio's webhooks are a few kilobytes at most
@@ -26,7 +30,14 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     config = dict(config or {})
     settings: Settings = config.pop("SETTINGS", None) or Settings.from_env()
     app = Flask(__name__)
-    app.config.update(MAX_CONTENT_LENGTH=MAX_BODY_BYTES, SECRET_KEY=settings.secret_key)
+    app.config.update(MAX_CONTENT_LENGTH=MAX_BODY_BYTES, SECRET_KEY=settings.secret_key,
+                      SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Strict",
+                      SESSION_COOKIE_SECURE=settings.public_url.startswith("https://"),
+                      SESSION_COOKIE_NAME="callflow_session",
+                      PERMANENT_SESSION_LIFETIME=timedelta(minutes=settings.session_minutes))
+    if settings.trusted_proxies:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies,
+                                x_proto=settings.trusted_proxies)
     app.config.update(config)
     if not app.testing:
         _require(settings, allow_missing_token=config.pop("ALLOW_MISSING_TOKEN", False))
@@ -36,16 +47,20 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         settings, store=config.get("STORE"), clock=config.get("CLOCK"),
         http_client=config.get("TWILIO_HTTP_CLIENT"), sync_jobs=bool(config.get("SYNC_JOBS"))))
     engine = CallEngine(rt)
+    staff = StaffStore(rt.store, audit=rt.audit.append)
     app.extensions["callflow"] = {"settings": settings, "registry": rt.registry,
-                                  "store": rt.store, "runtime": rt, "engine": engine}
+                                  "store": rt.store, "runtime": rt, "engine": engine,
+                                  "staff": staff, "manager_line": ManagerLineCalls(rt, staff)}
     if not app.testing and settings.reload_interval > 0:
         rt.registry.watch(settings.reload_interval)
         _reload_on_sighup(rt.registry)
 
-    from webhooks import bridge, health, voice
+    from webhooks import bridge, health, manager, manager_line, voice
 
     app.register_blueprint(voice.bp)
     app.register_blueprint(bridge.bp)
+    app.register_blueprint(manager_line.bp)
+    app.register_blueprint(manager.bp)
     app.register_blueprint(health.bp)
     return app
 

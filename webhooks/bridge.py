@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, abort, current_app
+from flask import Blueprint, Response, abort, current_app
 from twilio.twiml.voice_response import VoiceResponse
 
-from callflow.bridge import Bridge
+from callflow.bridge import LEG_ENDED, Bridge
+from callflow.errors import StoreUnavailable
+from callflow.monitoring import MonitoringGate
 from webhooks.edge import check_and_strip, field, link
 from webhooks.voice import METHODS, twiml
 
@@ -35,6 +37,13 @@ def call_id() -> str:
     return value
 
 
+@bp.errorhandler(StoreUnavailable)
+def store_unavailable(error: StoreUnavailable):
+    """A callback the store cannot take: Twilio logs the 503; no caller hears anything of it."""
+    log.error("store unavailable for a bridge callback", extra={"event": "degraded"})
+    return Response("the store is unavailable", status=503, mimetype="text/plain")
+
+
 @bp.route("/hold", methods=METHODS)
 def hold():
     return twiml(bridge().hold(call_id()))
@@ -55,6 +64,15 @@ def worker():
 @bp.route("/worker/answer", methods=METHODS)
 def worker_answer():
     return twiml(bridge().worker_answer(call_id(), leg(), field("Digits")))
+
+
+@bp.route("/monitor/status", methods=METHODS)
+def monitor_status():
+    """The manager's web-rung leg: once it ends (or never answers) the session is closed."""
+    session = link("session")
+    if field("CallStatus") in LEG_ENDED and session:
+        MonitoringGate(bridge().rt, bridge().rt.audit).leg_left(session, field("CallStatus"))
+    return twiml(VoiceResponse())
 
 
 @bp.route("/worker/status", methods=METHODS)

@@ -23,7 +23,7 @@ from werkzeug.datastructures import CombinedMultiDict, ImmutableMultiDict
 from callflow.privacy import strip_caller_data
 
 log = logging.getLogger(__name__)
-LINK_PARAMS = ("flow", "step", "call", "leg")
+LINK_PARAMS = ("flow", "step", "call", "leg", "session")
 CALL_SID = re.compile(r"^CA[0-9a-f]{32}$")
 
 

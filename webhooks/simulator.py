@@ -12,7 +12,7 @@ import secrets
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from urllib.parse import parse_qs, urljoin, urlsplit
+from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 from flask import Flask
 from twilio.request_validator import RequestValidator
@@ -85,11 +85,13 @@ class TwilioSim:
         parts = urlsplit(url)
         target = parts.path + (f"?{parts.query}" if parts.query else "")
         if method == "GET":
-            query = "&".join(f"{k}={v}" for k, v in fields.items())
-            url = f"{url}{'&' if parts.query else '?'}{query}"
+            # Twilio appends the fields to the query, URL-encoded, and signs the whole URL.
+            url = f"{url}{'&' if parts.query else '?'}{urlencode(fields)}"
             target = urlsplit(url).path + "?" + urlsplit(url).query
             signature = self.validator.compute_signature(url, {})
-            return self.client.get(target, headers={"X-Twilio-Signature": signature})
+            response = self.client.get(target, headers={"X-Twilio-Signature": signature})
+            self.responses.append(response.get_data(as_text=True))
+            return response
         signature = self.validator.compute_signature(url, fields)
         response = self.client.post(target, data=fields, headers={"X-Twilio-Signature": signature})
         self.responses.append(response.get_data(as_text=True))

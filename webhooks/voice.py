@@ -39,6 +39,8 @@ def dialled() -> str:
 
 @bp.route("/incoming", methods=METHODS)
 def incoming():
+    if engine().registry.current.is_manager_line(dialled()):
+        return twiml(current_app.extensions["callflow"]["manager_line"].incoming(call_sid()))
     return twiml(engine().incoming(call_sid(), dialled()))
 
 

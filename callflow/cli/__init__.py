@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import click
 
+from callflow.cli.audit import audit
 from callflow.cli.flows import graph, schema, validate
+from callflow.cli.staff import manager
+from callflow.cli.worker import worker
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -17,5 +20,5 @@ def cli() -> None:
     """Confidential helpline call flows on Twilio."""
 
 
-for command in (validate, schema, graph):
+for command in (validate, schema, graph, manager, audit, worker):
     cli.add_command(command)

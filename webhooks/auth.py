@@ -1,0 +1,90 @@
+"""Manager sign-in for the web: the session cookie, CSRF protection, and who is signed in.
+
+The cookie is signed with SECRET_KEY, http-only, same-site strict, secure behind https, and
+expires after a spell of inactivity. Every state-changing request must carry the session's
+CSRF token and must not come from another site.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from functools import wraps
+from urllib.parse import urlsplit
+
+from flask import current_app, g, jsonify, request, session
+
+from callflow.staff import Role, StaffMember, StaffStore
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+CSRF_HEADER = "X-CSRF-Token"
+
+
+def staff_store() -> StaffStore:
+    return current_app.extensions["callflow"]["staff"]
+
+
+def csrf_token() -> str:
+    if "csrf" not in session:
+        session["csrf"] = secrets.token_urlsafe(32)
+    return session["csrf"]
+
+
+def current_member() -> StaffMember | None:
+    """The signed-in staff member, re-read each request: a disabled account is signed out."""
+    if "member" not in g:
+        name = session.get("user")
+        member = staff_store().get(name) if name else None
+        g.member = member if member and not member.disabled else None
+    return g.member
+
+
+def sign_in(member: StaffMember) -> None:
+    session.clear()
+    session.permanent = True
+    session["user"] = member.name
+    csrf_token()
+
+
+def sign_out() -> None:
+    session.clear()
+
+
+def same_site_request() -> bool:
+    """Refuse requests a browser marks as cross-site, or whose Origin is not ours."""
+    if request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
+        return False
+    origin = request.headers.get("Origin")
+    if not origin:
+        return True
+    settings = current_app.extensions["callflow"]["settings"]
+    ours = urlsplit(settings.public_url or request.host_url)
+    theirs = urlsplit(origin)
+    return (theirs.scheme, theirs.netloc) == (ours.scheme, ours.netloc)
+
+
+def check_csrf() -> tuple | None:
+    """``before_request`` of the manager blueprint: None, or a 403 response."""
+    if request.method in SAFE_METHODS:
+        return None
+    sent = request.headers.get(CSRF_HEADER) or request.form.get("csrf_token", "")
+    expected = session.get("csrf", "")
+    if not same_site_request() or not expected or not hmac.compare_digest(sent, expected):
+        return jsonify(reason="csrf", message="This request was refused: reload the page "
+                       "and try again."), 403
+    return None
+
+
+def require(*roles: Role):
+    """Views for signed-in staff (of these roles, if given); JSON 401/403 otherwise."""
+    def decorate(view):
+        @wraps(view)
+        def wrapped(*args, **kwargs):
+            member = current_member()
+            if member is None:
+                return jsonify(reason="not_signed_in", message="Please sign in."), 401
+            if roles and member.role not in roles:
+                return jsonify(reason="forbidden", message="Your account cannot do this."), 403
+            return view(*args, **kwargs)
+        return wrapped
+    return decorate

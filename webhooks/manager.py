@@ -1,0 +1,201 @@
+"""The Helplines Manager's sign-in and JSON API (the dashboard's pages build on it).
+
+Every view is a few lines over the domain: the monitoring gate, the audit log, the staff store,
+the exceptions register. No caller data is ever in a response: calls are opaque ids.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from flask import (
+    Blueprint,
+    current_app,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+
+from callflow.audit import AuditKind
+from callflow.errors import AuditUnavailable, LockedOut, SignInRefused, StoreUnavailable
+from callflow.exceptions_register import record_exception
+from callflow.live import LiveCall
+from callflow.monitoring import MonitoringGate
+from callflow.runtime import Runtime
+from callflow.staff import Role
+from webhooks.auth import (
+    check_csrf,
+    csrf_token,
+    current_member,
+    require,
+    sign_in,
+    sign_out,
+    staff_store,
+)
+
+log = logging.getLogger(__name__)
+bp = Blueprint("manager", __name__, url_prefix="/manager")
+bp.before_request(check_csrf)
+
+
+def rt() -> Runtime:
+    return current_app.extensions["callflow"]["runtime"]
+
+
+def gate() -> MonitoringGate:
+    return MonitoringGate(rt(), rt().audit)
+
+
+def wants_json() -> bool:
+    return request.is_json or request.accept_mimetypes.best == "application/json"
+
+
+@bp.errorhandler(StoreUnavailable)
+@bp.errorhandler(AuditUnavailable)
+def unavailable(error: Exception):
+    log.error("manager request failed closed", extra={"event": "unavailable"})
+    return jsonify(reason="unavailable", message="The service's store or audit log is "
+                   "unavailable; nothing was changed."), 503
+
+
+# -- sign-in ---------------------------------------------------------------------------------
+
+@bp.get("/login")
+def login_form():
+    return render_template("login.html", csrf_token=csrf_token(), error=None)
+
+
+@bp.post("/login")
+def login():
+    name, password = request.form.get("username", ""), request.form.get("password", "")
+    try:
+        member = staff_store().authenticate(name, password, request.remote_addr or "unknown")
+    except LockedOut as exc:
+        return _login_refused(str(exc).capitalize() + ".", 429)
+    except SignInRefused:
+        return _login_refused("That username and password did not match.", 401)
+    sign_in(member)
+    if wants_json():
+        return jsonify(user=member.name, role=member.role.value, csrf_token=csrf_token())
+    return redirect(url_for("manager.home"))
+
+
+def _login_refused(message: str, status: int):
+    if wants_json():
+        return jsonify(reason="sign_in_refused", message=message), status
+    return render_template("login.html", csrf_token=csrf_token(), error=message), status
+
+
+@bp.post("/logout")
+def logout():
+    sign_out()
+    return jsonify(ok=True) if wants_json() else redirect(url_for("manager.login_form"))
+
+
+@bp.get("/")
+def home():
+    if current_member() is None:
+        return redirect(url_for("manager.login_form"))
+    return render_template("home.html", member=current_member(), csrf_token=csrf_token())
+
+
+# -- JSON API --------------------------------------------------------------------------------
+
+@bp.get("/api/session")
+@require()
+def session_info():
+    member = current_member()
+    return jsonify(user=member.name, role=member.role.value, csrf_token=csrf_token(),
+                   phone_set=bool(member.phone))
+
+
+def call_json(call: LiveCall, helplines: dict[str, str]) -> dict:
+    return {"id": call.id, "helpline": helplines.get(call.flow, call.flow),
+            "state": call.state.value, "started_at": call.started_at,
+            "connected_at": call.connected_at or None, "monitorable": call.monitorable,
+            "being_monitored": bool(call.raw.get("monitor_session"))}
+
+
+@bp.get("/api/calls")
+@require()
+def calls():
+    helplines = {f.id: f.helpline for f in rt().registry.current.flows.values()}
+    return jsonify(calls=[call_json(c, helplines) for c in rt().live.listing()])
+
+
+@bp.post("/api/calls/<call_id>/listen")
+@require()
+def listen(call_id: str):
+    body = request.get_json(silent=True) or {}
+    purpose, phone = body.get("purpose"), body.get("phone")
+    decision = gate().request(current_member(), call_id, str(purpose or ""),
+                              phone=str(phone) if phone else None)
+    if decision.granted:
+        return jsonify(session=decision.session, message=decision.message), 202
+    return jsonify(reason=decision.refusal.value, message=decision.message), decision.status
+
+
+@bp.post("/api/sessions/<session_id>/stop")
+@require()
+def stop(session_id: str):
+    decision = gate().stop(current_member(), session_id)
+    if decision.granted:
+        return jsonify(session=session_id, message=decision.message)
+    return jsonify(reason=decision.refusal.value, message=decision.message), decision.status
+
+
+@bp.get("/api/audit")
+@require(Role.MANAGER, Role.ADMIN)
+def audit():
+    since = _since(request.args.get("since"))
+    if since is False:
+        return jsonify(reason="bad_request", message="since must be a date or time like "
+                       "2026-11-01 or 2026-11-01T09:00:00+00:00"), 400
+    kind = request.args.get("kind") or None
+    if kind and kind not in tuple(AuditKind):
+        return jsonify(reason="bad_request", message=f"unknown kind '{kind}'"), 400
+    entries = rt().audit.entries(since=since or None, kind=kind)
+    return jsonify(entries=[e.to_dict() for e in entries])
+
+
+@bp.get("/api/audit/verify")
+@require(Role.MANAGER, Role.ADMIN)
+def audit_verify():
+    result = rt().audit.verify()
+    return jsonify(ok=result.ok, count=result.count, first_bad_seq=result.first_bad_seq,
+                   reason=result.reason)
+
+
+@bp.post("/api/exceptions")
+@require(Role.MANAGER, Role.ADMIN)
+def record():
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        return jsonify(reason="bad_request", message="send the exception as a JSON object"), 400
+    try:
+        entry = record_exception(rt().audit, current_member().name, str(body.get("call", "")),
+                                 body.get("grounds") or [], str(body.get("agency", "")),
+                                 body.get("caller_informed"), body.get("not_informed_reason"))
+    except ValueError as exc:
+        return jsonify(reason="bad_request", message=str(exc)), 400
+    return jsonify(entry=entry.to_dict()), 201
+
+
+@bp.get("/api/exceptions")
+@require(Role.MANAGER, Role.ADMIN)
+def exceptions():
+    entries = rt().audit.entries(kind=AuditKind.EXCEPTION_RECORDED)
+    return jsonify(entries=[e.to_dict() for e in reversed(entries)])
+
+
+def _since(text: str | None) -> datetime | None | bool:
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return False
+    return moment if moment.tzinfo else moment.replace(tzinfo=rt().clock().tzinfo)
