@@ -70,3 +70,24 @@ def purge_call_records(call_sids: list[str]) -> None:
         api.delete_record(sid)
     log.info("call records deleted from Twilio", extra={"event": "purged_twilio",
                                                         "kind": str(len(call_sids))})
+
+
+# -- timed jobs (registered with RQ's cron scheduler in callflow.cron) ----------------------------
+
+def purge_audit() -> int:
+    """Daily: remove audit entries older than the retention, keeping the chain verifiable."""
+    removed = runtime.current().audit.purge()
+    log.info("audit log purged", extra={"event": "audit_purged", "kind": str(removed)})
+    return removed
+
+
+def close_stale_monitoring() -> int:
+    """Every few minutes: close listen-in sessions that no Twilio callback closed."""
+    from callflow.monitoring import MonitoringGate
+
+    rt = runtime.current()
+    closed = MonitoringGate(rt, rt.audit).close_stale()
+    if closed:
+        log.warning("stale listening sessions closed", extra={"event": "monitor_timer",
+                                                               "kind": str(closed)})
+    return closed

@@ -8,21 +8,45 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
-from rq import SimpleWorker, Worker
+from rq import Queue, SimpleWorker, Worker
 from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 from rq.timeouts import TimerDeathPenalty
 
+from callflow.cron import TIMED_QUEUE, scheduler
 from callflow.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 
 def run_worker(rt: Runtime, *, burst: bool = False) -> bool:
-    """The RQ worker of the Procfile, with RQ's scheduler for retries with backoff."""
+    """The RQ worker of the Procfile, with RQ's scheduler for retries with backoff, and the
+    cron scheduler with its own worker thread for the timed jobs."""
+    if not burst:
+        start_timed_jobs(rt)
     worker = Worker([rt.queue], connection=rt.queue.connection, serializer=JSONSerializer)
     return worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
+
+
+def start_timed_jobs(rt: Runtime) -> None:
+    """Run RQ's cron scheduler and a worker for its queue in daemon threads."""
+    connection = rt.queue.connection
+    timed = Queue(TIMED_QUEUE, connection=connection)
+    threading.Thread(target=scheduler(connection).start, name="callflow-cron",
+                     daemon=True).start()
+
+    def work() -> None:
+        worker = ThreadWorker([timed], connection=connection)
+        while True:
+            try:
+                worker.work(burst=False, logging_level="WARNING")
+            except Exception:
+                log.exception("timed-job worker failed", extra={"event": "worker_error"})
+                time.sleep(5)
+
+    threading.Thread(target=work, name="callflow-timed", daemon=True).start()
 
 
 class ThreadWorker(SimpleWorker):
@@ -51,4 +75,5 @@ def start_in_process(rt: Runtime, interval: float = 0.5) -> threading.Event:
                 log.exception("in-process job runner failed", extra={"event": "worker_error"})
 
     threading.Thread(target=loop, name="callflow-jobs", daemon=True).start()
+    start_timed_jobs(rt)
     return stop

@@ -9,6 +9,7 @@ import secrets
 import sys
 from dataclasses import replace
 from datetime import datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import click
@@ -36,8 +37,9 @@ def local_settings(settings: Settings, host: str, port: int) -> Settings:
         settings = replace(settings, public_url=f"http://{host}:{port}")
         notes.append(f"CALLFLOW_PUBLIC_URL is not set: using {settings.public_url}")
     if not settings.secret_key:
-        settings = replace(settings, secret_key=secrets.token_urlsafe(32))
-        notes.append("SECRET_KEY is not set: using a random key for this run only")
+        settings = replace(settings, secret_key=local_secret(settings))
+        notes.append("SECRET_KEY is not set: using the local key kept beside the embedded "
+                     f"store ({Path(settings.embedded_db).parent / 'secret-key'})")
     if not settings.twilio_auth_token:
         notes.append("TWILIO_AUTH_TOKEN is not set: every webhook will be refused (403) until "
                      "it is; try a call with `callflow simulate --to +441632960001`")
@@ -92,6 +94,16 @@ class TerminalKeypad(Keypad):
                             show_default=False)
 
 
+def local_secret(settings: Settings) -> str:
+    """A key kept beside the embedded store, so its signed audit log verifies across runs."""
+    path = Path(settings.embedded_db).parent / "secret-key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(48), encoding="utf-8")
+        path.chmod(0o600)
+    return path.read_text(encoding="utf-8").strip()
+
+
 SHOW = {
     "step": lambda e: click.style(f"  · {e.text}", dim=True),
     "say": lambda e: (f"  {e.who} hears: " if e.who == "worker" else "🔊 ") + e.text,
@@ -127,7 +139,7 @@ def simulate(to: str, digits: str | None, worker_digits: str | None, at: str | N
     settings = Settings.from_env()
     settings = replace(settings, twilio_account_sid=ACCOUNT_SID,
                        twilio_auth_token=secrets.token_hex(16),
-                       secret_key=secrets.token_urlsafe(32),
+                       secret_key=settings.secret_key or local_secret(settings),
                        public_url="https://simulator.callflow.invalid", reload_interval=0,
                        log_level="WARNING")
     rest = TwilioDouble()
