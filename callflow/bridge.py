@@ -12,6 +12,7 @@ import logging
 from datetime import datetime
 
 import redis
+from rq import Worker
 from twilio.twiml.voice_response import VoiceResponse
 
 from callflow import jobs, keys
@@ -41,7 +42,10 @@ class Bridge:
         if self.rt.twilio is None:
             return False
         try:
-            return not self.rt.store.exists(keys.rest_trouble())
+            if self.rt.store.exists(keys.rest_trouble()):
+                return False
+            # Nobody would ring the workers, or ever take the caller out of the room.
+            return self.rt.sync_jobs or Worker.count(queue=self.rt.queue) > 0
         except redis.RedisError as exc:  # the store is down: the caller takes the degraded path
             raise StoreUnavailable(str(exc)) from exc
 
