@@ -12,8 +12,9 @@ import re
 import sys
 import time
 
-# A run of 7+ digits (with the separators people write), not inside an identifier like a CallSid.
-PHONE_LIKE = re.compile(r"(?<![A-Za-z0-9])\+?\d[\d\s().-]{5,}\d(?![A-Za-z0-9])")
+# A run of 7+ digits (with the separators people write), not inside an identifier like a CallSid;
+# the leading + may be URL-encoded (%2B), as it is in a webhook's query string.
+PHONE_LIKE = re.compile(r"(?<![A-Za-z0-9])(?:\+|%2[Bb])?\d[\d\s().-]{5,}\d(?![A-Za-z0-9])")
 REDACTED = "[redacted]"
 CONTEXT_FIELDS = ("call", "flow", "step", "event", "path", "method", "status", "error", "file",
                   "duration_ms", "kind")
@@ -21,6 +22,21 @@ CONTEXT_FIELDS = ("call", "flow", "step", "event", "path", "method", "status", "
 
 def redact(text: str) -> str:
     return PHONE_LIKE.sub(REDACTED, text)
+
+
+def _scrub(value):
+    """``value`` with every phone-like text or number redacted, still fit for JSON."""
+    if isinstance(value, str):
+        return redact(value)
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return REDACTED if PHONE_LIKE.search(str(value)) else value
+    if isinstance(value, dict):
+        return {redact(str(k)): _scrub(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_scrub(v) for v in value]
+    return redact(str(value))
 
 
 class JsonFormatter(logging.Formatter):
@@ -37,8 +53,9 @@ class JsonFormatter(logging.Formatter):
                 entry[name] = getattr(record, name)
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        # The timestamp is ours and looks like a run of digits: it is added after redaction.
-        return f'{{"ts": "{ts}", ' + redact(json.dumps(entry, default=str))[1:]
+        # Each value is redacted, not the JSON text: a number redacted there would break the
+        # line, and the timestamp (ours, and a run of digits) would be redacted too.
+        return json.dumps({"ts": ts, **_scrub(entry)})
 
 
 def configure(level: str = "INFO", stream=None) -> None:

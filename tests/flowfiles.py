@@ -13,7 +13,7 @@ from tests.conftest import FLOWS
 # A valid flow whose line numbers the tests point at (line 1 is "helpline:").
 BASE = """\
 helpline: Test Line
-numbers: ["+441632960009"]
+numbers: ["+441632960099"]
 hours:
   monday: "09:00-17:00"
 degraded:

@@ -199,16 +199,16 @@ KINDS = "the kinds are: notice, say, play, menu, hours, connect, message, goto, 
     pytest.param("helpline: Test Line\n", "",
                  "test.yaml:1:1: flow test.yaml is missing 'helpline' (The helpline's name, as "
                  "callers and workers hear it)", id="missing helpline"),
-    pytest.param('numbers: ["+441632960009"]', 'numbers: ["01632960009"]',
-                 "test.yaml:2:11: '01632960009' is not a phone number in international form "
+    pytest.param('numbers: ["+441632960099"]', 'numbers: ["01632960099"]',
+                 "test.yaml:2:11: '01632960099' is not a phone number in international form "
                  "(write it as \"+447700900123\", in quotes)", id="national number"),
-    pytest.param('numbers: ["+441632960009"]', "numbers: [+441632960009]",
-                 "test.yaml:2:11: '441632960009' is not a phone number in international form "
+    pytest.param('numbers: ["+441632960099"]', "numbers: [+441632960099]",
+                 "test.yaml:2:11: '441632960099' is not a phone number in international form "
                  "(write it as \"+447700900123\", in quotes)", id="number without quotes"),
-    pytest.param('numbers: ["+441632960009"]', 'numbers: ["+44 1632 960009"]',
-                 "test.yaml:2:11: '+44 1632 960009' is not a phone number in international form "
+    pytest.param('numbers: ["+441632960099"]', 'numbers: ["+44 1632 960099"]',
+                 "test.yaml:2:11: '+44 1632 960099' is not a phone number in international form "
                  "(write it as \"+447700900123\", in quotes)", id="number with spaces"),
-    pytest.param('numbers: ["+441632960009"]', 'numbers: "+441632960009"',
+    pytest.param('numbers: ["+441632960099"]', 'numbers: "+441632960099"',
                  "test.yaml:2:10: this should be a list of phone numbers (write e.g. "
                  "[\"+441632960001\"])", id="numbers not a list"),
     pytest.param("    text: Sorry, everyone is busy. In an emergency call 999.", "    text: yes",
@@ -370,13 +370,13 @@ def test_every_error_in_one_flow_is_reported_at_once(tmp_path):
 def test_every_error_in_several_files_is_reported_at_once(tmp_path):
     folder = write_folder(tmp_path, {
         "a.yaml": edit("    kind: message\n", "    kind: mesage\n"),
-        "b.yaml": edit('"+441632960009"', '"+441632960008"',
+        "b.yaml": edit('"+441632960099"', '"+441632960008"',
                        edit("    text: Sorry", "    text: [Sorry")),
-        "c.yaml": edit('"+441632960009"', '"+441632960007"',
+        "c.yaml": edit('"+441632960099"', '"+441632960007"',
                        edit("      1: connect", "      1: conect")),
-        "d.yaml": edit('"+441632960009"', '"+441632960006"',
+        "d.yaml": edit('"+441632960099"', '"+441632960006"',
                        edit("start: welcome", "start: menu1")),
-        "e.yaml": edit('"+441632960009"', '"+441632960005"',
+        "e.yaml": edit('"+441632960099"', '"+441632960005"',
                        edit("    on_no_answer: busy\n",
                             "    on_no_answer: busy\n    record: true\n")),
     })

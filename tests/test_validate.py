@@ -205,7 +205,7 @@ def test_a_menu_with_no_way_out_is_refused(tmp_path):
 def test_a_number_bound_to_two_flows_is_refused(tmp_path):
     folder = write_folder(tmp_path, {"a.yaml": BASE, "b.yaml": BASE})
     [error] = errors_of(folder)
-    assert error.endswith("number +441632960009 is bound to both 'a' and 'b' (a number answers "
+    assert error.endswith("number +441632960099 is bound to both 'a' and 'b' (a number answers "
                           "one flow; remove it from one)")
     assert error.startswith("b.yaml:")
 
@@ -220,7 +220,7 @@ def test_a_number_bound_twice_points_at_the_number(tmp_path):
 def test_only_one_flow_may_be_the_default(tmp_path):
     folder = write_folder(tmp_path, {
         "a.yaml": edit("start:", "default: true\nstart:"),
-        "b.yaml": edit('"+441632960009"', '"+441632960008"',
+        "b.yaml": edit('"+441632960099"', '"+441632960008"',
                        edit("start:", "default: true\nstart:")),
     })
     assert errors_of(folder) == ["b.yaml:1:1: more than one flow says 'default: true' (keep it "
