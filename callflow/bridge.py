@@ -56,7 +56,8 @@ class Bridge:
                                  helpline_number=helpline_number, caller_sid=caller_sid,
                                  now=self.rt.clock(), monitorable=monitorable)
         jobs.enqueue(jobs.ring_team, call.id, job_id=f"ring-{call.id}")
-        dial = response.dial(action=self.rt.links.dial(flow.id, connect.name), method="POST")
+        dial = response.dial(action=self.rt.links.dial(flow.id, connect.name), method="POST",
+                             record=DO_NOT_RECORD)
         self._room(dial, call.id, caller=True)
         log.info("caller waiting for a worker", extra={"call": caller_sid, "flow": flow.id,
                                                        "event": "bridged"})
@@ -90,10 +91,15 @@ class Bridge:
         response = VoiceResponse()
         call, _ = self._lookup(call_id)
         team = self._team(call)
-        if call and call.state in (LiveState.WAITING, LiveState.RINGING) and team:
+        if call and team:
             waited = (self.rt.clock() - datetime.fromisoformat(call.started_at)).total_seconds()
-            if waited >= team.ring_limit:
+            if call.state in (LiveState.WAITING, LiveState.RINGING) and waited >= team.ring_limit:
                 jobs.enqueue(jobs.give_up, call_id, job_id=f"give-up-{call_id}")
+            elif call.state == LiveState.FALLBACK and not call.raw.get("fallback_done"):
+                # An earlier redirect failed (its retries too): try again, at most twice a
+                # minute, for as long as the caller is still waiting in the room.
+                jobs.enqueue(jobs.give_up, call_id,
+                             job_id=f"give-up-{call_id}-{int(waited // 30)}")
         if team and team.hold_music:
             response.play(team.hold_music)
         else:
@@ -131,9 +137,13 @@ class Bridge:
         self.rt.live.advance(call_id, LiveState.ENDED, self.rt.clock())
         jobs.enqueue(jobs.cancel_legs, call_id, job_id=f"cancel-{call_id}")
         if self.rt.settings.purge_twilio_logs:
-            sids = [call.caller_sid, *call.legs.values()]
-            jobs.enqueue(jobs.purge_call_records, sids, job_id=f"purge-{call_id}",
-                         retry=jobs.PURGE_RETRY)
+            self.purge_records([call.caller_sid, *call.legs.values()],
+                               job_id=f"purge-{call_id}")
+
+    def purge_records(self, sids: list[str], *, job_id: str) -> None:
+        """Queue the deletion of finished calls' records from Twilio's logs."""
+        if self.rt.twilio is not None:
+            jobs.enqueue(jobs.purge_call_records, sids, job_id=job_id, retry=jobs.PURGE_RETRY)
 
     # -- on the request path: the worker ---------------------------------------------------
 
@@ -169,7 +179,7 @@ class Bridge:
             self._enqueue_quietly(jobs.cancel_legs, call_id, job_id=f"cancel-{call_id}")
         # With the store down the first worker to press 1 still reaches the waiting caller.
         response.say("Connecting you now.", voice=flow.voice, language=flow.language)
-        self._room(response.dial(), call_id, caller=False)
+        self._room(response.dial(record=DO_NOT_RECORD), call_id, caller=False)
         return response
 
     def worker_status(self, call_id: str, leg: int, status: str) -> None:
@@ -205,8 +215,9 @@ class Bridge:
     def ring_team(self, call_id: str) -> None:
         call = self.rt.live.get(call_id)
         team = self._team(call)
-        if call is None or team is None or call.state != LiveState.WAITING:
-            return
+        if call is None or team is None or call.state not in (LiveState.WAITING,
+                                                              LiveState.RINGING):
+            return  # a retry after one leg was created rings the rest; claims stop repeats
         workers = team.active_workers()
         self.rt.live.note(call_id, leg_count=str(len(workers)))
         if not workers:
@@ -232,8 +243,7 @@ class Bridge:
         workers = team.active_workers()
         if leg >= len(workers):
             return
-        claim = keys.leg_claim(call.id, leg)
-        if not self.rt.store.set(claim, "1", nx=True, ex=6 * 3600):
+        if not self.rt.live.claim_leg(call.id, leg):
             return  # already rung (a retried or duplicated job): never ring twice
         try:
             sid = self.rt.twilio.ring(to=workers[leg].number,
@@ -242,7 +252,8 @@ class Bridge:
                                       status_callback=self.rt.links.worker_status(call.id, leg),
                                       timeout=team.ring_timeout)
         except Exception:
-            self.rt.store.delete(claim)  # Twilio refused or was unreachable: a retry may ring
+            self.rt.live.release_leg(call.id, leg)  # Twilio refused or was unreachable:
+            # the leg was not created, so a retry may ring
             self.rt.store.set(keys.rest_trouble(), "1", ex=REST_TROUBLE_SECONDS)
             raise
         self.rt.live.set_leg(call.id, leg, sid)

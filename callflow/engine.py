@@ -122,6 +122,8 @@ class CallEngine:
             state = self.store.load(call_sid)
             if state.live:
                 self.bridge.caller_gone(state.live)
+            elif self.rt.settings.purge_twilio_logs:
+                self.bridge.purge_records([call_sid], job_id=f"purge-{call_sid}")
             self.store.end(call_sid)
         except StoreUnavailable:
             log.warning("store unavailable; call state will expire", extra={"call": call_sid})

@@ -81,6 +81,8 @@ class Flow:
     hours: OpeningHours
     degraded: Degraded
     steps: dict[str, Step] = field(default_factory=dict)
+    # e.g. "number +441632960001" -> where it was written, for errors that point at it
+    marks: dict[str, Where] = field(default_factory=dict, compare=False, repr=False)
 
     def reachable(self) -> list[str]:
         """Step names reachable from the start, breadth first."""

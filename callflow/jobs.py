@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 
 import redis
-from rq import Retry
+from rq import Callback, Retry
 from rq.exceptions import DuplicateJobError
 
 from callflow import runtime
@@ -26,7 +26,7 @@ def enqueue(func, *args, job_id: str, retry: Retry = REST_RETRY) -> None:
     try:
         rt.queue.enqueue(func, *args, job_id=job_id, unique=True, retry=retry,
                          failure_ttl=7 * 24 * 3600, result_ttl=600,
-                         on_failure=log_failure)
+                         on_failure=Callback(log_failure))
     except DuplicateJobError:
         log.info("job already queued", extra={"event": "duplicate_job", "kind": job_id})
     except redis.RedisError as exc:

@@ -48,12 +48,22 @@ redis.call('HSETNX', KEYS[1], ARGV[3], ARGV[4])
 return 1
 """
 
-# The first worker to press 1 wins: ARGV = leg index, timestamp.
+# The first worker to press 1 wins (and keeps winning on a retry): ARGV = leg index, timestamp.
 ACCEPT = """
 local current = redis.call('HGET', KEYS[1], 'state')
+if current == 'connected' and redis.call('HGET', KEYS[1], 'accepted') == ARGV[1] then
+  return 1  -- Twilio retrying the winner's keypress: still theirs
+end
 if current ~= 'waiting' and current ~= 'ringing' then return 0 end
 redis.call('HSET', KEYS[1], 'state', 'connected', 'accepted', ARGV[1], 'connected_at', ARGV[2])
 return 1
+"""
+
+
+# Claim a leg only on a call that still exists (never leave a stub hash without a TTL).
+CLAIM = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+return redis.call('HSETNX', KEYS[1], ARGV[1], '1')
 """
 
 
@@ -110,6 +120,7 @@ class LiveCalls:
         self.client = client
         self._advance = client.register_script(ADVANCE)
         self._accept = client.register_script(ACCEPT)
+        self._claim = client.register_script(CLAIM)
 
     def _guard(self, operation):
         try:
@@ -168,6 +179,16 @@ class LiveCalls:
                 pipe.execute()
 
         self._guard(write)
+
+    def claim_leg(self, call_id: str, leg: int) -> bool:
+        """Claim the right to ring worker leg ``leg``, once: a retried job finds it taken.
+
+        A field of the call's own hash, so it costs a few bytes and expires with the call."""
+        return bool(self._guard(lambda: self._claim(keys=[keys.live_call(call_id)],
+                                                    args=[f"claim:{leg}"])))
+
+    def release_leg(self, call_id: str, leg: int) -> None:
+        self._guard(lambda: self.client.hdel(keys.live_call(call_id), f"claim:{leg}"))
 
     def set_leg(self, call_id: str, leg: int, sid: str) -> None:
         self.note(call_id, **{f"leg:{leg}": sid})

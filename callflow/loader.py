@@ -184,8 +184,10 @@ def _flow(path: Path, doc: Mapping) -> Flow:
                                 or "name one of the steps below"))
     if errors:
         raise FlowSetInvalid(errors)
+    numbers = doc["numbers"]
+    marks = {f"number {n}": w for n, w in zip(numbers, numbers.item_where, strict=True)}
     return Flow(id=path.stem, path=str(path), where=doc.where, hours=hours, degraded=degraded,
-                steps={s.name: s for s in parsed}, **header)
+                steps={s.name: s for s in parsed}, marks=marks, **header)
 
 
 def _step(name, steps: Mapping) -> Step:

@@ -111,7 +111,7 @@ class ManagerLineCalls:
             self._say(response, decision.message)
             return self._list(call_sid, state, response)
         self._say(response, "You are listening, muted. Hang up to stop.")
-        dial = response.dial()
+        dial = response.dial(record=DO_NOT_RECORD)
         dial.conference(keys.conference_room(call_id), muted=True, beep=False,
                         record=DO_NOT_RECORD, start_conference_on_enter=False,
                         end_conference_on_exit=False,

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections import deque
 
 from callflow.errors import FlowError
-from callflow.fields import did_you_mean
-from callflow.flow import Flow, FlowSet
+from callflow.fields import did_you_mean, specs
+from callflow.flow import Degraded, Flow, FlowSet
 
 
 def validate(flowset: FlowSet, *, check_teams: bool = True
@@ -36,6 +36,7 @@ def validate(flowset: FlowSet, *, check_teams: bool = True
             hint = did_you_mean(flow.degraded.team, flowset.teams) or "define it in teams.yaml"
             errors.append(FlowError(flow.where, f"the degraded team '{flow.degraded.team}' "
                                     "does not exist", hint))
+        errors.extend(_placeholders(flow))
         if missing:
             continue  # the graph checks below need every edge to land somewhere
         errors.extend(_notice_first(flow))
@@ -55,6 +56,27 @@ def validate(flowset: FlowSet, *, check_teams: bool = True
             warnings.append(FlowError(team.where, f"team '{team.name}' has no active workers; "
                                       "its calls will always go to the no-answer step"))
     return errors, warnings
+
+
+def _placeholders(flow: Flow) -> list[FlowError]:
+    """Spoken text is filled in with ``str.format(helpline=...)`` when a call reaches it: any
+    other ``{...}`` would fail there, mid-call, and send every caller down the degraded path."""
+    texts = [(step.marks.get(key, step.where), f"step '{step.name}' {key}", getattr(step, key))
+             for step in flow.steps.values() for key, spec in specs(type(step)).items()
+             if spec.kind == "text"]
+    texts += [(flow.where, f"the degraded {key}", getattr(flow.degraded, key))
+              for key, spec in specs(Degraded).items() if spec.kind == "text"]
+    errors = []
+    for where, what, text in texts:
+        if not isinstance(text, str):
+            continue
+        try:
+            text.format(helpline="")
+        except (KeyError, IndexError, ValueError, AttributeError):
+            errors.append(FlowError(where, f"{what} has braces that are not {{helpline}}: "
+                                    f"{text!r}", "write {helpline} for the helpline's name, and "
+                                    "{{ or }} for a brace itself"))
+    return errors
 
 
 def _missing_steps(flow: Flow) -> list[FlowError]:
@@ -192,7 +214,8 @@ def _numbers_bound_twice(flowset: FlowSet) -> list[FlowError]:
     for flow in flowset.flows.values():
         for number in flow.numbers:
             if number in owner and owner[number] is not flow:
-                errors.append(FlowError(flow.where, f"number {number} is bound to both "
+                where = flow.marks.get(f"number {number}", flow.where)
+                errors.append(FlowError(where, f"number {number} is bound to both "
                                         f"'{owner[number].id}' and '{flow.id}'",
                                         "a number answers one flow; remove it from one"))
             owner.setdefault(number, flow)
