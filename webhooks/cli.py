@@ -167,7 +167,9 @@ def clock_at(at: str, to: str, settings: Settings):
     flowset = load_flowset(settings.flows_dir)
     flow = flowset.flow_for(to) or flowset.default_flow
     try:
-        moment = datetime.fromisoformat(at).replace(tzinfo=ZoneInfo(flow.timezone))
+        moment = datetime.fromisoformat(at)
+        if moment.tzinfo is None:  # a local time at the helpline; an explicit offset is kept
+            moment = moment.replace(tzinfo=ZoneInfo(flow.timezone))
     except ValueError:
         raise click.BadParameter(f"'{at}' is not a time like \"2026-12-25 14:00\"",
                                  param_hint="--at") from None

@@ -24,7 +24,7 @@ from callflow.privacy import strip_caller_data
 
 log = logging.getLogger(__name__)
 LINK_PARAMS = ("flow", "step", "call", "leg", "session")
-CALL_SID = re.compile(r"^CA[0-9a-f]{32}$")
+CALL_SID = re.compile(r"CA[0-9a-f]{32}")  # matched whole: "$" would let a trailing newline in
 
 
 def signed_url() -> str:
@@ -65,7 +65,7 @@ def field(name: str, default: str = "") -> str:
 def require_call_sid() -> str:
     """The call's id, which keys its state: refuse a request without a well-formed one."""
     sid = field("CallSid")
-    if not CALL_SID.match(sid):
+    if not CALL_SID.fullmatch(sid):
         abort(400, description="CallSid is missing or malformed")
     return sid
 

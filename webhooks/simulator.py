@@ -138,7 +138,7 @@ class TwilioSim:
                 for child in verb:
                     self.emit(transcript, Event("caller", "say" if child.tag == "Say" else "play",
                                                 child.text or ""))
-                digits = keypad.caller(prompt)
+                digits = submitted(keypad.caller(prompt), verb)
                 self.emit(transcript, Event("caller", "gather", digits))
                 if digits or verb.get("actionOnEmptyResult") == "true":
                     return verb.get("action"), {"Digits": digits} if digits else {}
@@ -184,7 +184,7 @@ class TwilioSim:
             if verb.tag == "Gather":
                 whisper = " ".join(child.text or "" for child in verb)
                 self.emit(transcript, Event("worker", "say", whisper))
-                digits = keypad.worker(name, whisper)
+                digits = submitted(keypad.worker(name, whisper), verb)
                 if not digits:
                     self.emit(transcript, Event("worker", "declined", name))
                     return False
@@ -253,6 +253,16 @@ class TwilioSim:
         flowset = self.app.extensions["callflow"]["registry"].current
         return {w.number: f"{w.name} ({team.name})"
                 for team in flowset.teams.values() for w in team.workers}
+
+
+def submitted(keys: str, gather: ET.Element) -> str:
+    """The Digits Twilio sends when ``keys`` are pressed at ``gather``: those before its
+    finishOnKey (default '#', never sent itself), and no more than numDigits."""
+    finish = gather.get("finishOnKey", "#")
+    if finish and finish in keys:
+        keys = keys[:keys.index(finish)]
+    limit = gather.get("numDigits", "")
+    return keys[:int(limit)] if limit.isdigit() else keys
 
 
 def _describe(url: str) -> str:
