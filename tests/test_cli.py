@@ -21,6 +21,7 @@ NOTICE = ("Thank you for calling Respect Phoneline. This call is confidential. W
 RESPECT_CLOSED = ("The Respect Phoneline is closed right now. We are open Monday to Friday, 9am "
                   "to 5pm. If you think someone is in immediate danger, call 999.")
 ROOT = FLOWS.parent
+QUIETENED = ("twilio.http_client", "werkzeug")  # loggers logs.configure may turn down
 
 
 @pytest.fixture(autouse=True)
@@ -36,11 +37,12 @@ def environment(monkeypatch, tmp_path, redis_url, redis):
     monkeypatch.setenv("CALLFLOW_EMBEDDED_DB", str(tmp_path / "embedded" / "callflow.db"))
     monkeypatch.chdir(tmp_path)
     before = sorted(p.name for p in ROOT.iterdir())
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
+    loggers = [logging.getLogger(), *map(logging.getLogger, QUIETENED)]
+    saved = [(logger, logger.handlers[:], logger.level) for logger in loggers]
     yield
-    root.handlers[:] = handlers  # `simulate` builds a real app, which configures logging
-    root.setLevel(level)
+    for logger, handlers, level in saved:  # `simulate` builds a real app, which configures
+        logger.handlers[:] = handlers      # logging for the whole process
+        logger.setLevel(level)
     assert sorted(p.name for p in ROOT.iterdir()) == before
 
 
