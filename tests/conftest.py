@@ -167,3 +167,38 @@ def assert_no_canary(*texts: str) -> None:
     for text in texts:
         for canary in CANARY_STRINGS:
             assert canary not in text, f"caller data {canary!r} leaked"
+
+
+# -- the conference bridge: a REST account, Twilio's API on `responses`, jobs run at once ------
+
+
+@pytest.fixture
+def bridge_settings(settings) -> Settings:
+    """Settings with a Twilio account, so callers are bridged, and the API at a mock base."""
+    import dataclasses
+
+    from tests.bridge_support import ACCOUNT_SID, MOCK_API
+
+    return dataclasses.replace(settings, twilio_account_sid=ACCOUNT_SID, twilio_api_url=MOCK_API)
+
+
+@pytest.fixture
+def twilio_api():
+    """Twilio's REST API, mocked with `responses` at the mock base (``TwilioMock``)."""
+    from tests.bridge_support import TwilioMock
+
+    with TwilioMock() as mock:
+        yield mock
+
+
+@pytest.fixture
+def bridge_app(bridge_settings, redis, clock, twilio_api):
+    """The app with the bridge on; RQ jobs run inside the request that queues them."""
+    return create_app({"TESTING": True, "SETTINGS": bridge_settings, "STORE": redis,
+                       "CLOCK": clock, "SYNC_JOBS": True})
+
+
+@pytest.fixture
+def bridge_sim(bridge_app, twilio_api) -> TwilioSim:
+    """Twilio for the bridged app: signed webhooks with the canary, REST answered by the mock."""
+    return TwilioSim(bridge_app, extra_fields=CANARY_FIELDS, rest=twilio_api)

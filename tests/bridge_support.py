@@ -1,0 +1,358 @@
+"""Helpers for the conference bridge tests: Twilio's REST API on ``responses``, a caller driven
+webhook by webhook, and a byte-level dump of Redis (RQ's job payloads included)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import secrets
+import xml.etree.ElementTree as ET
+import zlib
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs, urlsplit
+
+import redis as redis_lib
+import requests
+import responses
+
+from tests import twilio_openapi
+from webhooks.simulator import ACCOUNT_SID as SIM_ACCOUNT_SID
+from webhooks.simulator import TwilioSim, new_call_sid
+from webhooks.twilio_double import RestRequest
+
+ACCOUNT_SID = "AC" + "1" * 32
+MOCK_API = "https://twilio-mock.test"
+
+_ACCOUNT = r"/2010-04-01/Accounts/(?P<account>AC\w+)"
+CALLS = re.compile(re.escape(MOCK_API) + _ACCOUNT + r"/Calls\.json$")
+CALL = re.compile(re.escape(MOCK_API) + _ACCOUNT + r"/Calls/(?P<sid>\w+)\.json$")
+PARTICIPANTS = re.compile(re.escape(MOCK_API) + _ACCOUNT
+                          + r"/Conferences/(?P<conf>[\w-]+)/Participants\.json$")
+# Anywhere else (not overlapping the routes above: responses would use each match once).
+ELSEWHERE = re.compile(r"^(?!" + re.escape(MOCK_API) + r"/)")
+
+
+def _json(status: int, body: dict) -> tuple[int, dict, str]:
+    return status, {"Content-Type": "application/json"}, json.dumps(body)
+
+
+def twilio_error(status: int, code: int) -> tuple[int, dict, str]:
+    return _json(status, {"code": code, "message": f"error {code}", "status": status,
+                          "more_info": f"https://www.twilio.com/docs/errors/{code}"})
+
+
+@dataclass
+class Sent:
+    """One request the service sent: what Twilio would have received."""
+
+    kind: str  # ring, listen, hang_up, redirect, delete
+    method: str
+    url: str
+    body: str
+    form: dict[str, list[str]]
+    sid: str = ""
+
+    def one(self, name: str) -> str:
+        values = self.form.get(name, [])
+        assert len(values) == 1, f"{name} sent {len(values)} times"
+        return values[0]
+
+    def as_double(self) -> RestRequest:
+        data = {k: v[0] if len(v) == 1 else v for k, v in self.form.items()}
+        return RestRequest(self.kind, self.method, self.url, data, self.sid)
+
+
+@dataclass
+class TwilioMock:
+    """Twilio's REST API at ``MOCK_API``, answered as Twilio does, on ``responses``.
+
+    Every request is kept (``sent``) and checked against Twilio's OpenAPI description
+    (``problems``); one sent anywhere but ``MOCK_API`` is kept in ``strays``. ``fail(kind,
+    ...)`` makes the next requests of a kind fail with an HTTP error or an exception.
+    """
+
+    sent: list[Sent] = field(default_factory=list)
+    strays: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    failures: dict[str, list] = field(default_factory=dict)
+    seen: int = 0
+
+    def __post_init__(self) -> None:
+        self.mock = responses.RequestsMock(assert_all_requests_are_fired=False)
+
+    def __enter__(self) -> TwilioMock:
+        self.mock.start()
+        self.mock.add_callback(responses.POST, CALLS, callback=self._create_call)
+        self.mock.add_callback(responses.POST, CALL, callback=self._update_call)
+        self.mock.add_callback(responses.DELETE, CALL, callback=self._delete_call)
+        self.mock.add_callback(responses.POST, PARTICIPANTS, callback=self._participant)
+        for method in (responses.GET, responses.POST, responses.DELETE):
+            self.mock.add_callback(method, ELSEWHERE, callback=self._stray)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.mock.stop()
+        self.mock.reset()
+
+    # -- what tests use ---------------------------------------------------------------
+
+    def fail(self, kind: str, *outcomes) -> None:
+        """The next requests of ``kind`` get these outcomes in turn: an HTTP status (a Twilio
+        error body), a ``(status, code)`` pair, or an exception to raise."""
+        self.failures.setdefault(kind, []).extend(outcomes)
+
+    def of(self, kind: str) -> list[Sent]:
+        return [s for s in self.sent if s.kind == kind]
+
+    @property
+    def requests(self) -> list[RestRequest]:
+        """The requests in TwilioDouble's shape, so the same driver works with either."""
+        return [s.as_double() for s in self.sent]
+
+    def take_new(self) -> list[RestRequest]:
+        new = self.requests[self.seen:]
+        self.seen = len(self.sent)
+        return new
+
+    # -- the API ----------------------------------------------------------------------
+
+    def _record(self, kind: str, request, sid: str = "") -> Sent:
+        body = request.body or ""
+        if isinstance(body, bytes):
+            body = body.decode("utf-8")
+        try:
+            form = twilio_openapi.check(request.method, request.url, body)
+        except AssertionError as exc:
+            self.problems.append(str(exc))
+            form = parse_qs(body, keep_blank_values=True)
+        sent = Sent(kind, request.method, request.url, body, form, sid)
+        self.sent.append(sent)
+        return sent
+
+    def _failure(self, kind: str):
+        queue = self.failures.get(kind)
+        if not queue:
+            return None
+        outcome = queue.pop(0)
+        if isinstance(outcome, BaseException):
+            return outcome
+        status, code = outcome if isinstance(outcome, tuple) else (outcome, 20500)
+        return twilio_error(status, code)
+
+    def _create_call(self, request):
+        sent = self._record("ring", request, "CA" + secrets.token_hex(16))
+        return self._failure("ring") or _json(201, {"sid": sent.sid, "status": "queued",
+                                                    "to": sent.one("To")})
+
+    def _update_call(self, request):
+        sid = CALL.match(request.url)["sid"]
+        form = parse_qs(request.body or "")
+        kind = "redirect" if "Url" in form else "hang_up"
+        self._record(kind, request, sid)
+        status = form.get("Status", ["in-progress"])[0]
+        return self._failure(kind) or _json(200, {"sid": sid, "status": status})
+
+    def _delete_call(self, request):
+        sid = CALL.match(request.url)["sid"]
+        self._record("delete", request, sid)
+        return self._failure("delete") or (204, {}, "")
+
+    def _participant(self, request):
+        sent = self._record("listen", request, "CA" + secrets.token_hex(16))
+        conference = PARTICIPANTS.match(request.url)["conf"]
+        return self._failure("listen") or _json(201, {"call_sid": sent.sid, "muted": True,
+                                                      "conference_sid": conference})
+
+    def _stray(self, request):
+        self.strays.append(f"{request.method} {request.url}")
+        return requests.ConnectionError(f"not Twilio's mock: {request.url}")
+
+
+# -- a caller, webhook by webhook -----------------------------------------------------------
+
+
+def verbs(twiml: str) -> list[ET.Element]:
+    return list(ET.fromstring(twiml))
+
+
+def said(twiml: str) -> list[str]:
+    return [e.text or "" for e in ET.fromstring(twiml).iter("Say")]
+
+
+def query(url: str) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+
+
+class Caller:
+    """One caller, driven by hand through the flow to the bridge, with Twilio's callbacks for
+    the caller, the conference and each worker's leg sent when the test says so."""
+
+    def __init__(self, sim: TwilioSim, rest, *, to: str, number: str) -> None:
+        self.sim, self.rest = sim, rest
+        self.sid = new_call_sid()
+        self.conference_sid = "CF" + secrets.token_hex(16)
+        self.fields = {"CallSid": self.sid, "AccountSid": SIM_ACCOUNT_SID, "From": number,
+                       "Caller": number, "To": to, "Called": to, "CallStatus": "in-progress",
+                       "Direction": "inbound", "ApiVersion": "2010-04-01", **sim.extra_fields}
+        self.heard: list[str] = []
+        self.answer_urls: dict[int, str] = {}
+        self.room: ET.Element | None = None
+        self.room_twiml = ""  # the TwiML that put the caller in the waiting room
+        self.call_id = ""
+
+    def post(self, url: str, fields: dict[str, str], *, status: int = 200) -> str:
+        response = self.sim.post(url, fields)
+        assert response.status_code == status, (url, response.status_code)
+        return response.get_data(as_text=True)
+
+    def turn(self, url: str, **extra: str) -> str:
+        """One webhook of the caller's own call; what it says is added to ``heard``."""
+        body = self.post(url, {**self.fields, **extra})
+        self.heard += said(body)
+        return body
+
+    def enter(self, keys: tuple[str, ...] = ("", "1")) -> str:
+        """Ring the helpline and answer its gathers with ``keys``; the last TwiML returned."""
+        body = self.turn("/voice/incoming")
+        presses = list(keys)
+        while (gather := ET.fromstring(body).find("Gather")) is not None and presses:
+            digits = presses.pop(0)
+            body = self.turn(gather.get("action"), **({"Digits": digits} if digits else {}))
+        conference = ET.fromstring(body).find("Dial/Conference")
+        if conference is not None:
+            self.room, self.room_twiml = conference, body
+            self.call_id = query(conference.get("waitUrl"))["call"]
+        return body
+
+    # -- the caller in the conference ------------------------------------------------------
+
+    def hold(self) -> str:
+        return self.turn(self.room.get("waitUrl"))
+
+    def conference(self, event: str, call_sid: str | None = None, *, status: int = 200) -> str:
+        return self.post(self.room.get("statusCallback"),
+                         {"AccountSid": SIM_ACCOUNT_SID, "ConferenceSid": self.conference_sid,
+                          "FriendlyName": self.room.text or "", "StatusCallbackEvent": event,
+                          "CallSid": call_sid or self.sid}, status=status)
+
+    def status(self, call_status: str = "completed") -> str:
+        return self.post("/voice/status", {**self.fields, "CallStatus": call_status})
+
+    # -- the workers' legs -------------------------------------------------------------------
+
+    def legs(self) -> list[RestRequest]:
+        """Every leg rung for this call so far, oldest first."""
+        return [r for r in self.rest.requests
+                if r.kind == "ring" and query(str(r.data["Url"]))["call"] == self.call_id]
+
+    def leg(self, index: int) -> RestRequest:
+        for request in self.legs():
+            if query(str(request.data["Url"]))["leg"] == str(index):
+                return request
+        raise AssertionError(f"leg {index} was never rung")
+
+    def worker_fields(self, index: int, **extra: str) -> dict[str, str]:
+        leg = self.leg(index)
+        return {"CallSid": leg.sid, "AccountSid": SIM_ACCOUNT_SID, "From": str(leg.data["From"]),
+                "To": str(leg.data["To"]), "Called": str(leg.data["To"]),
+                "CallStatus": "in-progress", "Direction": "outbound-api",
+                "ApiVersion": "2010-04-01", **extra}
+
+    def screen(self, index: int) -> str:
+        """The worker picks up: what the service tells their phone to do."""
+        body = self.post(str(self.leg(index).data["Url"]), self.worker_fields(index))
+        gather = ET.fromstring(body).find("Gather")
+        if gather is not None:
+            self.answer_urls[index] = gather.get("action")
+        return body
+
+    def press(self, index: int, digits: str) -> str:
+        """The worker answers the screening with ``digits`` (picking up first if they have
+        not yet)."""
+        if index not in self.answer_urls:
+            self.screen(index)
+        assert index in self.answer_urls, "the worker was not screened"
+        return self.post(self.answer_urls[index], self.worker_fields(index, Digits=digits))
+
+    def press_again(self, index: int, digits: str = "1") -> str:
+        """The worker's keypress request sent again (Twilio retrying it)."""
+        return self.post(self.answer_urls[index], self.worker_fields(index, Digits=digits))
+
+    def leg_status(self, index: int, call_status: str) -> str:
+        return self.post(str(self.leg(index).data["StatusCallback"]),
+                         self.worker_fields(index, CallStatus=call_status))
+
+
+# -- Redis, byte for byte -------------------------------------------------------------------
+
+
+def _text(value) -> str:
+    if isinstance(value, bytes):
+        with contextlib.suppress(zlib.error):
+            value = zlib.decompress(value)  # RQ compresses job payloads
+        return value.decode("utf-8", errors="replace")
+    return str(value)
+
+
+def raw_dump(url: str) -> str:
+    """Every key and value in the store as text, read as bytes so that RQ's (compressed) job
+    payloads and results are searched too."""
+    client = redis_lib.Redis.from_url(url)
+    parts: list[str] = []
+    try:
+        for key in client.scan_iter():
+            parts.append(_text(key))
+            kind = client.type(key)
+            if kind == b"string":
+                parts.append(_text(client.get(key)))
+            elif kind == b"hash":
+                parts += [_text(x) for pair in client.hgetall(key).items() for x in pair]
+            elif kind == b"list":
+                parts += [_text(x) for x in client.lrange(key, 0, -1)]
+            elif kind == b"set":
+                parts += [_text(x) for x in client.smembers(key)]
+            elif kind == b"zset":
+                parts += [_text(x) for x, _ in client.zrange(key, 0, -1, withscores=True)]
+            elif kind == b"stream":
+                for _id, entry in client.xrange(key):
+                    parts += [_text(x) for pair in entry.items() for x in pair]
+    finally:
+        client.close()
+    return "\n".join(parts)
+
+
+def job_payloads(url: str) -> dict[str, str]:
+    """Each RQ job hash (``rq:job:*``), every field decoded, by job id."""
+    client = redis_lib.Redis.from_url(url)
+    try:
+        return {_text(key).removeprefix("rq:job:"):
+                "\n".join(_text(x) for pair in client.hgetall(key).items() for x in pair)
+                for key in client.scan_iter("rq:job:*")}
+    finally:
+        client.close()
+
+
+def dead_store(**kwargs) -> redis_lib.Redis:
+    """A client for a Redis that is not there (a free port), failing fast as the service's own
+    client does (``from_url``: one retry, no backoff)."""
+    from tests.conftest import free_port
+
+    return redis_lib.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_timeout=0.2,
+                                    socket_connect_timeout=0.2, decode_responses=True, **kwargs)
+
+
+class FlakyStore(redis_lib.Redis):
+    """A real Redis client that fails like an unreachable server while ``down`` is set."""
+
+    down = False
+
+    def execute_command(self, *args, **options):
+        if self.down:
+            raise redis_lib.ConnectionError("Redis went away")
+        return super().execute_command(*args, **options)
+
+    def pipeline(self, *args, **kwargs):
+        if self.down:
+            raise redis_lib.ConnectionError("Redis went away")
+        return super().pipeline(*args, **kwargs)

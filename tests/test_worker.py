@@ -1,0 +1,112 @@
+"""Running the jobs: the Procfile's worker process, a plain RQ worker on the JSON serializer,
+and the in-process runner of the embedded mode."""
+
+from __future__ import annotations
+
+import importlib
+import signal
+import threading
+import time
+
+import pytest
+from click.testing import CliRunner
+from rq.job import JobStatus
+from rq.serializers import JSONSerializer
+from rq.worker import SimpleWorker
+
+from callflow import worker as worker_module
+from callflow.live import LiveState
+from callflow.worker import ThreadWorker, run_worker, start_in_process
+from tests.bridge_support import Caller
+from tests.conftest import CANARY_FIELDS, CANARY_NUMBER, RESPECT
+from webhooks import create_app
+from webhooks.simulator import TwilioSim
+
+worker_cli = importlib.import_module("callflow.cli.worker")
+
+
+@pytest.fixture
+def queued_app(bridge_settings, redis, clock, twilio_api):
+    """The bridged app leaving its jobs on the queue, with a worker registered to run them."""
+    app = create_app({"TESTING": True, "SETTINGS": bridge_settings, "STORE": redis,
+                      "CLOCK": clock})
+    queue = app.extensions["callflow"]["runtime"].queue
+    SimpleWorker([queue], connection=queue.connection,
+                 serializer=JSONSerializer).register_birth()
+    return app
+
+
+@pytest.fixture
+def rt(queued_app):
+    return queued_app.extensions["callflow"]["runtime"]
+
+
+@pytest.fixture
+def caller(queued_app, twilio_api) -> Caller:
+    caller = Caller(TwilioSim(queued_app, extra_fields=CANARY_FIELDS), twilio_api, to=RESPECT,
+                    number=CANARY_NUMBER)
+    caller.enter()
+    assert caller.call_id and twilio_api.sent == []  # queued, not yet run
+    return caller
+
+
+def test_a_simple_worker_runs_the_queued_jobs_on_the_json_serializer(rt, caller, twilio_api):
+    worker = SimpleWorker([rt.queue], connection=rt.queue.connection, serializer=JSONSerializer)
+
+    assert worker.work(burst=True)
+
+    assert [str(leg.data["To"]) for leg in caller.legs()] == ["+447700900101", "+447700900102"]
+    assert rt.live.get(caller.call_id).state is LiveState.RINGING
+    assert rt.queue.fetch_job(f"ring-{caller.call_id}").get_status() == JobStatus.FINISHED
+
+    caller.press(1, "1")  # queues the cancelling of Alice's leg
+    assert twilio_api.of("hang_up") == []
+    worker.work(burst=True)
+
+    assert [h.sid for h in twilio_api.of("hang_up")] == [caller.leg(0).sid]
+    assert twilio_api.problems == [] and twilio_api.strays == []
+
+
+def test_the_procfile_worker_runs_a_job_in_a_work_horse(rt, caller):
+    """``callflow worker``'s RQ worker forks a work horse per job; what it did is in Redis."""
+    assert run_worker(rt, burst=True) is True
+
+    ringing = rt.live.get(caller.call_id)
+    assert ringing.state is LiveState.RINGING
+    assert sorted(ringing.legs) == [0, 1]
+    assert rt.queue.fetch_job(f"ring-{caller.call_id}").get_status() == JobStatus.FINISHED
+
+
+def test_the_in_process_runner_runs_queued_jobs_until_stopped(rt, caller, twilio_api,
+                                                              monkeypatch):
+    monkeypatch.setattr(worker_module, "start_timed_jobs", lambda rt: None)
+    stop = start_in_process(rt, interval=0.02)
+    (runner,) = [t for t in threading.enumerate() if t.name == "callflow-jobs"]
+    try:
+        deadline = time.monotonic() + 5
+        while len(caller.legs()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        stop.set()
+        runner.join(timeout=5)
+
+    assert len(caller.legs()) == 2
+    assert not runner.is_alive()
+
+
+def test_a_thread_worker_leaves_the_signal_handlers_alone(rt):
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+
+    ThreadWorker([rt.queue], connection=rt.queue.connection,
+                 serializer=JSONSerializer)._install_signal_handlers()
+
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+
+
+def test_the_worker_command_needs_redis_url(monkeypatch):
+    monkeypatch.setattr(worker_cli.logs, "configure", lambda *args, **kwargs: None)
+
+    result = CliRunner().invoke(worker_cli.worker, ["--burst"], env={"REDIS_URL": ""})
+
+    assert result.exit_code != 0
+    assert "set REDIS_URL" in result.output
