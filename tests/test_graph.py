@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from callflow.graph import draw
@@ -15,18 +17,38 @@ def respect():
     return load_flowset(FLOWS).flows["respect-phoneline"]
 
 
-def test_mermaid_has_every_step_and_edge(respect):
-    text = draw(respect, "mermaid")
+NODE = re.compile(r'^  (\w+)(\[\[|\{\{|\{|\(\[|\[/|\(\(|\[)"([^"]+): (\w+)"'
+                  r"(\]\]|\}\}|\}|\]\)|/\]|\)\)|\])$")
+EDGE = re.compile(r'^  (\w+) -->\|"([^"]+)"\| (\w+)$')
+
+
+def mermaid(text: str) -> tuple[dict[str, tuple[str, str]], set[tuple[str, str, str]], str]:
+    """(node id -> (step, kind), edges as (step, label, step), the start step) of a diagram."""
     lines = text.splitlines()
     assert lines[0] == "flowchart TD"
-    assert '  start(("Respect Phoneline")) --> s_welcome' in lines
-    assert '  s_welcome[["welcome: notice"]]' in lines
-    assert '  s_main_menu{"main-menu: menu"}' in lines
-    assert '  s_main_menu -->|"option \'1\'"| s_connect' in lines
-    assert '  s_open_now -->|"closed"| s_closed' in lines
-    assert '  s_connect -->|"on_no_answer"| s_busy' in lines
-    edges = sum(len(step.edges()) for step in respect.steps.values())
-    assert sum(" -->|" in line for line in lines) == edges
+    nodes = {m[1]: (m[3], m[4]) for m in map(NODE.match, lines) if m}
+    assert len(nodes) == sum(1 for line in lines if NODE.match(line)), "a node id is used twice"
+    edges = {(nodes[m[1]][0], m[2], nodes[m[3]][0]) for m in map(EDGE.match, lines) if m}
+    [start] = [line.split("--> ")[1] for line in lines if line.startswith("  start((")]
+    return nodes, edges, nodes[start][0]
+
+
+def flow_edges(flow) -> set[tuple[str, str, str]]:
+    return {(name, label, target) for name, step in flow.steps.items()
+            for label, target in step.edges().items()}
+
+
+def test_mermaid_has_every_step_and_edge(respect):
+    text = draw(respect, "mermaid")
+    nodes, edges, start = mermaid(text)
+    assert sorted(nodes.values()) == sorted((n, s.kind) for n, s in respect.steps.items())
+    assert edges == flow_edges(respect)
+    assert start == "welcome"
+    assert '  start(("Respect Phoneline")) --> ' in text
+    shapes = {kind: line for line in text.splitlines() for kind in ("notice", "menu", "connect")
+              if line.endswith(f': {kind}"' + {"notice": "]]", "menu": "}",
+                                                "connect": "])"}[kind])}
+    assert set(shapes) == {"notice", "menu", "connect"}
 
 
 def test_dot_has_every_step_and_edge(respect):
@@ -54,6 +76,6 @@ def test_steps_named_alike_stay_apart_in_mermaid(tmp_path):
                 BASE + "  all-busy:\n    kind: goto\n    next: all_busy\n"
                        "  all_busy:\n    kind: message\n    text: Goodbye.\n")
     flow = load_flowset(write_folder(tmp_path, {"test.yaml": text})).flows["test"]
-    node_lines = [line for line in draw(flow, "mermaid").splitlines() if "-->" not in line]
-    ids = [line.split('"')[0].strip().rstrip("[{(/") for line in node_lines[1:]]
-    assert len(set(ids)) == len(ids)
+    nodes, edges, _ = mermaid(draw(flow, "mermaid"))
+    assert sorted(name for name, _ in nodes.values()) == sorted(flow.steps)
+    assert edges == flow_edges(flow)
