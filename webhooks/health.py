@@ -1,10 +1,8 @@
-"""Liveness and the public confidentiality policy: no sign-in, no caller data."""
+"""Liveness: no sign-in, no caller data. (The public policy page is in webhooks.public.)"""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify
-
-from callflow.policy import policy_text
+from flask import Blueprint, current_app, jsonify
 
 bp = Blueprint("health", __name__)
 
@@ -13,9 +11,3 @@ bp = Blueprint("health", __name__)
 def healthz():
     flowset = current_app.extensions["callflow"]["registry"].current
     return jsonify(status="ok", flows=sorted(flowset.flows))
-
-
-@bp.get("/policy")
-def policy():
-    settings = current_app.extensions["callflow"]["settings"]
-    return Response(policy_text(settings.policy_file), mimetype="text/plain; charset=utf-8")

@@ -1,0 +1,379 @@
+"""The Helplines Manager's and admins' pages: the audit trail and its exports, the exceptions
+register, the flows; and, for every response of the app, the security headers.
+
+The live-calls page itself (``manager.home``) and the JSON API are in :mod:`webhooks.manager`;
+these views read the same domain objects (the audit log, the exceptions register, the flow
+registry) and render them for people. Nothing about callers is ever on a page: calls are opaque
+references, and the audit log refuses anything phone-like.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from functools import wraps
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from markupsafe import Markup
+
+from callflow import svg
+from callflow.audit import AuditKind, Entry, Verification, canonical
+from callflow.errors import AuditUnavailable, FlowSetInvalid, StoreUnavailable
+from callflow.exceptions_register import POLICY_GROUNDS, Agency, Ground, record_exception
+from callflow.flow import Flow, FlowSet
+from callflow.loader import load_flowset
+from callflow.runtime import Runtime
+from callflow.staff import Role
+from webhooks import sessions
+from webhooks.auth import check_csrf, csrf_token, current_member, sign_out
+from webhooks.public import display_number, hours_table
+
+log = logging.getLogger(__name__)
+bp = Blueprint("dashboard", __name__, url_prefix="/manager")
+bp.before_request(check_csrf)
+bp.before_app_request(sessions.expire_idle)
+bp.after_app_request(sessions.note_activity)
+
+# No inline script or style anywhere; nothing from another origin; never framed.
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "connect-src 'self'; font-src 'self'; form-action 'self'; base-uri 'none'; "
+       "frame-ancestors 'none'")
+SHOWN_ENTRIES = 500
+
+KIND_LABELS = {
+    AuditKind.MONITOR_REQUESTED: "Listen requested",
+    AuditKind.MONITOR_GRANTED: "Listen allowed",
+    AuditKind.MONITOR_REFUSED: "Listen refused",
+    AuditKind.MONITOR_STARTED: "Listening started",
+    AuditKind.MONITOR_ENDED: "Listening ended",
+    AuditKind.LOGIN: "Signed in",
+    AuditKind.LOGIN_FAILED: "Sign-in refused",
+    AuditKind.LOCKOUT: "Locked out",
+    AuditKind.STAFF_CHANGED: "Staff account changed",
+    AuditKind.FLOW_RELOADED: "Flows reloaded",
+    AuditKind.FLOW_RELOAD_REFUSED: "Flow edit refused",
+    AuditKind.EXCEPTION_RECORDED: "Confidentiality exception",
+    AuditKind.PURGED: "Old entries purged",
+}
+KIND_TONES = {
+    AuditKind.MONITOR_REFUSED: "warn", AuditKind.LOGIN_FAILED: "warn", AuditKind.LOCKOUT: "bad",
+    AuditKind.FLOW_RELOAD_REFUSED: "bad", AuditKind.MONITOR_GRANTED: "good",
+    AuditKind.MONITOR_STARTED: "good", AuditKind.EXCEPTION_RECORDED: "note",
+}
+GROUND_LABELS = {ground.value: text[0].upper() + text[1:] for ground, text in
+                 POLICY_GROUNDS.items()}
+AGENCY_LABELS = {
+    Agency.SOCIAL_SERVICES.value: "Social Services",
+    Agency.POLICE.value: "Police",
+    Agency.PARTNER.value: "The caller's (ex-)partner",
+    Agency.OTHER.value: "Another agency",
+}
+WORDY = frozenset({"reason", "change", "channel", "purpose", "problem"})
+CSV_COLUMNS = ("seq", "at", "kind", "actor", "data", "prev", "hash")
+
+
+def rt() -> Runtime:
+    return current_app.extensions["callflow"]["runtime"]
+
+
+@bp.after_app_request
+def security_headers(response: Response) -> Response:
+    """On every response of the app, pages, JSON and webhooks alike."""
+    headers = response.headers
+    headers.setdefault("Content-Security-Policy", CSP)
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+    headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+    if request.path.startswith("/manager"):
+        headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.errorhandler(StoreUnavailable)
+@bp.errorhandler(AuditUnavailable)
+def unavailable(error: Exception):
+    log.error("a manager page failed closed", extra={"event": "unavailable"})
+    return render_template("unavailable.html", member=None), 503
+
+
+def page(*roles: Role):
+    """Pages for signed-in staff: the sign-in page otherwise, and a plain 403 for a role that
+    may not see this page."""
+    def decorate(view):
+        @wraps(view)
+        def wrapped(*args, **kwargs):
+            member = current_member()
+            if member is None:
+                return redirect(url_for("manager.login_form"))
+            if roles and member.role not in roles:
+                return render_template("forbidden.html", **chrome("")), 403
+            return view(*args, **kwargs)
+        return wrapped
+    return decorate
+
+
+def chrome(active: str) -> dict:
+    """What every signed-in page's frame needs: who, the CSRF token, which tab is open."""
+    return {"member": current_member(), "csrf_token": csrf_token(), "active": active}
+
+
+def helpline_zone() -> ZoneInfo:
+    """Times on the pages are in the helplines' own time zone (the first flow's)."""
+    flows = rt().registry.current.flows
+    first = flows[sorted(flows)[0]] if flows else None
+    return first.hours.zone if first else ZoneInfo("Europe/London")
+
+
+@bp.app_template_filter("local_time")
+def local_time(value: str | datetime, fmt: str = "%-d %b %Y, %H:%M:%S %Z") -> str:
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return moment.astimezone(helpline_zone()).strftime(fmt)
+
+
+# -- sign out everywhere ---------------------------------------------------------------------
+
+@bp.post("/sign-out-everywhere")
+@page()
+def sign_out_everywhere():
+    sessions.sign_out_everywhere(current_member().name)
+    sign_out()
+    sessions.leave_notice("everywhere")
+    return redirect(url_for("manager.login_form"))
+
+
+# -- the audit trail -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class AuditFilter:
+    kind: str | None
+    start: date | None
+    end: date | None
+    problem: str | None = None
+
+    @classmethod
+    def from_args(cls, args) -> AuditFilter:
+        kind = args.get("kind") or None
+        problems = []
+        if kind and kind not in tuple(AuditKind):
+            problems.append("That kind of entry does not exist; showing every kind.")
+            kind = None
+        start, end = _date(args.get("from")), _date(args.get("to"))
+        if start is False or end is False:
+            problems.append("Dates are written like 2026-11-25; that date was ignored.")
+        start = start or None
+        end = end or None
+        if start and end and end < start:
+            problems.append("The end date is before the start date; they were swapped.")
+            start, end = end, start
+        return cls(kind, start, end, " ".join(problems) or None)
+
+    def entries(self) -> list[Entry]:
+        """Matching entries, newest first."""
+        zone = helpline_zone()
+        since = datetime.combine(self.start, time(), zone) if self.start else None
+        until = datetime.combine(self.end + timedelta(days=1), time(), zone) if self.end else None
+        found = rt().audit.entries(since=since, kind=self.kind)
+        if until is not None:
+            found = [entry for entry in found if entry.when < until]
+        return list(reversed(found))
+
+    def args(self) -> dict[str, str]:
+        values = {"kind": self.kind, "from": self.start and self.start.isoformat(),
+                  "to": self.end and self.end.isoformat()}
+        return {name: value for name, value in values.items() if value}
+
+
+def _date(text: str | None) -> date | None | bool:
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        return False
+
+
+def verification_badge(result: Verification) -> dict:
+    if result.ok:
+        noun = "entry" if result.count == 1 else "entries"
+        return {"ok": True, "text": f"Chain verified: all {result.count} {noun} intact"}
+    where = f" at entry {result.first_bad_seq}" if result.first_bad_seq is not None else ""
+    return {"ok": False, "text": f"Chain broken{where}: {result.reason}"}
+
+
+def details(entry: Entry) -> list[tuple[str, str]]:
+    """An entry's data as label/value pairs a person reads."""
+    rows = []
+    for name, value in entry.data.items():
+        if name == "grounds" and isinstance(value, list):
+            value = "; ".join(GROUND_LABELS.get(v, v) for v in value)
+        elif name == "agency":
+            value = AGENCY_LABELS.get(value, value)
+        elif isinstance(value, bool):
+            value = "yes" if value else "no"
+        elif isinstance(value, dict):
+            value = ", ".join(f"{k} ({str(v)[:10]}…)" if isinstance(v, str) and len(v) > 16
+                              else f"{k}: {v}" for k, v in value.items())
+        elif isinstance(value, list):
+            value = ", ".join(str(v) for v in value)
+        elif name in WORDY and isinstance(value, str):
+            value = value.replace("_", " ")  # a reason or change is a name: say it as words
+        rows.append((name.replace("_", " ").capitalize(), str(value)))
+    return rows
+
+
+@bp.get("/audit")
+@page(Role.MANAGER, Role.ADMIN)
+def audit():
+    chosen = AuditFilter.from_args(request.args)
+    entries = chosen.entries()
+    rows = [{"entry": e, "label": KIND_LABELS.get(e.kind, e.kind), "tone": KIND_TONES.get(
+        e.kind, ""), "details": details(e)} for e in entries[:SHOWN_ENTRIES]]
+    return render_template("audit.html", **chrome("audit"), rows=rows, total=len(entries),
+                           shown=SHOWN_ENTRIES, chosen=chosen, kinds=KIND_LABELS,
+                           badge=verification_badge(rt().audit.verify()))
+
+
+def _download(body: str, mimetype: str, suffix: str) -> Response:
+    stamp = rt().clock().astimezone(helpline_zone()).strftime("%Y%m%d-%H%M")
+    response = Response(body, mimetype=mimetype)
+    response.headers["Content-Disposition"] = f'attachment; filename="audit-{stamp}.{suffix}"'
+    return response
+
+
+@bp.get("/audit/export.jsonl")
+@page(Role.MANAGER, Role.ADMIN)
+def export_jsonl():
+    """The filtered trail, oldest first, one entry a line exactly as stored and hashed, so
+    ``callflow audit verify`` style checks can be rerun on the export."""
+    entries = reversed(AuditFilter.from_args(request.args).entries())
+    return _download("".join(e.to_json() + "\n" for e in entries),
+                     "application/x-ndjson; charset=utf-8", "jsonl")
+
+
+@bp.get("/audit/export.csv")
+@page(Role.MANAGER, Role.ADMIN)
+def export_csv():
+    """The filtered trail, oldest first, for a spreadsheet; ``data`` is the entry's JSON."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(CSV_COLUMNS)
+    for entry in reversed(AuditFilter.from_args(request.args).entries()):
+        row = entry.to_dict()
+        row["data"] = canonical(entry.data)
+        writer.writerow([_cell(row[column]) for column in CSV_COLUMNS])
+    return _download(out.getvalue(), "text/csv; charset=utf-8", "csv")
+
+
+def _cell(value) -> str:
+    """A spreadsheet must not run a cell as a formula."""
+    text = str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+# -- the exceptions register -----------------------------------------------------------------
+
+def exception_rows() -> list[dict]:
+    entries = rt().audit.entries(kind=AuditKind.EXCEPTION_RECORDED)
+    return [{"entry": e, "grounds": [GROUND_LABELS.get(g, g) for g in e.data.get("grounds", [])],
+             "agency": AGENCY_LABELS.get(e.data.get("agency"), e.data.get("agency")),
+             "informed": e.data.get("caller_informed"),
+             "reason": e.data.get("not_informed_reason", "")} for e in reversed(entries)]
+
+
+def render_register(form: dict, error: str | None = None, recorded: str | None = None,
+                    status: int = 200):
+    return render_template("exceptions.html", **chrome("exceptions"), rows=exception_rows(),
+                           grounds=GROUND_LABELS, agencies=AGENCY_LABELS, form=form,
+                           error=error, recorded=recorded), status
+
+
+@bp.get("/exceptions")
+@page(Role.MANAGER, Role.ADMIN)
+def exceptions():
+    return render_register({}, recorded=request.args.get("recorded"))
+
+
+@bp.post("/exceptions")
+@page(Role.MANAGER, Role.ADMIN)
+def record():
+    form = {"call": request.form.get("call", "").strip(),
+            "grounds": request.form.getlist("grounds"),
+            "agency": request.form.get("agency", ""),
+            "informed": request.form.get("caller_informed", ""),
+            "reason": request.form.get("not_informed_reason", "")}
+    if form["informed"] not in ("yes", "no"):
+        return render_register(form, "Say whether the caller was told that information would "
+                               "be shared.", status=400)
+    if form["agency"] not in AGENCY_LABELS:
+        return render_register(form, "Choose who the information was shared with.", status=400)
+    try:
+        entry = record_exception(rt().audit, current_member().name, form["call"],
+                                 [g for g in form["grounds"] if g in tuple(Ground)]
+                                 or form["grounds"], form["agency"], form["informed"] == "yes",
+                                 form["reason"] if form["informed"] == "no" else None)
+    except ValueError as exc:
+        return render_register(form, _sentence(str(exc)), status=400)
+    return redirect(url_for("dashboard.exceptions", recorded=entry.seq))
+
+
+def _sentence(message: str) -> str:
+    """The register's checks name the field first ("grounds: …"); a form shows the words."""
+    head, _, rest = message.partition(": ")
+    text = rest if rest and " " not in head else message
+    return text[0].upper() + text[1:] + ("" if text.endswith(".") else ".")
+
+
+# -- the flows -------------------------------------------------------------------------------
+
+def flow_card(flow: Flow, line: int, flowset: FlowSet, now: datetime) -> dict:
+    notices = [step for step in flow.steps.values() if step.is_notice]
+    warnings = [w for w in flowset.warnings if Path(w.where.path).name == Path(flow.path).name]
+    return {"flow": flow, "file": Path(flow.path).name, "line": line,
+            "numbers": [(n, display_number(n)) for n in flow.numbers],
+            "svg": Markup(svg.render(flow, id_prefix=f"diagram-{flow.id}")),
+            "description": svg.description(flow), "notices": notices, "warnings": warnings,
+            "open": flow.hours.is_open(now), "hours": hours_table(flow),
+            "closures": sorted(d for d in flow.hours.closures if d >= now.date())[:6]}
+
+
+def folder_status(flowset: FlowSet) -> dict:
+    """Whether the flows folder, as it is now on disk, would load; and if it differs from the
+    flows callers are getting."""
+    directory = rt().registry.directory
+    try:
+        on_disk = load_flowset(directory)
+    except FlowSetInvalid as exc:
+        return {"valid": False, "errors": [str(e) for e in exc.errors], "pending": True}
+    return {"valid": True, "errors": [], "pending": on_disk.files != flowset.files}
+
+
+def last_reload() -> Entry | None:
+    entries = [e for e in rt().audit.entries()
+               if e.kind in (AuditKind.FLOW_RELOADED, AuditKind.FLOW_RELOAD_REFUSED)]
+    return entries[-1] if entries else None
+
+
+@bp.get("/flows")
+@page(Role.ADMIN)
+def flows():
+    flowset = rt().registry.current
+    now = rt().clock()
+    ordered = sorted(flowset.flows.values(), key=lambda f: f.helpline)
+    cards = [flow_card(flow, index % 4, flowset, now) for index, flow in enumerate(ordered)]
+    return render_template("flows.html", **chrome("flows"), cards=cards,
+                           folder=folder_status(flowset), reload=last_reload())
