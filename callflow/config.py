@@ -38,6 +38,14 @@ class Settings:
     session_minutes: int = 30
     # Days an audit entry is kept before `callflow audit purge` cuts it (the policy's six months).
     retention_days: int = 183
+    # Redis Sentinel ("host:port,host:port"): the master is found through them, not REDIS_URL.
+    redis_sentinels: str = ""
+    # The name the sentinels know the master by (their `sentinel monitor` line).
+    redis_sentinel_master: str = "mymaster"
+    # The sentinels' own password, when they have one (the master's comes from REDIS_URL).
+    redis_sentinel_password: str = ""
+    # Bearer token that unlocks GET /metrics; unset, /metrics answers 404.
+    metrics_token: str = ""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -61,6 +69,10 @@ class Settings:
             "trusted_proxies": "CALLFLOW_TRUSTED_PROXIES",
             "session_minutes": "CALLFLOW_SESSION_MINUTES",
             "retention_days": "CALLFLOW_AUDIT_RETENTION_DAYS",
+            "redis_sentinels": "REDIS_SENTINELS",
+            "redis_sentinel_master": "REDIS_SENTINEL_MASTER",
+            "redis_sentinel_password": "REDIS_SENTINEL_PASSWORD",
+            "metrics_token": "CALLFLOW_METRICS_TOKEN",
         }
         values = {}
         for f in fields(cls):
@@ -68,6 +80,12 @@ class Settings:
             if raw not in (None, ""):
                 values[f.name] = _convert(raw, f.default)
         return cls(**values)
+
+    @property
+    def shared_store(self) -> bool:
+        """Whether a real Redis (by URL or through Sentinel) holds the state, not the
+        embedded store: only then can several processes serve the same calls."""
+        return bool(self.redis_url or self.redis_sentinels)
 
 
 def _convert(raw: str, default):

@@ -21,7 +21,7 @@ from enum import StrEnum
 
 import redis
 
-from callflow import keys
+from callflow import keys, metrics
 from callflow.audit import AuditKind, AuditLog
 from callflow.errors import AuditUnavailable, StoreUnavailable
 from callflow.exceptions_register import CALL_ID
@@ -89,6 +89,7 @@ class MonitoringGate:
 
     # -- asking ------------------------------------------------------------------------------
 
+    @metrics.counts_monitoring
     def request(self, member: StaffMember | None, call_id: str, purpose: str, *,
                 phone: str | None = None, channel: str = "web",
                 own_call_sid: str = "") -> Decision:

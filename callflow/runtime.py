@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import redis
+from redis.sentinel import SentinelConnectionPool
 from rq import Queue
 from rq.serializers import JSONSerializer
 
@@ -23,7 +24,7 @@ from callflow.errors import AuditUnavailable, FlowSetInvalid
 from callflow.live import LiveCalls
 from callflow.registry import FlowRegistry
 from callflow.state import CallStore
-from callflow.store import connect
+from callflow.store import bytes_client, connect
 from callflow.twilio_api import TwilioApi, make_client
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,8 @@ class Runtime:
 def raw_client(client: redis.Redis) -> redis.Redis:
     """A client on the same server that returns bytes, as RQ requires."""
     pool = client.connection_pool
+    if isinstance(pool, SentinelConnectionPool):
+        return bytes_client(client)
     kwargs = {**pool.connection_kwargs, "decode_responses": False}
     return redis.Redis(connection_pool=redis.ConnectionPool(
         connection_class=pool.connection_class, **kwargs))

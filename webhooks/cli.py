@@ -64,12 +64,12 @@ def serve(host: str, port: int) -> None:
         app = create_app({"SETTINGS": settings, "ALLOW_MISSING_TOKEN": is_loopback(host)})
     except CallflowError as exc:
         raise click.ClickException(str(exc)) from None
-    if not settings.redis_url:
+    if not settings.shared_store:
         from callflow.worker import start_in_process
 
         start_in_process(app.extensions["callflow"]["runtime"])
     click.echo(f"callflow listening on http://{host}:{port} (flows: {settings.flows_dir}, "
-               f"store: {'Redis' if settings.redis_url else 'embedded, jobs run in-process'})",
+               f"store: {'Redis' if settings.shared_store else 'embedded, jobs run in-process'})",
                err=True)
     run(app, host, port)
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 import click
 
 from callflow.cli.audit import audit
+from callflow.cli.doctor import doctor
 from callflow.cli.flows import graph, schema, validate
 from callflow.cli.staff import manager
+from callflow.cli.twilio import twilio
 from callflow.cli.worker import worker
 
 
@@ -20,5 +22,5 @@ def cli() -> None:
     """Confidential helpline call flows on Twilio."""
 
 
-for command in (validate, schema, graph, manager, audit, worker):
+for command in (validate, schema, graph, manager, audit, worker, twilio, doctor):
     cli.add_command(command)

@@ -18,9 +18,9 @@ def worker(burst: bool) -> None:
     """Run the jobs: worker legs, cancellations, fallbacks, Twilio log purges."""
     settings = Settings.from_env()
     logs.configure(settings.log_level)
-    if not settings.redis_url:
-        raise click.ClickException("set REDIS_URL: without it `callflow serve` runs the jobs "
-                                   "itself and no worker process is needed")
+    if not settings.shared_store:
+        raise click.ClickException("set REDIS_URL (or REDIS_SENTINELS): without it `callflow "
+                                   "serve` runs the jobs itself and no worker process is needed")
     try:
         rt = runtime.install(runtime.build(settings))
     except CallflowError as exc:

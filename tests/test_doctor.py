@@ -1,0 +1,221 @@
+"""``callflow doctor``: each check passes on a good deployment and fails (or warns) with a fix."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import redis as redis_lib
+
+from callflow import doctor
+from callflow.cli import cli
+from callflow.config import Settings
+from callflow.doctor import Status, run_checks
+from callflow.twilio_api import make_client
+from tests.bridge_support import ACCOUNT_SID, MOCK_API, dead_store
+from tests.conftest import FLOWS, MENS_ADVICE, RESPECT
+from tests.twilio_numbers import PUBLIC_URL, TwilioNumbers, wanted
+
+MANAGER_LINE = "+441632960009"
+STRONG = "k" * 48
+
+
+class Store:
+    """A Redis that answers PING and CONFIG GET as configured (the real test server is never
+    persistent, and turning persistence on would write files into the working directory)."""
+
+    def __init__(self, appendonly: str = "yes", save: str = "", config: bool = True) -> None:
+        self.values = {"appendonly": appendonly, "save": save}
+        self.config = config
+
+    def ping(self) -> bool:
+        return True
+
+    def config_get(self, name: str) -> dict[str, str]:
+        if not self.config:
+            raise redis_lib.ResponseError("unknown command 'CONFIG'")
+        return {name: self.values[name]}
+
+
+@pytest.fixture
+def account():
+    with TwilioNumbers() as numbers:
+        for number in (MENS_ADVICE, RESPECT, MANAGER_LINE):
+            numbers.own(number, wanted())
+        yield numbers
+    assert numbers.problems == []
+
+
+@pytest.fixture
+def good() -> Settings:
+    return Settings(twilio_account_sid=ACCOUNT_SID, twilio_auth_token="test-token",
+                    twilio_api_url=MOCK_API, public_url=PUBLIC_URL, secret_key=STRONG,
+                    redis_url="redis://redis.internal:6379/0", flows_dir=str(FLOWS))
+
+
+def checks(settings: Settings, store=None) -> dict[str, doctor.Check]:
+    store = Store() if store is None else store
+    return {c.name: c for c in run_checks(settings, connect_store=lambda _: store)}
+
+
+def failed(results: dict[str, doctor.Check]) -> list[str]:
+    return [name for name, check in results.items() if check.status == Status.FAIL]
+
+
+def test_a_good_deployment_passes_every_check(good, account):
+    results = checks(good)
+    assert {c.status for c in results.values()} == {Status.OK}
+    assert list(results) == ["environment", "public URL", "secret key", "Redis", "flows",
+                             "Twilio account", "numbers"]
+    assert "AOF persistence on" in results["Redis"].detail
+
+
+def test_missing_variables_are_named(account):
+    results = checks(Settings(flows_dir=str(FLOWS)))
+    env = results["environment"]
+    assert env.status == Status.FAIL
+    for name in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "CALLFLOW_PUBLIC_URL",
+                 "SECRET_KEY", "REDIS_URL or REDIS_SENTINELS"):
+        assert name in env.detail
+    assert failed(results) == ["environment"]  # the rest cannot be checked, not failed again
+    assert results["Redis"].status == Status.SKIP
+    assert results["numbers"].status == Status.SKIP
+
+
+def test_a_sentinel_setup_counts_as_a_redis(good, account):
+    results = checks(dataclasses.replace(good, redis_url="",
+                                         redis_sentinels="sentinel-1:26379"))
+    assert results["environment"].status == Status.OK
+
+
+@pytest.mark.parametrize(("url", "status"), [
+    ("http://calls.example.org", Status.FAIL),
+    ("https://calls.example.org", Status.OK),
+    ("http://127.0.0.1:5000", Status.OK),
+    ("http://localhost:5000", Status.OK),
+])
+def test_the_public_url_must_be_https_unless_loopback(good, account, url, status):
+    result = checks(dataclasses.replace(good, public_url=url))["public URL"]
+    assert result.status == status
+    if status == Status.FAIL:
+        assert "https://" in result.fix
+
+
+def test_numbers_are_not_checked_against_a_loopback_url(good, account):
+    results = checks(dataclasses.replace(good, public_url="http://127.0.0.1:5000"))
+    assert "Twilio cannot reach it" in results["public URL"].detail
+    assert results["numbers"].status == Status.SKIP
+
+
+def test_a_short_secret_key_fails(good, account):
+    result = checks(dataclasses.replace(good, secret_key="dev"))["secret key"]
+    assert result.status == Status.FAIL
+    assert "3 characters" in result.detail
+    assert "token_urlsafe" in result.fix
+    assert "audit export" in result.fix
+
+
+def test_an_unreachable_redis_fails(good, account):
+    result = checks(good, store=dead_store())["Redis"]
+    assert result.status == Status.FAIL
+    assert "degraded path" in result.detail
+
+
+def test_the_real_test_redis_is_reachable_but_not_persistent(good, account, redis):
+    result = checks(good, store=redis)["Redis"]
+    assert result.status == Status.FAIL
+    assert "not persistent" in result.detail
+    assert "appendonly yes" in result.fix
+
+
+def test_rdb_snapshots_alone_are_a_warning(good, account):
+    results = checks(good, store=Store(appendonly="no", save="3600 1 300 100"))
+    assert results["Redis"].status == Status.WARN
+    assert "appendonly yes" in results["Redis"].fix
+    assert failed(results) == []
+
+
+def test_config_disabled_is_tolerated_with_a_warning(good, account):
+    result = checks(good, store=Store(config=False))["Redis"]
+    assert result.status == Status.WARN
+    assert "CONFIG is disabled" in result.detail
+
+
+def test_a_malformed_sentinel_list_fails(good, account):
+    settings = dataclasses.replace(good, redis_sentinels="sentinel-1")
+    results = {c.name: c for c in run_checks(settings)}
+    assert results["Redis"].status == Status.FAIL
+    assert "sentinel-1" in results["Redis"].detail
+
+
+def test_invalid_flows_fail_with_where_and_how(good, account, tmp_path):
+    (tmp_path / "broken.yaml").write_text("helpline: [\n", encoding="utf-8")
+    results = checks(dataclasses.replace(good, flows_dir=str(tmp_path)))
+    assert results["flows"].status == Status.FAIL
+    assert "broken.yaml:" in results["flows"].detail
+    assert f"callflow validate {tmp_path}" in results["flows"].fix
+    assert results["numbers"].status == Status.SKIP
+
+
+def test_refused_credentials_fail(good, account):
+    account.fail_with["account"] = (401, 20003)
+    results = checks(good)
+    assert results["Twilio account"].status == Status.FAIL
+    assert "TWILIO_AUTH_TOKEN" in results["Twilio account"].detail
+    assert results["numbers"].status == Status.SKIP
+
+
+def test_a_suspended_account_fails(good, account):
+    account.account_status = "suspended"
+    result = checks(good)["Twilio account"]
+    assert result.status == Status.FAIL
+    assert "suspended" in result.detail
+
+
+def test_numbers_out_of_sync_fail_and_name_the_command(good, account):
+    account.numbers[RESPECT]["voice_caller_id_lookup"] = True
+    result = checks(good)["numbers"]
+    assert result.status == Status.FAIL
+    assert RESPECT in result.detail and "VoiceCallerIdLookup" in result.detail
+    assert "callflow twilio sync" in result.fix
+    assert account.updates() == []  # the doctor changes nothing
+
+
+def test_a_number_the_account_does_not_own_fails(good, account):
+    del account.numbers[MENS_ADVICE]
+    result = checks(good)["numbers"]
+    assert result.status == Status.FAIL
+    assert f"{MENS_ADVICE} (flow mens-advice-line) is not a number" in result.detail
+
+
+def test_the_client_is_reused_when_given(good, account):
+    results = run_checks(good, store=Store(), client=make_client(good))
+    assert [c.status for c in results] == [Status.OK] * 7
+
+
+def env_of(settings: Settings) -> dict[str, str]:
+    return {"TWILIO_ACCOUNT_SID": settings.twilio_account_sid,
+            "TWILIO_AUTH_TOKEN": settings.twilio_auth_token,
+            "TWILIO_API_URL": settings.twilio_api_url,
+            "CALLFLOW_PUBLIC_URL": settings.public_url, "SECRET_KEY": settings.secret_key,
+            "REDIS_URL": settings.redis_url, "REDIS_SENTINELS": "",
+            "CALLFLOW_FLOWS": settings.flows_dir}
+
+
+def test_the_command_prints_a_checklist_and_exits_0(good, account, runner, monkeypatch):
+    monkeypatch.setattr(doctor, "connect", lambda settings: Store())
+    result = runner.invoke(cli, ["doctor"], env=env_of(good))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count("[ok]") == 7
+    assert "all checks passed" in result.stdout
+
+
+def test_the_command_exits_1_with_what_to_fix(good, account, runner, monkeypatch):
+    monkeypatch.setattr(doctor, "connect", lambda settings: Store(appendonly="no"))
+    result = runner.invoke(cli, ["doctor"], env={**env_of(good), "SECRET_KEY": "short"})
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    failing = [line for line in lines if line.startswith("[FAIL]")]
+    assert [line.split(":")[0] for line in failing] == ["[FAIL] secret key", "[FAIL] Redis"]
+    assert sum(1 for line in lines if line.strip().startswith("fix:")) == 2
+    assert "2 check(s) failed: secret key, Redis" in result.stderr
