@@ -1,0 +1,58 @@
+"""The monitoring tests' fixtures, loaded by each of their modules with
+``pytest_plugins = ("tests.monitoring_fixtures",)``: a bridged app on flows that let a caller
+decline monitoring, Twilio's REST API mocked with ``responses``, and two managers and an admin."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from flask import Flask
+
+from callflow import live
+from callflow.config import Settings
+from callflow.runtime import Runtime
+from callflow.staff import StaffStore
+from tests.bridge_support import ACCOUNT_SID, MOCK_API, TwilioMock
+from tests.conftest import CANARY_FIELDS
+from tests.monitoring_support import CallIds, add_staff, build_app, opt_out_flows
+from webhooks.simulator import TwilioSim
+
+
+@pytest.fixture
+def monitor_settings(settings, tmp_path) -> Settings:
+    """A Twilio account (so callers are bridged and managers' phones rung) at the mock base,
+    on flows that let a caller decline monitoring."""
+    return dataclasses.replace(settings, twilio_account_sid=ACCOUNT_SID, twilio_api_url=MOCK_API,
+                               flows_dir=str(opt_out_flows(tmp_path / "flows")))
+
+
+@pytest.fixture
+def rest():
+    """Twilio's REST API on ``responses``: every request kept and checked against the spec."""
+    with TwilioMock() as mock:
+        yield mock
+
+
+@pytest.fixture
+def monitor_app(monitor_settings, redis, clock, rest, monkeypatch) -> Flask:
+    monkeypatch.setattr(live, "secrets", CallIds())
+    app = build_app(monitor_settings, redis, clock)
+    add_staff(app.extensions["callflow"]["staff"])
+    return app
+
+
+@pytest.fixture
+def rt(monitor_app) -> Runtime:
+    return monitor_app.extensions["callflow"]["runtime"]
+
+
+@pytest.fixture
+def staff(monitor_app) -> StaffStore:
+    return monitor_app.extensions["callflow"]["staff"]
+
+
+@pytest.fixture
+def sim(monitor_app, rest) -> TwilioSim:
+    """Twilio: signed webhooks carrying the canary caller's details."""
+    return TwilioSim(monitor_app, extra_fields=CANARY_FIELDS, rest=rest)
