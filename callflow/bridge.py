@@ -13,9 +13,10 @@ from datetime import datetime
 
 import redis
 from rq import Worker
+from twilio.base.exceptions import TwilioRestException
 from twilio.twiml.voice_response import VoiceResponse
 
-from callflow import jobs, keys
+from callflow import jobs, keys, metrics
 from callflow.dialling import DO_NOT_RECORD, screen_worker
 from callflow.errors import StoreUnavailable
 from callflow.flow import Flow, Team
@@ -45,7 +46,8 @@ class Bridge:
             if self.rt.store.exists(keys.rest_trouble()):
                 return False
             # Nobody would ring the workers, or ever take the caller out of the room.
-            return self.rt.sync_jobs or Worker.count(queue=self.rt.queue) > 0
+            # Worker.all drops workers whose heartbeat has lapsed (a crashed process).
+            return self.rt.sync_jobs or bool(Worker.all(queue=self.rt.queue))
         except redis.RedisError as exc:  # the store is down: the caller takes the degraded path
             raise StoreUnavailable(str(exc)) from exc
 
@@ -126,19 +128,21 @@ class Bridge:
             if session:
                 self._monitoring().leg_left(session, reason="call_ended")
             if self.rt.live.advance(call_id, LiveState.ENDED, self.rt.clock()):
+                metrics.call_ended(call)
                 log.info("bridge ended", extra={"call": call.caller_sid, "event": event})
             jobs.enqueue(jobs.cancel_legs, call_id, job_id=f"cancel-{call_id}")
 
-    def caller_gone(self, call_id: str) -> None:
-        """The caller's call is over (status callback): stop ringing anyone for it."""
+    def caller_gone(self, call_id: str, caller_sid: str) -> None:
+        """The caller's call is over (status callback): stop ringing anyone for it, and
+        forget it at Twilio when so configured (even if the live entry has expired)."""
         call = self.rt.live.get(call_id)
-        if call is None:
-            return
-        self.rt.live.advance(call_id, LiveState.ENDED, self.rt.clock())
-        jobs.enqueue(jobs.cancel_legs, call_id, job_id=f"cancel-{call_id}")
+        legs = list(call.legs.values()) if call else []
+        if call is not None:
+            if self.rt.live.advance(call_id, LiveState.ENDED, self.rt.clock()):
+                metrics.call_ended(call)
+            jobs.enqueue(jobs.cancel_legs, call_id, job_id=f"cancel-{call_id}")
         if self.rt.settings.purge_twilio_logs:
-            self.purge_records([call.caller_sid, *call.legs.values()],
-                               job_id=f"purge-{call_id}")
+            self.purge_records([caller_sid, *legs], job_id=f"purge-{call_id}")
 
     def purge_records(self, sids: list[str], *, job_id: str) -> None:
         """Queue the deletion of finished calls' records from Twilio's logs."""
@@ -147,10 +151,10 @@ class Bridge:
 
     # -- on the request path: the worker ---------------------------------------------------
 
-    def worker_screen(self, call_id: str, leg: int) -> VoiceResponse:
+    def worker_screen(self, call_id: str, leg: int, flow_id: str = "") -> VoiceResponse:
         response = VoiceResponse()
         call, answered = self._lookup(call_id)
-        flow = self._flow(call)
+        flow = self._flow(call, flow_id)
         waiting = call is not None and call.state in (LiveState.WAITING, LiveState.RINGING)
         if answered and not waiting:
             response.say(TAKEN, voice=flow.voice, language=flow.language)
@@ -159,14 +163,16 @@ class Bridge:
         connect = flow.steps.get(call.step) if call else None
         whisper = connect.whisper if isinstance(connect, Connect) else DEFAULT_WHISPER
         screen_worker(response, whisper=whisper.format(helpline=flow.helpline),
-                      action=self.rt.links.worker_answer(call_id, leg), voice=flow.voice,
+                      action=self.rt.links.worker_answer(call_id, leg, flow.id),
+                      voice=flow.voice,
                       language=flow.language)
         return response
 
-    def worker_answer(self, call_id: str, leg: int, digits: str) -> VoiceResponse:
+    def worker_answer(self, call_id: str, leg: int, digits: str,
+                      flow_id: str = "") -> VoiceResponse:
         response = VoiceResponse()
         call, answered = self._lookup(call_id)
-        flow = self._flow(call)
+        flow = self._flow(call, flow_id)
         if digits != "1":
             response.hangup()
             return response
@@ -175,6 +181,7 @@ class Bridge:
                 response.say(TAKEN, voice=flow.voice, language=flow.language)
                 response.hangup()
                 return response
+            metrics.call_accepted(call)
             log.info("worker accepted", extra={"call": call.caller_sid, "event": "accepted"})
             self._enqueue_quietly(jobs.cancel_legs, call_id, job_id=f"cancel-{call_id}")
         # With the store down the first worker to press 1 still reaches the waiting caller.
@@ -248,16 +255,30 @@ class Bridge:
         try:
             sid = self.rt.twilio.ring(to=workers[leg].number,
                                       helpline_number=call.helpline_number,
-                                      url=self.rt.links.worker(call.id, leg),
+                                      url=self.rt.links.worker(call.id, leg, call.flow),
                                       status_callback=self.rt.links.worker_status(call.id, leg),
                                       timeout=team.ring_timeout)
+        except TwilioRestException as exc:
+            if exc.status >= 500:
+                self._rest_failed(call.id, leg)
+                raise
+            # Twilio refused this one worker (a bad number, say): that leg has failed, the
+            # others go on, and the API is not in trouble for everyone else.
+            log.error("Twilio refused a worker's leg", extra={"event": "leg_refused",
+                                                              "error": str(exc.code)})
+            self.worker_status(call.id, leg, "failed")
+            return
         except Exception:
-            self.rt.live.release_leg(call.id, leg)  # Twilio refused or was unreachable:
-            # the leg was not created, so a retry may ring
-            self.rt.store.set(keys.rest_trouble(), "1", ex=REST_TROUBLE_SECONDS)
+            self._rest_failed(call.id, leg)
             raise
         self.rt.live.set_leg(call.id, leg, sid)
         self.rt.live.advance(call.id, LiveState.RINGING, self.rt.clock())
+
+    def _rest_failed(self, call_id: str, leg: int) -> None:
+        """Twilio was unreachable or failed: the leg was not created, so a retry may ring it,
+        and new callers are dialled directly for a while."""
+        self.rt.live.release_leg(call_id, leg)
+        self.rt.store.set(keys.rest_trouble(), "1", ex=REST_TROUBLE_SECONDS)
 
     def cancel_legs(self, call_id: str) -> None:
         call = self.rt.live.get(call_id)
@@ -280,6 +301,8 @@ class Bridge:
         target = connect.on_no_answer if isinstance(connect, Connect) else flow.start
         self.rt.twilio.redirect(call.caller_sid, self.rt.links.step(flow.id, target))
         self.rt.live.note(call_id, fallback_done="1")
+        self.rt.live.retire(call_id)
+        metrics.call_outcome(call.flow, metrics.Outcome.FALLBACK)
         log.info("nobody accepted; caller taken to the no-answer step",
                  extra={"call": call.caller_sid, "step": target, "event": "fallback"})
         self.cancel_legs(call_id)
@@ -291,9 +314,9 @@ class Bridge:
 
         return MonitoringGate(self.rt, self.rt.audit)
 
-    def _flow(self, call: LiveCall | None) -> Flow:
+    def _flow(self, call: LiveCall | None, flow_id: str = "") -> Flow:
         flowset = self.rt.registry.current
-        return (flowset.flows.get(call.flow) if call else None) or flowset.default_flow
+        return flowset.flows.get(call.flow if call else flow_id) or flowset.default_flow
 
     def _team(self, call: LiveCall | None) -> Team | None:
         return self.rt.registry.current.teams.get(call.team) if call else None

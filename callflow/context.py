@@ -55,11 +55,13 @@ class Links:
     def conference(self, call: str) -> str:
         return self._url("/voice/conference", call=call)
 
-    def worker(self, call: str, leg: int) -> str:
-        return self._url("/voice/worker", call=call, leg=str(leg))
+    # The worker's links name the flow too, so a worker is told the right helpline even when
+    # the store cannot say which call this is.
+    def worker(self, call: str, leg: int, flow: str) -> str:
+        return self._url("/voice/worker", call=call, leg=str(leg), flow=flow)
 
-    def worker_answer(self, call: str, leg: int) -> str:
-        return self._url("/voice/worker/answer", call=call, leg=str(leg))
+    def worker_answer(self, call: str, leg: int, flow: str) -> str:
+        return self._url("/voice/worker/answer", call=call, leg=str(leg), flow=flow)
 
     def worker_status(self, call: str, leg: int) -> str:
         return self._url("/voice/worker/status", call=call, leg=str(leg))

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 from twilio.twiml.voice_response import VoiceResponse
 
+from callflow import metrics
 from callflow.bridge import Bridge
 from callflow.context import CallContext
 from callflow.degraded import CONNECTED, degraded_dial_result, degraded_response, helpline_number
@@ -121,7 +122,7 @@ class CallEngine:
         try:
             state = self.store.load(call_sid)
             if state.live:
-                self.bridge.caller_gone(state.live)
+                self.bridge.caller_gone(state.live, call_sid)
             elif self.rt.settings.purge_twilio_logs:
                 self.bridge.purge_records([call_sid], job_id=f"purge-{call_sid}")
             self.store.end(call_sid)
@@ -131,6 +132,7 @@ class CallEngine:
     # -- the degraded path ------------------------------------------------------------------
 
     def degraded(self, flow: Flow, dialled: str | None, *, apology: bool) -> VoiceResponse:
+        metrics.degraded(flow.id)
         return degraded_response(self.registry.current, flow, dialled=dialled, now=self.clock(),
                                  links=self.links, apology=apology)
 

@@ -1,10 +1,11 @@
-"""Flow diagrams as Mermaid or Graphviz dot text, from the same edges the validator proves."""
+"""Flow diagrams as Mermaid or Graphviz dot text, or SVG, from the edges the validator proves."""
 
 from __future__ import annotations
 
+from callflow import svg
 from callflow.flow import Flow
 
-FORMATS = ("mermaid", "dot")
+FORMATS = ("mermaid", "dot", "svg")
 SHAPES = {"notice": ("[[", "]]"), "menu": ("{", "}"), "hours": ("{{", "}}"),
           "connect": ("([", "])"), "message": ("[/", "/]"), "hangup": ("((", "))")}
 
@@ -16,13 +17,17 @@ def _label(text: str) -> str:
 def draw(flow: Flow, fmt: str = "mermaid") -> str:
     if fmt == "dot":
         return _dot(flow)
-    lines = ["flowchart TD", f'  start(("{_label(flow.helpline)}")) --> {_id(flow.start)}']
+    if fmt == "svg":
+        return svg.render(flow)
+    # Mermaid ids are positional: step names like 'a-b' and 'a_b' must stay two nodes.
+    ids = {name: f"s{index}" for index, name in enumerate(flow.steps)}
+    lines = ["flowchart TD", f'  start(("{_label(flow.helpline)}")) --> {ids[flow.start]}']
     for name, step in flow.steps.items():
         left, right = SHAPES.get(step.kind, ("[", "]"))
-        lines.append(f'  {_id(name)}{left}"{_label(name)}: {step.kind}"{right}')
+        lines.append(f'  {ids[name]}{left}"{_label(name)}: {step.kind}"{right}')
     for name, step in flow.steps.items():
         for label, target in step.edges().items():
-            lines.append(f'  {_id(name)} -->|"{_label(label)}"| {_id(target)}')
+            lines.append(f'  {ids[name]} -->|"{_label(label)}"| {ids[target]}')
     return "\n".join(lines) + "\n"
 
 
@@ -38,6 +43,3 @@ def _dot(flow: Flow) -> str:
             lines.append(f'  "{name}" -> "{target}" [label="{_label(label)}"];')
     return "\n".join(lines) + "\n}\n"
 
-
-def _id(name: str) -> str:
-    return "s_" + name.replace("-", "_")

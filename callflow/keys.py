@@ -25,11 +25,6 @@ def conference_room(call_id: str) -> str:
     return f"room-{call_id}"
 
 
-def leg_claim(call_id: str, leg: int) -> str:
-    """Held once a worker's leg is being created, so a retried job never rings twice."""
-    return f"{PREFIX}:leg:{call_id}:{leg}"
-
-
 def monitor_session(session_id: str) -> str:
     """One listen-in session: manager, call id, purpose, state (a hash with a TTL)."""
     return f"{PREFIX}:monitor:session:{session_id}"
@@ -75,6 +70,11 @@ def audit_checkpoint() -> str:
 def staff(name: str) -> str:
     """One staff account (a hash of role, hashes and flags; no TTL: accounts are kept)."""
     return f"{PREFIX}:staff:{name}"
+
+
+def session_generation(name: str) -> str:
+    """An account's web-session generation: "sign out everywhere" moves it on (no TTL)."""
+    return f"{PREFIX}:session-generation:{name}"
 
 
 def staff_names() -> str:

@@ -103,12 +103,7 @@ class MonitoringGate:
                  "channel": channel}
 
         def refuse(refusal: Refusal, message: str) -> Decision:
-            try:
-                self.audit.append(AuditKind.MONITOR_REFUSED, actor, reason=refusal.value, **asked)
-            except AuditUnavailable:
-                log.error("a refused listen could not be audited", extra={"event": "audit_down"})
-            log.info("listen refused", extra={"event": refusal.value})
-            return Decision(False, message, refusal)
+            return self._refused(actor, asked, refusal, message)
 
         if member is None:
             return refuse(Refusal.NOT_SIGNED_IN, "Sign in as a manager to listen to calls.")
@@ -133,17 +128,26 @@ class MonitoringGate:
             if not phone or not E164.match(phone):
                 return refuse(Refusal.NO_PHONE, "Give the phone number to ring you on, in "
                               "international form (+44…).")
-        session = secrets.token_urlsafe(12)
+        session = "s" + secrets.token_hex(10)  # letters and digits: never phone-like
         held = self._reserve(member.name, session, call)
         if held is not None:
             return refuse(*held)
         try:
             self.audit.append(AuditKind.MONITOR_REQUESTED, member.name, session=session, **asked)
         except AuditUnavailable:
-            self._release(member.name, call, refund=True)
+            self._release(member.name, call, refund=True, session=session)
             return Decision(False, "The audit log cannot be written, so listening is refused.",
                             Refusal.AUDIT_UNAVAILABLE)
         return self._start(member, call, session, purpose, channel, phone, own_call_sid, asked)
+
+    def _refused(self, actor: str, asked: dict, refusal: Refusal, message: str) -> Decision:
+        """Every refusal is audited with its reason (and still refused if it cannot be)."""
+        try:
+            self.audit.append(AuditKind.MONITOR_REFUSED, actor, reason=refusal.value, **asked)
+        except AuditUnavailable:
+            log.error("a refused listen could not be audited", extra={"event": "audit_down"})
+        log.info("listen refused", extra={"event": refusal.value})
+        return Decision(False, message, refusal)
 
     def _call_problem(self, call: LiveCall | None) -> tuple[Refusal, str] | None:
         if call is None or call.state in (LiveState.ENDED, LiveState.FALLBACK):
@@ -182,14 +186,20 @@ class MonitoringGate:
                     "listening is switched off.")
         return None
 
-    def _release(self, manager: str, call: LiveCall, *, refund: bool, day: str = "") -> None:
+    def _release(self, manager: str, call: LiveCall, *, refund: bool, day: str = "",
+                 session: str = "") -> None:
+        """Undo a reservation: the manager's slot, today's count if asked, and the call's
+        mark if this session still holds it."""
         day = day or self.rt.clock().astimezone(self._zone(call)).date().isoformat()
+        live_key = keys.live_call(call.id)
         try:
             with self.rt.store.pipeline() as pipe:
                 pipe.delete(keys.monitor_active(manager))
                 if refund:
                     pipe.decr(keys.monitor_count(manager, day))
                 pipe.execute()
+            if session and self.rt.store.hget(live_key, "monitor_session") == session:
+                self.rt.store.hdel(live_key, "monitor_session", "monitor_leg")
         except redis.RedisError:
             log.error("could not release a listening slot", extra={"event": "monitor_release"})
 
@@ -213,12 +223,17 @@ class MonitoringGate:
                                             label=f"monitor-{session}")
             self.rt.store.hset(key, "leg", leg)
             self.rt.store.hset(keys.live_call(call.id), "monitor_leg", leg)
-        except Exception as exc:  # REST or store failure: nobody listens, the slot is freed
+        except Exception as exc:  # REST or store failure: nobody listens, nothing is counted
             log.error("could not start a listen", extra={"event": "monitor_failed",
                                                          "error": type(exc).__name__})
-            self._finish(session, reason=Refusal.CANNOT_RING.value, hang_up=False)
-            return Decision(False, "Your phone could not be rung; nothing was started.",
-                            Refusal.CANNOT_RING)
+            try:
+                self.rt.store.delete(keys.monitor_session(session))
+                self.rt.store.zrem(keys.monitor_sessions(), session)
+            except redis.RedisError:
+                log.error("could not remove a session never started", extra={"event": "monitor"})
+            self._release(member.name, call, refund=True, session=session)
+            return self._refused(member.name, {**asked, "session": session}, Refusal.CANNOT_RING,
+                                 "Your phone could not be rung; nothing was started.")
         try:
             self.audit.append(AuditKind.MONITOR_GRANTED, member.name, session=session, **asked)
         except AuditUnavailable:
@@ -292,7 +307,8 @@ class MonitoringGate:
             self.rt.store.hdel(live_key, "monitor_session", "monitor_leg")
         if self.rt.store.get(keys.monitor_active(manager)) == session:
             self.rt.store.delete(keys.monitor_active(manager))
-        if hang_up and leg and data.get("channel") == "web" and self.rt.twilio:
+        # The manager's leg: rung on the web, or their own call on the manager line.
+        if hang_up and leg and self.rt.twilio:
             try:
                 self.rt.twilio.hang_up(leg)
             except Exception:

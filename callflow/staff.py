@@ -342,10 +342,15 @@ class StaffStore:
         newly_locked = self.lockout.fail(*subjects)
         self._audit("login_failed", actor, reason=reason.value, **where)
         for subject in newly_locked:
-            scope = subject.split(":", 1)[0]
-            shown = subject if (scope != "account" or actor != UNKNOWN_ACTOR) else scope
-            self._audit("lockout", actor, subject=shown, seconds=self.lockout.lock_seconds,
-                        **where)
+            # Scope and value apart: "address:198.51.100.5" as one string reads like digits
+            # of a phone number to the audit log's caller-data check.
+            scope, _, value = subject.partition(":")
+            shown = {"scope": scope}
+            if scope == "account" and actor != UNKNOWN_ACTOR:
+                shown["account"] = value
+            self._audit("lockout", actor, **shown, seconds=self.lockout.lock_seconds, **where)
+        if newly_locked:  # the guess that locked the door says so
+            raise LockedOut(self.lockout.lock_seconds)
         raise SignInRefused(reason, message)
 
     def _audit(self, kind: str, actor: str | None, **data: object) -> None:

@@ -92,13 +92,16 @@ class Notice(Spoken):
 
     def render(self, response, call):
         call.notice_heard = True
-        gather = response.gather(num_digits=1, timeout=2,
+        # The notice is said outside the <Gather>, so no key press can cut it short; only the
+        # offers after it listen for keys. No finishOnKey: '#' may be a choice like any key.
+        self.say(response, call, self.text)
+        gather = response.gather(num_digits=1, timeout=2, finish_on_key="",
                                  action=call.links.notice(call.flow.id, self.name),
                                  action_on_empty_result=True)
         offer = POLICY_OFFER.format(digit=self.policy_digit)
         if self.monitoring_opt_out:
             offer += " " + OPT_OUT_OFFER.format(digit=self.monitoring_opt_out)
-        self.say(gather, call, f"{self.text} {offer}")
+        self.say(gather, call, offer)
         return None
 
 
@@ -158,7 +161,7 @@ class Menu(Spoken):
         return edges
 
     def render(self, response, call):
-        gather = response.gather(num_digits=1, timeout=self.timeout,
+        gather = response.gather(num_digits=1, timeout=self.timeout, finish_on_key="",
                                  action=call.links.menu(call.flow.id, self.name),
                                  action_on_empty_result=True)
         self.say(gather, call, self.prompt)

@@ -39,8 +39,13 @@ class BaseUrlHttpClient(TwilioHttpClient):
 
 def make_client(settings: Settings, http_client=None) -> Client:
     http_client = http_client or BaseUrlHttpClient(settings.twilio_api_url)
-    return Client(settings.twilio_account_sid, settings.twilio_auth_token,
-                  http_client=http_client)
+    client = Client(settings.twilio_account_sid, settings.twilio_auth_token,
+                    http_client=http_client)
+    if settings.twilio_api_url.rstrip("/") != TWILIO_API_DEFAULT:
+        # TWILIO_REGION / TWILIO_EDGE would build a regional host that the base-URL rewrite
+        # does not match, and real credentials would leave for real Twilio.
+        client.region = client.edge = None
+    return client
 
 
 @dataclass

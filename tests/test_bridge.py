@@ -610,10 +610,6 @@ def test_redis_down_while_the_caller_waits_keeps_the_bridge_going(flaky):
     assert ET.fromstring(joined).find("Dial/Conference").text == f"room-{caller.call_id}"
 
 
-@pytest.mark.xfail(strict=True, reason="bridge.py worker_screen (line 155) falls back to the "
-                   "default flow (Men's Advice Line) when the store cannot say which call it "
-                   "is: a Respect Phoneline worker is told it is a Men's Advice Line call. The "
-                   "worker's URL (context.py Links.worker) should carry the flow id")
 def test_redis_down_a_worker_is_still_told_which_helpline_is_calling(flaky):
     store, caller = flaky
     store.down = True
@@ -679,11 +675,6 @@ def test_rest_api_failing_sends_the_next_caller_by_direct_dial(bridge_sim, twili
     assert_twilio_ok(twilio_api)
 
 
-@pytest.mark.xfail(strict=True, reason="bridge.py _ring (line 260) sets rest-trouble on any "
-                   "error, so one worker number Twilio refuses (a 4xx such as 21211 invalid "
-                   "'To', 21215 no geo permission) sends every caller for 60 s after every call "
-                   "by direct dial, unmonitorable; only 5xx and connection errors are the API's "
-                   "trouble")
 def test_one_workers_number_twilio_refuses_does_not_send_every_caller_by_direct_dial(
         bridge_sim, twilio_api, redis):
     twilio_api.fail("ring", (400, 21211))  # Alice's number, mistyped in teams.yaml
@@ -694,10 +685,6 @@ def test_one_workers_number_twilio_refuses_does_not_send_every_caller_by_direct_
     assert waiting(Caller(bridge_sim, twilio_api, to=RESPECT, number=CANARY_NUMBER)).call_id
 
 
-@pytest.mark.xfail(strict=True, reason="bridge.py _ring (line 257-261) leaves a leg Twilio "
-                   "refused without a status, so worker_status (line 201) never counts every "
-                   "leg as ended: the caller waits out the whole ring_limit instead of going "
-                   "to the no-answer step when the other workers do not answer")
 def test_a_leg_twilio_refused_counts_as_not_answered(bridge_sim, twilio_api):
     twilio_api.fail("ring", (400, 21211))
     caller = waiting(Caller(bridge_sim, twilio_api, to=RESPECT, number=CANARY_NUMBER))
@@ -721,11 +708,6 @@ def test_without_a_worker_process_callers_are_dialled_directly(no_sync, twilio_a
     assert_direct_dial(caller.enter())
 
 
-@pytest.mark.xfail(strict=True, reason="bridge.py available (line 48) counts workers with "
-                   "Worker.count, the members of rq:workers:<queue>, which keeps a crashed "
-                   "worker after its rq:worker:<name> hash expired: callers keep being put in a "
-                   "room whose workers nobody rings and whose fallback nobody runs. Worker.all "
-                   "(find_by_key drops expired workers) or a heartbeat check would not")
 def test_a_crashed_worker_process_does_not_count(no_sync, twilio_api):
     queue = no_sync.extensions["callflow"]["runtime"].queue
     crashed = SimpleWorker([queue], connection=queue.connection, serializer=JSONSerializer)
@@ -766,10 +748,6 @@ def test_a_failed_redirect_is_tried_again_on_the_next_hold(caller, twilio_api, c
     assert_twilio_ok(twilio_api)
 
 
-@pytest.mark.xfail(strict=True, reason="bridge.py give_up (line 278) advances to FALLBACK, and "
-                   "live.py advance (line 162-163) then retires the entry (10-minute TTL) before "
-                   "the redirect has succeeded: if Twilio's API stays down longer, the entry "
-                   "expires and hold (line 89) can never move the still-waiting caller")
 def test_a_caller_still_waiting_after_a_failed_redirect_keeps_their_entry(caller, twilio_api,
                                                                          clock, redis,
                                                                          bridge_app):
@@ -825,10 +803,6 @@ def test_with_purging_on_a_call_that_never_reached_the_bridge_is_deleted_too(pur
     assert [d.sid for d in twilio_api.of("delete")] == [caller.sid]
 
 
-@pytest.mark.xfail(strict=True, reason="bridge.py caller_gone (line 135-137) returns before "
-                   "purging when the live entry has expired: a caller who stays in the flow more "
-                   "than 10 minutes after the no-answer step (or 6 h on the bridge) is never "
-                   "deleted from Twilio's logs; purge [caller_sid] even without the entry")
 def test_with_purging_on_a_caller_who_stays_long_after_the_fallback_is_deleted(purging,
                                                                               twilio_api,
                                                                               redis):

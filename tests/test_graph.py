@@ -69,8 +69,6 @@ def test_quotes_in_a_name_do_not_break_a_diagram(tmp_path):
     assert 'label="The \'Test\' Line"' in draw(flow, "dot")
 
 
-@pytest.mark.xfail(strict=True, reason="callflow/graph.py _id() maps 'a-b' and 'a_b' to the same "
-                   "Mermaid node id s_a_b, so two different steps are drawn as one")
 def test_steps_named_alike_stay_apart_in_mermaid(tmp_path):
     text = edit("    on_no_answer: busy", "    on_no_answer: all-busy",
                 BASE + "  all-busy:\n    kind: goto\n    next: all_busy\n"

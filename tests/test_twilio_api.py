@@ -213,10 +213,6 @@ def test_twilio_api_url_is_the_base_of_every_request(bridge_settings, twilio_api
     assert urls[0].startswith(expected)
 
 
-@pytest.mark.xfail(strict=True, reason="twilio_api.py BaseUrlHttpClient.request (line 35) only "
-                   "rewrites URLs starting https://api.twilio.com; the twilio Client reads "
-                   "TWILIO_REGION/TWILIO_EDGE from the environment and builds "
-                   "https://api.<edge>.<region>.twilio.com, which bypasses TWILIO_API_URL")
 @pytest.mark.parametrize("variable, value", [("TWILIO_REGION", "ie1"),
                                              ("TWILIO_EDGE", "dublin")])
 def test_twilio_api_url_holds_whatever_region_or_edge_the_environment_names(

@@ -55,13 +55,18 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         rt.registry.watch(settings.reload_interval)
         _reload_on_sighup(rt.registry)
 
-    from webhooks import bridge, health, manager, manager_line, voice
+    from webhooks import bridge, health, manager, manager_line, ops, voice
 
     app.register_blueprint(voice.bp)
     app.register_blueprint(bridge.bp)
     app.register_blueprint(manager_line.bp)
     app.register_blueprint(manager.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(ops.bp)
+    from webhooks import dashboard, public
+
+    app.register_blueprint(dashboard.bp)
+    app.register_blueprint(public.bp)
     return app
 
 

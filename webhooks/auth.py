@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from flask import current_app, g, jsonify, request, session
 
 from callflow.staff import Role, StaffMember, StaffStore
+from webhooks.sessions import session_generation
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_HEADER = "X-CSRF-Token"
@@ -35,7 +36,8 @@ def current_member() -> StaffMember | None:
     if "member" not in g:
         name = session.get("user")
         member = staff_store().get(name) if name else None
-        g.member = member if member and not member.disabled else None
+        current = member and session.get("generation", 0) == session_generation(member.name)
+        g.member = member if current and not member.disabled else None
     return g.member
 
 
@@ -43,6 +45,7 @@ def sign_in(member: StaffMember) -> None:
     session.clear()
     session.permanent = True
     session["user"] = member.name
+    session["generation"] = session_generation(member.name)
     csrf_token()
 
 
@@ -57,6 +60,11 @@ def same_site_request() -> bool:
     origin = request.headers.get("Origin")
     if not origin:
         return True
+    # Our pages are served with "Referrer-Policy: no-referrer", under which a browser sends
+    # "Origin: null" with their own forms; it also says "Sec-Fetch-Site: same-origin", which
+    # no other site can make it say.
+    if origin == "null" and request.headers.get("Sec-Fetch-Site") == "same-origin":
+        return True
     settings = current_app.extensions["callflow"]["settings"]
     ours = urlsplit(settings.public_url or request.host_url)
     theirs = urlsplit(origin)
@@ -69,7 +77,8 @@ def check_csrf() -> tuple | None:
         return None
     sent = request.headers.get(CSRF_HEADER) or request.form.get("csrf_token", "")
     expected = session.get("csrf", "")
-    if not same_site_request() or not expected or not hmac.compare_digest(sent, expected):
+    matches = hmac.compare_digest(sent.encode("utf-8", "replace"), expected.encode("utf-8"))
+    if not same_site_request() or not expected or not matches:
         return jsonify(reason="csrf", message="This request was refused: reload the page "
                        "and try again."), 403
     return None

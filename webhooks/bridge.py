@@ -58,12 +58,12 @@ def conference():
 
 @bp.route("/worker", methods=METHODS)
 def worker():
-    return twiml(bridge().worker_screen(call_id(), leg()))
+    return twiml(bridge().worker_screen(call_id(), leg(), link("flow")))
 
 
 @bp.route("/worker/answer", methods=METHODS)
 def worker_answer():
-    return twiml(bridge().worker_answer(call_id(), leg(), field("Digits")))
+    return twiml(bridge().worker_answer(call_id(), leg(), field("Digits"), link("flow")))
 
 
 @bp.route("/monitor/status", methods=METHODS)

@@ -26,6 +26,7 @@ from callflow.live import LiveCall
 from callflow.monitoring import MonitoringGate
 from callflow.runtime import Runtime
 from callflow.staff import Role
+from webhooks import sessions
 from webhooks.auth import (
     check_csrf,
     csrf_token,
@@ -35,6 +36,7 @@ from webhooks.auth import (
     sign_out,
     staff_store,
 )
+from webhooks.public import helplines
 
 log = logging.getLogger(__name__)
 bp = Blueprint("manager", __name__, url_prefix="/manager")
@@ -65,7 +67,10 @@ def unavailable(error: Exception):
 
 @bp.get("/login")
 def login_form():
-    return render_template("login.html", csrf_token=csrf_token(), error=None)
+    if current_member() is not None:
+        return redirect(url_for("manager.home"))
+    return render_template("login.html", csrf_token=csrf_token(), error=None,
+                           notice=sessions.take_notice())
 
 
 @bp.post("/login")
@@ -86,20 +91,29 @@ def login():
 def _login_refused(message: str, status: int):
     if wants_json():
         return jsonify(reason="sign_in_refused", message=message), status
-    return render_template("login.html", csrf_token=csrf_token(), error=message), status
+    return render_template("login.html", csrf_token=csrf_token(), error=message,
+                           notice=None), status
 
 
 @bp.post("/logout")
 def logout():
     sign_out()
-    return jsonify(ok=True) if wants_json() else redirect(url_for("manager.login_form"))
+    if wants_json():
+        return jsonify(ok=True)
+    sessions.leave_notice("signed_out")
+    return redirect(url_for("manager.login_form"))
 
 
 @bp.get("/")
 def home():
-    if current_member() is None:
+    member = current_member()
+    if member is None:
         return redirect(url_for("manager.login_form"))
-    return render_template("home.html", member=current_member(), csrf_token=csrf_token())
+    now = rt().clock()
+    return render_template("home.html", member=member, csrf_token=csrf_token(), active="live",
+                           helplines=helplines(rt().registry.current, now), now=now,
+                           daily_limit=rt().settings.monitor_daily_limit,
+                           session_minutes=rt().settings.session_minutes)
 
 
 # -- JSON API --------------------------------------------------------------------------------
@@ -129,7 +143,8 @@ def calls():
 @bp.post("/api/calls/<call_id>/listen")
 @require()
 def listen(call_id: str):
-    body = request.get_json(silent=True) or {}
+    body = request.get_json(silent=True)
+    body = body if isinstance(body, dict) else {}
     purpose, phone = body.get("purpose"), body.get("phone")
     decision = gate().request(current_member(), call_id, str(purpose or ""),
                               phone=str(phone) if phone else None)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Response, current_app, request
 from twilio.twiml.voice_response import VoiceResponse
 from werkzeug.exceptions import HTTPException
 
@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 bp = Blueprint("voice", __name__, url_prefix="/voice")
 bp.before_request(check_and_strip)
 METHODS = ["POST", "GET"]  # Twilio may be set to either; both are signed
+WORKER_LEG_VIEWS = frozenset({"voice.screen", "voice.screen_answer"})
 
 
 def engine() -> CallEngine:
@@ -98,6 +99,12 @@ def caller_never_hears_an_error(error: Exception):
     """Whatever failed, a caller hears an apology and is put through (promise 6)."""
     if isinstance(error, HTTPException):
         return error
+    if request.endpoint in WORKER_LEG_VIEWS:
+        # A worker's leg: never dial anyone from it; the caller's own path goes on.
+        log.exception("worker screening failed", extra={"event": "screen_failed"})
+        response = VoiceResponse()
+        response.hangup()
+        return twiml(response)
     log.exception("webhook failed; degraded path", extra={"event": "degraded"})
     flowset = engine().registry.current
     flow = flowset.flow_for(dialled())
