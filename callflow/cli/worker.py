@@ -25,4 +25,6 @@ def worker(burst: bool) -> None:
         rt = runtime.install(runtime.build(settings))
     except CallflowError as exc:
         raise click.ClickException(str(exc)) from None
+    if settings.reload_interval > 0 and not burst:
+        rt.registry.watch(settings.reload_interval)  # teams edited in git reach the jobs too
     sys.exit(0 if run_worker(rt, burst=burst) or burst else 1)
