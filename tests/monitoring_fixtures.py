@@ -9,13 +9,12 @@ import dataclasses
 import pytest
 from flask import Flask
 
-from callflow import live
 from callflow.config import Settings
 from callflow.runtime import Runtime
 from callflow.staff import StaffStore
 from tests.bridge_support import ACCOUNT_SID, MOCK_API, TwilioMock
 from tests.conftest import CANARY_FIELDS
-from tests.monitoring_support import CallIds, add_staff, build_app, opt_out_flows
+from tests.monitoring_support import add_staff, build_app, opt_out_flows
 from webhooks.simulator import TwilioSim
 
 
@@ -35,8 +34,7 @@ def rest():
 
 
 @pytest.fixture
-def monitor_app(monitor_settings, redis, clock, rest, monkeypatch) -> Flask:
-    monkeypatch.setattr(live, "secrets", CallIds())
+def monitor_app(monitor_settings, redis, clock, rest) -> Flask:
     app = build_app(monitor_settings, redis, clock)
     add_staff(app.extensions["callflow"]["staff"])
     return app

@@ -8,7 +8,6 @@ are in ``tests/monitoring_fixtures.py``.
 from __future__ import annotations
 
 import re
-import secrets
 import shutil
 import xml.etree.ElementTree as ET
 from datetime import timedelta
@@ -56,25 +55,6 @@ def opt_out_flows(folder: Path) -> Path:
     path.write_text(text.replace(
         notice, notice + f'    monitoring_opt_out: "{OPT_OUT_DIGIT}"\n'), encoding="utf-8")
     return folder
-
-
-class CallIds:
-    """Stands in for ``secrets`` in ``callflow.live``: live call ids as it makes them
-    (``token_urlsafe(12)``) but always starting with ``first``, or, without it, redrawn until
-    they start with a letter or digit. About 3% of real ids start with '-' or '_', which the
-    audit's CALL_ID pattern refuses (see test_monitoring's xfail on it); tests that are not
-    about that get the ids that pattern accepts, so they never flake on it."""
-
-    def __init__(self, first: str = "") -> None:
-        self.first = first
-
-    def token_urlsafe(self, nbytes: int | None = None) -> str:
-        token = secrets.token_urlsafe(nbytes)
-        if self.first:
-            return self.first + token[1:]
-        while not token[0].isalnum():
-            token = secrets.token_urlsafe(nbytes)
-        return token
 
 
 def build_app(settings: Settings, redis, clock) -> Flask:

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from callflow import jobs, keys, live
+from callflow import jobs, keys
 from callflow.audit import AuditKind, AuditLog
 from callflow.errors import AuditUnavailable, StoreUnavailable
 from callflow.monitoring import HTTP_STATUS, MonitoringGate, Refusal
@@ -37,7 +37,6 @@ from tests.monitoring_support import (
     OTHER_PHONE,
     PASSWORD,
     WORKERS,
-    CallIds,
     WebManager,
     add_staff,
     build_app,
@@ -208,18 +207,9 @@ def test_a_number_in_place_of_a_call_id_is_never_recorded(maria, rest, rt):
     assert_no_canary(str([e.to_json() for e in rt.audit.entries()]))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "callflow/live.py LiveCalls.open (line 133) makes call ids with secrets.token_urlsafe(12), "
-    "about 3% of which start with '-' or '_'; callflow/exceptions_register.py CALL_ID (line 26) "
-    "wants a letter or digit first, so MonitoringGate.request (monitoring.py line 100) audits "
-    "that call's requested/granted/refused entries as '(not a call id)' and POST "
-    "/manager/api/exceptions refuses its id with a 400; fix: ids that start with a letter or "
-    "digit (token_hex, or redraw), or a CALL_ID that accepts every id the service makes"))
-@pytest.mark.parametrize("first", ["-", "_"])
-def test_every_live_call_id_is_one_the_audit_records(maria, sim, rest, rt, monkeypatch, first):
-    monkeypatch.setattr(live, "secrets", CallIds(first))
+def test_every_live_call_id_is_one_the_audit_records(maria, sim, rest, rt):
     call = connected_caller(sim, rest)
-    assert call.call_id.startswith(first)
+    assert call.call_id[0].isalpha() and call.call_id.isalnum()
     seq = last_seq(rt)
 
     listen_ok(maria, call.call_id)
@@ -683,12 +673,6 @@ def test_once_the_audit_log_is_back_the_refused_listens_cost_the_manager_nothing
     assert maria.listen(later_call.call_id).status_code == 429
 
 
-@pytest.mark.xfail(strict=True, reason="callflow/monitoring.py MonitoringGate.request (line "
-                   "143): when the monitor_requested write fails, _release frees the manager's "
-                   "slot and count but not the monitor_session field _reserve set (HSETNX) on "
-                   "the live call, so the call stays 'being monitored' by nobody: listed so, "
-                   "and refused to every manager (409 call_already_monitored) until it ends; "
-                   "fix: HDEL monitor_session (if still this session) in that branch")
 def test_a_call_refused_for_want_of_an_audit_is_not_left_marked_as_monitored(
         monitor_app, maria, call, rest, rt, monkeypatch, redis):
     with monkeypatch.context() as patch:
@@ -762,30 +746,44 @@ def test_a_manager_twilio_cannot_ring_is_told_and_nothing_is_held(maria, call, r
     assert maria.listen(call.call_id).status_code == 202
 
 
-@pytest.mark.xfail(strict=True, reason="callflow/monitoring.py MonitoringGate._start (the "
-                   "except branch, lines 216-221) answers CANNOT_RING but audits it only as "
-                   "monitor_ended: no monitor_refused entry with the reason, unlike every other "
-                   "refusal (promise 5: every request, granted or refused, and why)")
-def test_a_listen_twilio_could_not_ring_is_audited_as_refused(maria, call, rest, rt):
+def test_a_listen_twilio_could_not_ring_is_audited_as_refused(maria, call, rest, rt, redis):
     rest.fail("listen", 500)
-    seq = last_seq(rt)
+    seq, before = last_seq(rt), len(rest.sent)
 
-    maria.listen(call.call_id)
+    assert maria.listen(call.call_id).status_code == 503
 
-    assert refused(rt, seq) == [{"call": call.call_id, "channel": "web", "purpose": "quality",
-                                 "reason": Refusal.CANNOT_RING.value}]
+    # Requested, then refused with the reason, naming the session the request made; never
+    # granted, and never "ended", since it never began.
+    entries = entries_after(rt, seq)
+    assert kinds(entries) == [AuditKind.MONITOR_REQUESTED, AuditKind.MONITOR_REFUSED]
+    requested, refusal = entries
+    assert refusal.actor == MANAGER
+    assert refusal.data == {"call": call.call_id, "channel": "web", "purpose": "quality",
+                            "reason": Refusal.CANNOT_RING.value,
+                            "session": requested.data["session"]}
+    # The session the request created is gone, and nothing marks the call as monitored.
+    session = requested.data["session"]
+    assert not redis.exists(keys.monitor_session(session))
+    assert redis.zscore(keys.monitor_sessions(), session) is None
+    assert not redis.hexists(keys.live_call(call.call_id), "monitor_session")
+    assert not redis.exists(keys.monitor_active(MANAGER))
+    assert {s.kind for s in rest.sent[before:]} == {"listen"}  # no leg to hang up
 
 
-@pytest.mark.xfail(strict=True, reason="callflow/monitoring.py MonitoringGate._start (line "
-                   "219) calls _finish, which frees the slot but never gives back the day's "
-                   "count that _reserve took, though _reserve's docstring says both are undone "
-                   "on any refusal after: a listen that never happened uses up one of the 4")
-def test_a_listen_twilio_could_not_ring_does_not_count_toward_the_limit(maria, call, rest):
+def test_a_listen_twilio_could_not_ring_does_not_count_toward_the_limit(maria, call, rest,
+                                                                         redis):
     rest.fail("listen", 500)
     assert maria.listen(call.call_id).status_code == 503
+    # The day's count, taken when the listen was reserved, has been given back.
+    [count_key] = redis.keys(keys.monitor_count(MANAGER, "*"))
+    assert redis.get(count_key) == "0"
 
     for _ in range(4):
         maria.stop(listen_ok(maria, call.call_id))
+    response = maria.listen(call.call_id)
+    assert response.status_code == HTTP_STATUS[Refusal.DAILY_LIMIT]
+    assert response.get_json()["reason"] == Refusal.DAILY_LIMIT.value
+    assert LIMIT_MESSAGE in response.get_json()["message"]
 
 
 # -- sessions no callback closed ---------------------------------------------------------------

@@ -299,15 +299,24 @@ def test_a_disabled_account_is_refused_even_with_the_right_password(store, audit
 
 
 def test_five_failures_lock_the_account_from_every_address(store, audit, alice):
-    for n in range(5):
-        with pytest.raises(SignInRefused):
+    for n in range(4):
+        with pytest.raises(SignInRefused) as caught:
             store.authenticate("alice", OTHER_PASSWORD, f"203.0.113.{n}")
+        assert caught.value.reason is Refusal.BAD_CREDENTIALS
+    # The failure that locks the account says so.
+    with pytest.raises(LockedOut) as caught:
+        store.authenticate("alice", OTHER_PASSWORD, "203.0.113.4")
+    assert caught.value.reason is Refusal.LOCKED_OUT
+    lockout = ("lockout", "alice", {"scope": "account", "account": "alice", "seconds": 900,
+                                    "channel": "web", "address": "203.0.113.4"})
+    assert audit.entries[-2:] == [("login_failed", "alice", {"reason": "bad_credentials",
+                                                             "channel": "web",
+                                                             "address": "203.0.113.4"}),
+                                  lockout]
     with pytest.raises(LockedOut) as caught:
         store.authenticate("alice", PASSWORD, "198.51.100.7")
     assert caught.value.reason is Refusal.LOCKED_OUT
-    lockouts = [(actor, data) for kind, actor, data in audit.entries if kind == "lockout"]
-    assert lockouts == [("alice", {"subject": "account:alice", "seconds": 900, "channel": "web",
-                                   "address": "203.0.113.4"})]
+    assert [entry for entry in audit.entries if entry[0] == "lockout"] == [lockout]
     assert audit.entries[-1] == ("login_failed", "alice", {"reason": "locked_out",
                                                            "channel": "web",
                                                            "address": "198.51.100.7"})
@@ -315,15 +324,20 @@ def test_five_failures_lock_the_account_from_every_address(store, audit, alice):
 
 def test_five_failures_lock_the_address_for_every_account(store, audit, alice):
     store.add("carol", OTHER_PASSWORD)
-    for name in ["bob", "dave", "erin", "frank", "grace"]:
-        with pytest.raises(SignInRefused):
+    for name in ["bob", "dave", "erin", "frank"]:
+        with pytest.raises(SignInRefused) as caught:
             store.authenticate(name, PASSWORD, HERE)
+        assert caught.value.reason is Refusal.BAD_CREDENTIALS
+    with pytest.raises(LockedOut):  # the fifth, which locks the address, says so
+        store.authenticate("grace", PASSWORD, HERE)
     with pytest.raises(LockedOut):
         store.authenticate("carol", OTHER_PASSWORD, HERE)
     assert store.authenticate("carol", OTHER_PASSWORD, "198.51.100.7").name == "carol"
-    lockouts = [(actor, data["subject"]) for kind, actor, data in audit.entries
-                if kind == "lockout"]
-    assert lockouts == [("unknown", f"address:{HERE}")]
+    lockouts = [(actor, data) for kind, actor, data in audit.entries if kind == "lockout"]
+    # By scope; an address lockout names no account, and the address is kept as on every
+    # failure, never as one "address:..." string.
+    assert lockouts == [("unknown", {"scope": "address", "seconds": 900, "channel": "web",
+                                     "address": HERE})]
 
 
 def test_a_locked_account_stays_locked_with_the_right_password(store, alice):
@@ -400,15 +414,20 @@ def test_a_disabled_managers_pin_is_refused(store, audit, alice):
 
 
 def test_pin_brute_force_locks_the_phone_line_across_calls(store, audit, alice):
-    for n, guess in enumerate(["111222", "123321", "246810", "909090", "135790"]):
+    for n, guess in enumerate(["111222", "123321", "246810", "909090"]):
         with pytest.raises(SignInRefused) as caught:
             store.authenticate_pin(guess, call_sid(n))
         assert caught.value.reason is Refusal.BAD_CREDENTIALS
+    # The fifth wrong PIN, on yet another call, locks the line and says so.
+    with pytest.raises(LockedOut) as caught:
+        store.authenticate_pin("135790", call_sid(4))
+    assert caught.value.reason is Refusal.LOCKED_OUT
     # Redialling gives a fresh CallSid, and still no more guesses; not even the right PIN.
     with pytest.raises(LockedOut):
         store.authenticate_pin(PIN, call_sid(99))
-    lockouts = [data["subject"] for kind, _, data in audit.entries if kind == "lockout"]
-    assert lockouts == ["phone-line"]
+    lockouts = [(actor, data) for kind, actor, data in audit.entries if kind == "lockout"]
+    assert lockouts == [("unknown", {"scope": "phone-line", "seconds": 900, "channel": "phone",
+                                     "call_sid": call_sid(4)})]
     assert audit.entries[-1] == ("login_failed", "unknown", {"reason": "locked_out",
                                                              "channel": "phone",
                                                              "call_sid": call_sid(99)})
