@@ -36,7 +36,7 @@ from tests.conftest import (
     assert_no_canary,
     free_port,
 )
-from tests.flowfiles import write_folder
+from tests.flowfiles import BASE, write_folder
 
 PUBLIC_URL = "https://calls.example.org"
 LINE = "+441632960099"
@@ -44,29 +44,8 @@ METRICS_TOKEN = "deployment-test-metrics-token-0123"
 NOTICE = "This call is confidential"
 STARTUP_SECONDS = 20
 DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-ALWAYS_OPEN = "helpline: Test Line\nnumbers: [\"+441632960099\"]\nhours:\n" + "".join(
-    f"  {day}: \"00:00-24:00\"\n" for day in DAYS) + """\
-degraded:
-  team: respect-workers
-start: welcome
-steps:
-  welcome:
-    kind: notice
-    next: menu1
-  menu1:
-    kind: menu
-    prompt: Press 1 to talk to someone
-    options:
-      1: connect
-    on_no_input: connect
-  connect:
-    kind: connect
-    team: respect-workers
-    on_no_answer: busy
-  busy:
-    kind: message
-    text: Sorry, everyone is busy. In an emergency call 999.
-"""
+ALWAYS_OPEN = BASE.replace('hours:\n  monday: "09:00-17:00"\n', "hours:\n" + "".join(
+    f'  {day}: "00:00-24:00"\n' for day in DAYS))
 
 
 def service_env(redis_url: str, folder: Path, **extra: str) -> dict[str, str]:

@@ -108,6 +108,15 @@ def list_staff() -> None:
                    .rstrip())
 
 
+def existing_account(name: str) -> StaffStore:
+    """The store, once NAME is known to exist: no one is asked for a secret for nobody."""
+    store = open_store()
+    if store.get(name) is None:
+        raise click.ClickException(f"there is no staff account '{name}'; see "
+                                   "`callflow manager list`")
+    return store
+
+
 @manager.command("disable")
 @click.argument("name")
 @clear_failures
@@ -123,10 +132,7 @@ def disable(name: str) -> None:
 @clear_failures
 def set_password(name: str, password_stdin: bool) -> None:
     """Set NAME's web sign-in password (at least 12 characters)."""
-    store = open_store()
-    if store.get(name) is None:
-        raise click.ClickException(f"there is no staff account '{name}'; see "
-                                   "`callflow manager list`")
+    store = existing_account(name)
     store.set_password(name, read_secret("password", password_stdin))
     click.echo(f"password changed for '{name}'")
 
@@ -137,10 +143,7 @@ def set_password(name: str, password_stdin: bool) -> None:
 @clear_failures
 def set_pin(name: str, pin_stdin: bool) -> None:
     """Set manager NAME's PIN (4-8 digits) for the manager phone line; enables phone monitoring."""
-    store = open_store()
-    if store.get(name) is None:
-        raise click.ClickException(f"there is no staff account '{name}'; see "
-                                   "`callflow manager list`")
+    store = existing_account(name)
     store.set_pin(name, read_secret("PIN", pin_stdin))
     click.echo(f"PIN set for '{name}'; phone monitoring is on")
 
