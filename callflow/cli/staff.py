@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -49,7 +50,7 @@ def clear_failures(command: Callable[..., Any]) -> Callable[..., Any]:
 def read_secret(what: str, from_stdin: bool) -> str:
     """A password or PIN: one line of stdin for scripts, else a hidden prompt typed twice."""
     if from_stdin:
-        secret = click.get_text_stream("stdin").readline().rstrip("\r\n")
+        secret = sys.stdin.readline().rstrip("\r\n")
         if not secret:
             raise click.ClickException(f"no {what} on stdin; pipe it in, e.g. from a password "
                                        "manager's command line tool")
