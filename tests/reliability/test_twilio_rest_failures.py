@@ -1,0 +1,262 @@
+"""Twilio's REST API failing (500s, timeouts) while a caller waits on the bridge: the ring job
+raises and RQ retries it with the configured backoff, each failed leg's claim is released so a
+retry may ring it, callers who arrive meanwhile are dialled directly (``callflow:rest-trouble``),
+and no worker is ever given two legs.
+
+The real twilio ``Client`` and its HTTP stack make the requests; ``responses`` answers them at a
+base that is not Twilio's (``TWILIO_API_URL``). The jobs run in this process on the project's own
+in-process RQ worker, and RQ's scheduler moves the retries, so the retry path is RQ's own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+import time
+import xml.etree.ElementTree as ET
+from collections import Counter, defaultdict
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+import responses
+from rq import Worker
+from rq.job import Job, JobStatus
+from rq.registry import ScheduledJobRegistry
+from rq.serializers import JSONSerializer
+
+from callflow import keys
+from callflow.bridge import HOLDING, REST_TROUBLE_SECONDS
+from callflow.jobs import REST_RETRY
+from callflow.worker import ThreadWorker
+from tests.conftest import RESPECT, TOKEN
+from tests.reliability.support import (
+    ACCOUNT_SID,
+    Caller,
+    Line,
+    assert_clean,
+    job_payloads,
+    log_text,
+    redis_text,
+    rq_loggers_kept,
+)
+from webhooks import create_app
+
+MOCK_API = "https://twilio-mock.test"
+CALLS = re.compile(re.escape(MOCK_API) + r"/2010-04-01/Accounts/AC\w+/Calls\.json$")
+# Anywhere but the mock (responses uses each of several matching routes once, so the routes
+# must not overlap).
+ELSEWHERE = re.compile(r"^(?!" + re.escape(MOCK_API) + r"/)")
+ALICE, BILAL = "+447700900101", "+447700900102"  # the Respect Phoneline's active workers
+TIMEOUT = "timeout"
+
+
+@dataclasses.dataclass
+class FlakyTwilio:
+    """Twilio's API on ``responses``: each worker's ring attempts get the scripted outcomes in
+    turn (an HTTP status with Twilio's error body, or a read timeout), then 201."""
+
+    script: dict[str, list[int | str]]
+    attempts: list[tuple[str, int | str]] = dataclasses.field(default_factory=list)
+    bodies: list[str] = dataclasses.field(default_factory=list)
+    strays: list[str] = dataclasses.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.turns: dict[str, int] = defaultdict(int)
+
+    def create_call(self, request):
+        body = request.body.decode() if isinstance(request.body, bytes) else request.body or ""
+        self.bodies.append(body)
+        to = parse_qs(body)["To"][0]
+        script = self.script.get(to, [])
+        outcome = script[self.turns[to]] if self.turns[to] < len(script) else 201
+        self.turns[to] += 1
+        self.attempts.append((to, outcome))
+        if outcome == TIMEOUT:
+            return requests.exceptions.ReadTimeout("Read timed out. (read timeout=5)")
+        if outcome != 201:
+            return outcome, {"Content-Type": "application/json"}, (
+                f'{{"code": 20500, "message": "Internal Server Error", "status": {outcome}}}')
+        return 201, {"Content-Type": "application/json"}, (
+            f'{{"sid": "CA{len(self.attempts):032x}", "status": "queued", "to": "{to}"}}')
+
+    def stray(self, request):
+        self.strays.append(f"{request.method} {request.url}")
+        return requests.exceptions.ConnectionError("only Twilio's mock answers here")
+
+    def created(self) -> Counter:
+        """Legs Twilio created, by worker number."""
+        return Counter(to for to, outcome in self.attempts if outcome == 201)
+
+
+@pytest.fixture
+def flaky_twilio():
+    flaky = FlakyTwilio({ALICE: [500, TIMEOUT]})
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.add_callback(responses.POST, CALLS, callback=flaky.create_call)
+        for method in (responses.GET, responses.POST, responses.DELETE):
+            mock.add_callback(method, ELSEWHERE, callback=flaky.stray)
+        yield flaky
+
+
+@pytest.fixture
+def bridged_app(settings, redis, clock):
+    """The app with a Twilio account at the mock base; jobs are queued, not run inline."""
+    bridged = dataclasses.replace(settings, twilio_account_sid=ACCOUNT_SID,
+                                  twilio_api_url=MOCK_API)
+    return create_app({"TESTING": True, "SETTINGS": bridged, "STORE": redis, "CLOCK": clock})
+
+
+def run_jobs(rt) -> None:
+    """What the worker process does, in this process: RQ's scheduler moves the retries that
+    are due into the queue, then the queue is worked until it is empty."""
+    worker = ThreadWorker([rt.queue], connection=rt.queue.connection, serializer=JSONSerializer)
+    with rq_loggers_kept():
+        worker.work(burst=True, with_scheduler=True, logging_level="WARNING")
+
+
+def run_and_check_backoff(rt, job: Job, interval: int) -> None:
+    """Run the jobs; the failed ``job`` must come back ``interval`` seconds after it failed
+    (RQ's schedule keeps whole seconds, hence the second either side)."""
+    before = datetime.now(UTC)
+    run_jobs(rt)
+    after = datetime.now(UTC)
+    job.refresh()
+    assert job.get_status() == JobStatus.SCHEDULED
+    due = ScheduledJobRegistry(queue=rt.queue).get_scheduled_time(job)
+    assert before + timedelta(seconds=interval - 1) <= due
+    assert due <= after + timedelta(seconds=interval + 1)
+
+
+def bring_forward(rt, job: Job) -> None:
+    """Skip the rest of the backoff's wait: the scheduled retry becomes due now."""
+    ScheduledJobRegistry(queue=rt.queue).schedule(job, datetime.now(UTC) - timedelta(seconds=1))
+
+
+def failures(caplog) -> list[str]:
+    """The exception of each failed run of a job, as its failure callback logged it."""
+    return [r.error for r in caplog.records if getattr(r, "event", "") == "job_failed"]
+
+
+def said(body: str) -> list[str]:
+    return [e.text or "" for e in ET.fromstring(body).iter("Say")]
+
+
+def put_through(line: Line, to: str = RESPECT) -> Caller:
+    caller = Caller(line, to)
+    caller.ring()
+    caller.send(caller.action())
+    caller.send(caller.action(), Digits="1")
+    return caller
+
+
+def test_ring_job_is_retried_with_backoff_and_new_callers_are_dialled_directly(
+        bridged_app, flaky_twilio, redis, redis_url, caplog):
+    caplog.set_level(logging.INFO)
+    rt = bridged_app.extensions["callflow"]["runtime"]
+    # A worker process is running (so callers are bridged); its jobs run below, in this process.
+    standby = Worker([rt.queue], connection=rt.queue.connection, serializer=JSONSerializer)
+    standby.register_birth()
+    line = Line(bridged_app, TOKEN)
+
+    waiting = put_through(line)
+    room = ET.fromstring(waiting.last).find("Dial/Conference")
+    assert room is not None, waiting.last
+    call_id = parse_qs(urlsplit(room.get("waitUrl")).query)["call"][0]
+    job = Job.fetch(f"ring-{call_id}", connection=rt.queue.connection, serializer=JSONSerializer)
+    assert (job.retries_left, job.retry_intervals) == (REST_RETRY.max, REST_RETRY.intervals)
+    assert job.retry_intervals == [1, 4, 10]
+
+    # 1st attempt: Alice's leg gets a 500, Bilal's is created.
+    run_and_check_backoff(rt, job, REST_RETRY.intervals[0])
+    assert flaky_twilio.attempts == [(ALICE, 500), (BILAL, 201)]
+    assert job.retries_left == 2
+    assert failures(caplog) == ["TwilioRestException"]  # the job raised
+    assert rt.live.claim_leg(call_id, 0)  # Alice's claim was released: a retry may ring her
+    rt.live.release_leg(call_id, 0)
+    assert not rt.live.claim_leg(call_id, 1)  # Bilal's leg exists: nobody may ring him again
+    assert 0 < redis.ttl(keys.rest_trouble()) <= REST_TROUBLE_SECONDS
+
+    # Meanwhile a new caller is dialled directly, as the flow's connect step does without the
+    # bridge: the helpline's number shown, nothing recorded, every leg screened. No REST call.
+    before = len(flaky_twilio.attempts)
+    direct = put_through(line)
+    dial = ET.fromstring(direct.last).find("Dial")
+    assert dial is not None and dial.find("Conference") is None, direct.last
+    assert dial.get("callerId") == RESPECT
+    assert dial.get("record") == "do-not-record"
+    assert [n.text for n in dial.findall("Number")] == [ALICE, BILAL]
+    assert all("/voice/screen" in n.get("url", "") for n in dial.findall("Number"))
+    assert len(flaky_twilio.attempts) == before
+
+    # 2nd attempt (the backoff's first second skipped): Alice's request times out.
+    bring_forward(rt, job)
+    run_and_check_backoff(rt, job, REST_RETRY.intervals[1])
+    assert flaky_twilio.attempts[before:] == [(ALICE, TIMEOUT)]
+    assert job.retries_left == 1
+    assert failures(caplog) == ["TwilioRestException", "ReadTimeout"]
+
+    # 3rd attempt: Alice's leg is created; Bilal's is not asked for again.
+    bring_forward(rt, job)
+    run_jobs(rt)
+    job.refresh()
+    assert flaky_twilio.attempts[before + 1:] == [(ALICE, 201)]
+    assert job.get_status() == JobStatus.FINISHED
+    assert flaky_twilio.created() == Counter({ALICE: 1, BILAL: 1})
+    assert set(rt.live.get(call_id).legs) == {0, 1}
+    assert flaky_twilio.strays == []
+
+    standby.register_death()
+    assert_clean(line.text(), log_text(caplog.records), "\n".join(flaky_twilio.bodies),
+                 redis_text(redis_url), job_payloads(redis_url))
+
+
+def test_a_ring_job_that_keeps_failing_ends_in_rqs_failed_registry_after_its_retries(
+        bridged_app, redis, clock, caplog):
+    """Twilio down for good: four attempts (one and three retries), then the job is failed and
+    logged; a worker is never rung by a request Twilio refused."""
+    caplog.set_level(logging.INFO)
+    flaky = FlakyTwilio({ALICE: [503] * 4, BILAL: [503] * 4})
+    rt = bridged_app.extensions["callflow"]["runtime"]
+    standby = Worker([rt.queue], connection=rt.queue.connection, serializer=JSONSerializer)
+    standby.register_birth()
+    line = Line(bridged_app, TOKEN)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.add_callback(responses.POST, CALLS, callback=flaky.create_call)
+        mock.add_callback(responses.POST, ELSEWHERE, callback=flaky.stray)
+        waiting = put_through(line)
+        room = ET.fromstring(waiting.last).find("Dial/Conference")
+        call_id = parse_qs(urlsplit(room.get("waitUrl")).query)["call"][0]
+        job = Job.fetch(f"ring-{call_id}", connection=rt.queue.connection,
+                        serializer=JSONSerializer)
+        started = time.monotonic()
+        for _ in range(REST_RETRY.max + 1):
+            if job.get_status() == JobStatus.SCHEDULED:
+                bring_forward(rt, job)
+            run_jobs(rt)
+            job.refresh()
+
+        # The caller on hold is not dropped: once the team's time limit has passed the hold
+        # asks for the fallback, whose redirect (a REST request too) fails and is retried; the
+        # caller keeps hearing the holding message until Twilio answers again or they hang up.
+        clock.now += timedelta(seconds=rt.registry.current.teams["respect-workers"].ring_limit)
+        held = waiting.send(room.get("waitUrl"))
+        assert held.status_code == 200
+        run_jobs(rt)
+        give_up = Job.fetch(f"give-up-{call_id}", connection=rt.queue.connection,
+                            serializer=JSONSerializer)
+        assert give_up.get_status() == JobStatus.SCHEDULED
+        assert HOLDING in said(waiting.send(room.get("waitUrl")).get_data(as_text=True))
+
+    assert time.monotonic() - started < 30
+    assert job.get_status() == JobStatus.FAILED
+    assert job.retries_left == 0
+    assert flaky.created() == Counter()
+    assert flaky.strays == []
+    assert Counter(to for to, _ in flaky.attempts) == Counter({ALICE: 4, BILAL: 4})
+    assert rt.live.claim_leg(call_id, 0) and rt.live.claim_leg(call_id, 1)
+    assert any(getattr(r, "event", "") == "job_failed" for r in caplog.records)
+    standby.register_death()
+    assert_clean(line.text(), log_text(caplog.records), "\n".join(flaky.bodies))
