@@ -46,6 +46,13 @@ class ManagerLineCalls:
         self._say(gather, text)
         return gather
 
+    def unavailable(self) -> VoiceResponse:
+        """Fail closed: no store or no audit log, no sign-in and no listening."""
+        response = VoiceResponse()
+        self._say(response, "Listening to calls is unavailable right now. Goodbye.")
+        response.hangup()
+        return response
+
     def incoming(self, call_sid: str) -> VoiceResponse:
         self.rt.calls.save(call_sid, CallState(flow="manager-line", step="pin"))
         response = VoiceResponse()

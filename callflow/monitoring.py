@@ -30,6 +30,7 @@ from callflow.live import LiveCall, LiveState
 from callflow.logs import PHONE_LIKE
 from callflow.runtime import Runtime
 from callflow.staff import Role, StaffMember
+from callflow.store import store_guard
 
 log = logging.getLogger(__name__)
 SESSION_TTL_SECONDS = 24 * 60 * 60
@@ -247,6 +248,7 @@ class MonitoringGate:
 
     # -- what happens after ------------------------------------------------------------------
 
+    @store_guard
     def stop(self, member: StaffMember | None, session: str) -> Decision:
         data = self._session(session)
         if not data:
@@ -257,6 +259,7 @@ class MonitoringGate:
         self._finish(session, reason="stopped", hang_up=True)
         return Decision(True, "You have stopped listening.", session=session)
 
+    @store_guard
     def leg_joined(self, session: str) -> None:
         """The manager's leg is in the room (a conference callback): the listen has started."""
         if not self.rt.store.hsetnx(keys.monitor_session(session), "started_at",
@@ -270,9 +273,11 @@ class MonitoringGate:
         except AuditUnavailable:  # no audit write, no listen
             self._finish(session, reason=Refusal.AUDIT_UNAVAILABLE.value, hang_up=True)
 
+    @store_guard
     def leg_left(self, session: str, reason: str = "left") -> None:
         self._finish(session, reason=reason, hang_up=False)
 
+    @store_guard
     def close_stale(self) -> int:
         """Close sessions no callback closed: over the time limit, or their call is gone."""
         cutoff = self.rt.clock() - timedelta(minutes=self.rt.settings.monitor_max_minutes)

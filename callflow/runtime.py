@@ -46,23 +46,29 @@ class Runtime:
     sync_jobs: bool = False  # jobs run at once, in this process (tests, the simulator)
 
 
-def raw_client(client: redis.Redis) -> redis.Redis:
-    """A client on the same server that returns bytes, as RQ requires."""
+def raw_client(client: redis.Redis, *, blocking: bool = False) -> redis.Redis:
+    """A client on the same server that returns bytes, as RQ requires.
+
+    ``blocking`` is for a worker process: RQ waits minutes for work on one command, so the
+    fail-fast socket timeout that suits a webhook would cut every wait short."""
     pool = client.connection_pool
     if isinstance(pool, SentinelConnectionPool):
-        return bytes_client(client)
+        return bytes_client(client, blocking=blocking)
     kwargs = {**pool.connection_kwargs, "decode_responses": False}
+    if blocking:
+        kwargs["socket_timeout"] = None
     return redis.Redis(connection_pool=redis.ConnectionPool(
         connection_class=pool.connection_class, **kwargs))
 
 
 def build(settings: Settings, *, store: redis.Redis | None = None,
           registry: FlowRegistry | None = None, clock: Callable[[], datetime] | None = None,
-          http_client=None, sync_jobs: bool = False) -> Runtime:
+          http_client=None, sync_jobs: bool = False, worker: bool = False) -> Runtime:
     from callflow.engine import utc_now
 
     store = store or connect(settings)
-    queue = Queue(QUEUE_NAME, connection=raw_client(store), serializer=JSONSerializer,
+    queue = Queue(QUEUE_NAME, connection=raw_client(store, blocking=worker),
+                  serializer=JSONSerializer,
                   is_async=not sync_jobs)
     twilio = None
     if settings.twilio_account_sid and settings.twilio_auth_token:

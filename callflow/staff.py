@@ -38,6 +38,7 @@ from callflow.errors import (
 )
 from callflow.fields import E164
 from callflow.lockout import Lockout
+from callflow.store import store_guard
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +153,7 @@ class StaffStore:
 
     # -- reading -------------------------------------------------------------------------------
 
+    @store_guard
     def get(self, name: str) -> StaffMember | None:
         """The account called ``name``, or None (also for a name that could never exist)."""
         if not isinstance(name, str) or not NAME.match(name):
@@ -159,6 +161,7 @@ class StaffStore:
         record = self.client.hgetall(keys.staff(name))
         return self._member(name, record) if record else None
 
+    @store_guard
     def list(self) -> list[StaffMember]:
         """Every account, by name."""
         names = sorted(self.client.smembers(keys.staff_names()))
@@ -235,6 +238,7 @@ class StaffStore:
 
     # -- signing in ----------------------------------------------------------------------------
 
+    @store_guard
     def authenticate(self, name: str, password: str, client_address: str) -> StaffMember:
         """Web sign-in: the account, or ``SignInRefused`` (``LockedOut`` when locked).
 
@@ -270,6 +274,7 @@ class StaffStore:
         self._audit("login", name, **where)
         return member
 
+    @store_guard
     def authenticate_pin(self, pin: str, call_sid: str) -> StaffMember:
         """Phone sign-in on the manager line: the manager whose PIN this is, or ``SignInRefused``.
 

@@ -10,35 +10,66 @@ import logging
 import threading
 import time
 
-from rq import Queue, SimpleWorker, Worker
+from rq import Queue, SimpleWorker
 from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 from rq.timeouts import TimerDeathPenalty
 
-from callflow.cron import TIMED_QUEUE, scheduler
+from callflow.cron import TIMED_QUEUE
+from callflow.cron import scheduler as cron_scheduler
 from callflow.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 
+# A worker that stops heartbeating is dropped from RQ's registry after this long, so callers
+# are dialled directly soon after the last worker dies (RQ's default is seven minutes).
+WORKER_TTL_SECONDS = 30
+# How often a worker looks for jobs a dead worker left started (RQ's default: ten minutes).
+MAINTENANCE_SECONDS = 60
+
+
 def run_worker(rt: Runtime, *, burst: bool = False) -> bool:
-    """The RQ worker of the Procfile, with RQ's scheduler for retries with backoff, and the
-    cron scheduler with its own worker thread for the timed jobs."""
+    """The RQ worker of the Procfile, with RQ's scheduler (retries with backoff) and cron
+    scheduler (the timed jobs) in threads of the same process.
+
+    A ``SimpleWorker`` runs each job in this process: RQ's default worker forks a work horse
+    per job, and a fork while this process's threads hold locks can hang the child."""
     if not burst:
+        start_scheduled_jobs(rt)
         start_timed_jobs(rt)
-    worker = Worker([rt.queue], connection=rt.queue.connection, serializer=JSONSerializer)
-    return worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
+    worker = SimpleWorker([rt.queue], connection=rt.queue.connection, serializer=JSONSerializer,
+                          worker_ttl=WORKER_TTL_SECONDS, maintenance_interval=MAINTENANCE_SECONDS)
+    return worker.work(burst=burst, logging_level="INFO")
+
+
+def start_scheduled_jobs(rt: Runtime, interval: float = 1.0) -> threading.Event:
+    """Move jobs whose retry time has come back onto the queue, in a daemon thread."""
+    stop = threading.Event()
+    rq_scheduler = RQScheduler([rt.queue], connection=rt.queue.connection,
+                               serializer=JSONSerializer)
+
+    def loop() -> None:
+        while not stop.wait(interval):
+            try:
+                if rq_scheduler.acquire_locks():
+                    rq_scheduler.enqueue_scheduled_jobs()
+            except Exception:  # keep the thread alive; the next turn tries again
+                log.exception("job scheduler failed", extra={"event": "worker_error"})
+
+    threading.Thread(target=loop, name="callflow-scheduler", daemon=True).start()
+    return stop
 
 
 def start_timed_jobs(rt: Runtime) -> None:
     """Run RQ's cron scheduler and a worker for its queue in daemon threads."""
     connection = rt.queue.connection
     timed = Queue(TIMED_QUEUE, connection=connection)
-    threading.Thread(target=scheduler(connection).start, name="callflow-cron",
+    threading.Thread(target=cron_scheduler(connection).start, name="callflow-cron",
                      daemon=True).start()
 
     def work() -> None:
-        worker = ThreadWorker([timed], connection=connection)
+        worker = ThreadWorker([timed], connection=connection, worker_ttl=WORKER_TTL_SECONDS)
         while True:
             try:
                 worker.work(burst=False, logging_level="WARNING")
@@ -59,17 +90,14 @@ class ThreadWorker(SimpleWorker):
 
 
 def start_in_process(rt: Runtime, interval: float = 0.5) -> threading.Event:
-    """Run queued and scheduled jobs in a daemon thread; set the returned event to stop."""
-    stop = threading.Event()
-    connection = rt.queue.connection
-    scheduler = RQScheduler([rt.queue], connection=connection, serializer=JSONSerializer)
-    worker = ThreadWorker([rt.queue], connection=connection, serializer=JSONSerializer)
+    """Run queued and scheduled jobs in daemon threads; set the returned event to stop."""
+    stop = start_scheduled_jobs(rt)
+    worker = ThreadWorker([rt.queue], connection=rt.queue.connection, serializer=JSONSerializer,
+                          worker_ttl=WORKER_TTL_SECONDS)
 
     def loop() -> None:
         while not stop.wait(interval):
             try:
-                if scheduler.acquire_locks():
-                    scheduler.enqueue_scheduled_jobs()
                 worker.work(burst=True, logging_level="WARNING")
             except Exception:  # keep the thread alive; the next turn tries again
                 log.exception("in-process job runner failed", extra={"event": "worker_error"})

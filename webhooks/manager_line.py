@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 
 from flask import Blueprint, current_app
-from twilio.twiml.voice_response import VoiceResponse
 
 from callflow.errors import AuditUnavailable, StoreUnavailable
 from callflow.manager_line import ManagerLineCalls
@@ -26,10 +25,7 @@ def line() -> ManagerLineCalls:
 def unavailable(error: Exception):
     """Fail closed: no store or no audit log, no sign-in and no listening."""
     log.error("manager line unavailable", extra={"event": "monitoring_unavailable"})
-    response = VoiceResponse()
-    response.say("Listening to calls is unavailable right now. Goodbye.")
-    response.hangup()
-    return twiml(response)
+    return twiml(line().unavailable())
 
 
 @bp.route("/pin", methods=METHODS)

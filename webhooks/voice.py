@@ -13,6 +13,7 @@ from twilio.twiml.voice_response import VoiceResponse
 from werkzeug.exceptions import HTTPException
 
 from callflow.engine import CallEngine
+from callflow.errors import StoreUnavailable
 from webhooks.edge import check_and_strip, field, link, require_call_sid
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,12 @@ def dialled() -> str:
 @bp.route("/incoming", methods=METHODS)
 def incoming():
     if engine().registry.current.is_manager_line(dialled()):
-        return twiml(current_app.extensions["callflow"]["manager_line"].incoming(call_sid()))
+        line = current_app.extensions["callflow"]["manager_line"]
+        try:
+            return twiml(line.incoming(call_sid()))
+        except StoreUnavailable:  # the manager is not a caller: never put through to a team
+            log.error("manager line unavailable", extra={"event": "monitoring_unavailable"})
+            return twiml(line.unavailable())
     return twiml(engine().incoming(call_sid(), dialled()))
 
 

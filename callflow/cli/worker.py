@@ -22,7 +22,7 @@ def worker(burst: bool) -> None:
         raise click.ClickException("set REDIS_URL (or REDIS_SENTINELS): without it `callflow "
                                    "serve` runs the jobs itself and no worker process is needed")
     try:
-        rt = runtime.install(runtime.build(settings))
+        rt = runtime.install(runtime.build(settings, worker=True))
     except CallflowError as exc:
         raise click.ClickException(str(exc)) from None
     if settings.reload_interval > 0 and not burst:
