@@ -17,7 +17,7 @@ import click
 import redis
 
 from callflow.config import Settings
-from callflow.errors import CallflowError
+from callflow.errors import CallflowError, StoreUnavailable
 from callflow.staff import Role, StaffMember, StaffStore
 from callflow.store import connect
 
@@ -38,11 +38,11 @@ def clear_failures(command: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except CallflowError as exc:
-            raise click.ClickException(str(exc)) from None
-        except redis.RedisError as exc:
+        except (redis.RedisError, StoreUnavailable) as exc:
             raise click.ClickException(f"the store could not be reached ({exc}); check "
                                        "REDIS_URL and that Redis is running") from None
+        except CallflowError as exc:
+            raise click.ClickException(str(exc)) from None
 
     return wrapper
 
