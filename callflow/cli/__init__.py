@@ -10,6 +10,7 @@ import click
 
 from callflow.cli.audit import audit
 from callflow.cli.doctor import doctor
+from callflow.cli.exceptions import exception
 from callflow.cli.flows import graph, schema, validate
 from callflow.cli.staff import manager
 from callflow.cli.twilio import twilio
@@ -22,5 +23,5 @@ def cli() -> None:
     """Confidential helpline call flows on Twilio."""
 
 
-for command in (validate, schema, graph, manager, audit, worker, twilio, doctor):
+for command in (validate, schema, graph, manager, audit, exception, worker, twilio, doctor):
     cli.add_command(command)
