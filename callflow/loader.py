@@ -186,6 +186,7 @@ def _flow(path: Path, doc: Mapping) -> Flow:
         raise FlowSetInvalid(errors)
     numbers = doc["numbers"]
     marks = {f"number {n}": w for n, w in zip(numbers, numbers.item_where, strict=True)}
+    marks["degraded team"] = doc["degraded"].at("team")
     return Flow(id=path.stem, path=str(path), where=doc.where, hours=hours, degraded=degraded,
                 steps={s.name: s for s in parsed}, marks=marks, **header)
 

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from callflow.flow import FlowSet
 
 DEFAULT_WHISPER = "{helpline} call. Press 1 to accept."
+# Words any notice text must contain (the default says all of them).
+NOTICE_MUST_SAY = ("confidential", "identify", "record", "monitored", "quality", "training")
 INVALID_CHOICE = "Sorry, that is not one of the options."
 
 
@@ -84,11 +86,22 @@ class Notice(Spoken):
         return {"next": self.next}
 
     def check(self, flowset):
+        errors = []
         if self.monitoring_opt_out and self.monitoring_opt_out == self.policy_digit:
-            return [FlowError(self.marks.get("monitoring_opt_out", self.where),
-                              f"step '{self.name}' uses key {self.policy_digit} both for the "
-                              "policy and to opt out of monitoring", "choose another key")]
-        return []
+            errors.append(FlowError(self.marks.get("monitoring_opt_out", self.where),
+                                    f"step '{self.name}' uses key {self.policy_digit} both for "
+                                    "the policy and to opt out of monitoring",
+                                    "choose another key"))
+        # A notice in other words must still say what the policy promises callers.
+        missing = [word for word in NOTICE_MUST_SAY if word not in self.text.lower()]
+        if missing:
+            errors.append(FlowError(self.marks.get("text", self.where),
+                                    f"step '{self.name}' is a notice that does not say "
+                                    f"{' or '.join(repr(w) for w in missing)}",
+                                    "it must say calls are confidential, that callers are not "
+                                    "identified or recorded, and that calls may be monitored "
+                                    "occasionally for quality and training"))
+        return errors
 
     def render(self, response, call):
         call.notice_heard = True

@@ -34,7 +34,8 @@ def validate(flowset: FlowSet, *, check_teams: bool = True
                 errors.extend(step.check(flowset))
         if check_teams and flow.degraded.team not in flowset.teams:
             hint = did_you_mean(flow.degraded.team, flowset.teams) or "define it in teams.yaml"
-            errors.append(FlowError(flow.where, f"the degraded team '{flow.degraded.team}' "
+            errors.append(FlowError(flow.marks.get("degraded team", flow.where),
+                                    f"the degraded team '{flow.degraded.team}' "
                                     "does not exist", hint))
         errors.extend(_placeholders(flow))
         if missing:

@@ -261,7 +261,7 @@ def test_only_one_flow_may_be_the_default(tmp_path):
                  "test.yaml:18:3: step 'connect' names team 'respect-worker', which does not "
                  "exist (did you mean 'respect-workers'?)", id="a connect step's team"),
     pytest.param("  team: respect-workers\nstart", "  team: night-shift\nstart",
-                 "test.yaml:1:1: the degraded team 'night-shift' does not exist (define it in "
+                 "test.yaml:6:9: the degraded team 'night-shift' does not exist (define it in "
                  "teams.yaml)", id="the degraded team"),
 ])
 def test_a_team_that_does_not_exist_is_refused(tmp_path, old, new, expected):
@@ -369,3 +369,17 @@ def test_the_notice_proof_agrees_with_every_path(tmp_path, seed):
     reported = {e.split("can reach '")[1].split("'")[0] for e in errors
                 if "without hearing the confidentiality notice" in e}
     assert reported == _exposed(edges, notices, connects)
+
+
+@pytest.mark.parametrize("text, missing", [
+    ("Hello, this line is confidential.", "'identify' or 'record' or 'monitored' or 'quality' or "
+                                          "'training'"),
+    ("Welcome. We do not identify or record callers; calls may be monitored for quality and "
+     "training.", "'confidential'"),
+], ids=["says little", "not confidential"])
+def test_a_notice_in_other_words_must_still_say_what_the_policy_promises(tmp_path, text,
+                                                                        missing):
+    flow = edit("    kind: notice\n", f"    kind: notice\n    text: \"{text}\"\n")
+    [error] = errors_of(write_folder(tmp_path, {"test.yaml": flow}))
+    assert error.startswith("test.yaml:")
+    assert f"step 'welcome' is a notice that does not say {missing}" in error
