@@ -262,8 +262,10 @@ def callflow_command() -> list[str]:
 
 
 def descendants(pid: int) -> list[int]:
-    """Every process below ``pid`` (Linux /proc): RQ's work horse leaves the worker's process
-    group (``os.setpgrp``), so a group kill alone would not reach it."""
+    """Every process below ``pid`` (Linux /proc). ``callflow worker`` starts none (its jobs,
+    RQ's scheduler and the timed jobs run in its own process); this is how a test sees that,
+    and reaches any child that left the worker's process group (as RQ's forked work horse did,
+    with ``os.setpgrp``), which a group kill alone would not."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -284,21 +286,31 @@ def descendants(pid: int) -> list[int]:
 
 @dataclass
 class WorkerProcess:
-    """``callflow worker`` in a session of its own. ``kill_hard`` is a crash of the whole
-    worker (its work horse and scheduler process too), as when a container or machine dies;
-    ``kill_main`` is kill -9 of the worker's own pid only."""
+    """``callflow worker`` (or ``command``) in a session of its own. ``kill_main`` is kill -9
+    of the worker's own pid, which is the whole worker now that it forks nothing; ``kill_hard``
+    also kills -9 everything ever seen below it, as when a container or machine dies."""
 
     env: dict[str, str]
     log: Path
+    command: list[str] | None = None  # default: the console script's ``worker``
     proc: subprocess.Popen | None = None
     known: set[int] = field(default_factory=set)  # every process seen below the worker
 
     def start(self) -> WorkerProcess:
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
-                [*callflow_command(), "worker"], env=self.env, stdin=subprocess.DEVNULL,
-                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                self.command or [*callflow_command(), "worker"], env=self.env,
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True)
         return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
     def children(self) -> list[int]:
         if self.proc is None or self.proc.poll() is not None:
@@ -308,7 +320,7 @@ class WorkerProcess:
         return found
 
     def kill_main(self) -> None:
-        """kill -9 of the worker's pid alone: its children carry on, orphaned."""
+        """kill -9 of the worker's pid alone: any children would carry on, orphaned."""
         assert self.proc is not None
         self.children()
         os.kill(self.proc.pid, signal.SIGKILL)

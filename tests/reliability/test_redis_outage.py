@@ -4,7 +4,8 @@ nothing recorded; listening in is refused and nothing is rung; when redis-server
 the same port the same app serves the normal flow again, with no restart.
 
 Each test runs its own redis-server and the service's own client (``callflow.store.connect``:
-one-second timeouts, one quick retry), so the timeouts under test are the production ones.
+one-second timeouts, one quick retry of a dropped connection and none of a timeout, no CLIENT
+SETINFO handshake), so the timeouts under test are the production ones.
 """
 
 from __future__ import annotations
@@ -216,11 +217,6 @@ def test_webhooks_answer_within_the_timeouts_while_redis_hangs(private_redis, ca
     assert_clean(line.text(), log_text(caplog.records), redis_text(private_redis.url))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a hung Redis costs 4 s per command on a new connection, not 2 x TIMEOUT_SECONDS: "
-    "callflow/store.py connect() gives redis-py Retry(NoBackoff(), 1), which redis-py applies "
-    "both to the connection's handshake (CLIENT SETINFO, read with socket_timeout) and to the "
-    "command around it, so the 1 s timeout is waited 4 times"))
 def test_a_hung_redis_fails_a_fresh_command_within_two_timeouts(private_redis):
     import redis
 
@@ -297,11 +293,6 @@ def test_listening_fails_closed_while_redis_is_down(private_redis, caplog):
     assert_clean(body, line.text(), log_text(caplog.records))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the manager API answers 500, not its 503 'unavailable': webhooks/auth.py current_member() "
-    "calls StaffStore.get() (callflow/staff.py), which lets redis.ConnectionError escape "
-    "instead of raising StoreUnavailable, and webhooks/manager.py's errorhandler only catches "
-    "StoreUnavailable/AuditUnavailable"))
 def test_the_listen_api_answers_503_while_redis_is_down(private_redis):
     rest = TwilioDouble()
     app = outage_app(private_redis.url, rest)
@@ -315,12 +306,6 @@ def test_the_listen_api_answers_503_while_redis_is_down(private_redis):
     assert rest.requests == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a call to the manager line while Redis is down is treated as a helpline caller: "
-    "webhooks/voice.py incoming() lets StoreUnavailable from ManagerLineCalls.incoming() "
-    "(callflow/manager_line.py, calls.save) reach the voice blueprint's catch-all handler, "
-    "which dials the default flow's degraded team; it should answer with the manager line's "
-    "'Listening to calls is unavailable' and hang up"))
 def test_the_manager_line_fails_closed_while_redis_is_down(private_redis):
     rest = TwilioDouble()
     app = outage_app(private_redis.url, rest)
@@ -333,19 +318,12 @@ def test_the_manager_line_fails_closed_while_redis_is_down(private_redis):
     root = ET.fromstring(answer.get_data(as_text=True))
     assert root.find("Dial") is None
     assert root.find("Hangup") is not None
+    assert said(answer.get_data(as_text=True)) == [
+        "Listening to calls is unavailable right now. Goodbye."]
+    assert rest.requests == []
 
 
-MONITOR_STATUS_500 = pytest.mark.xfail(strict=True, reason=(
-    "/voice/monitor/status answers 500 while Redis is down: webhooks/bridge.py monitor_status() "
-    "calls MonitoringGate.leg_left() -> _finish() -> _session() (callflow/monitoring.py), "
-    "whose redis.ConnectionError is never turned into StoreUnavailable, so the bridge "
-    "blueprint's 503 handler does not catch it; the listen-in stays open until the timed job "
-    "closes it"))
-
-
-@pytest.mark.parametrize("path", [
-    pytest.param(p, marks=MONITOR_STATUS_500) if p == "/voice/monitor/status" else p
-    for p in VOICE_ENDPOINTS])
+@pytest.mark.parametrize("path", VOICE_ENDPOINTS)
 def test_every_webhook_answers_while_redis_is_down(private_redis, caplog, path):
     """TwiML for whatever a caller or a worker hears; for Twilio's own callbacks, TwiML or
     the bridge's deliberate 503; never a 500."""

@@ -1,27 +1,42 @@
-"""An RQ worker killed with kill -9 while a ring job waits on Twilio: what RQ really does with
-the job, and that no worker's phone is ever rung twice.
+"""``callflow worker`` killed with kill -9 while a ring job waits on Twilio: what RQ really does
+with the job, that no worker's phone is ever rung twice, and when new callers are dialled
+directly instead of being put on the bridge.
 
 A real ``callflow worker`` process (the Procfile's) works a private redis-server and sends its
 REST requests to an HTTP server on 127.0.0.1 standing in for Twilio, which holds the first
 request to create a call, so the kill lands mid-request: Twilio has been asked to ring Alice and
 nobody knows yet whether it did.
 
-What RQ does, found out here (RQ 3 semantics):
+The worker is an RQ ``SimpleWorker``: the ring job runs in the worker's own process (no work
+horse is forked), and RQ's scheduler, the cron scheduler and the timed-jobs worker are threads
+of that process, so kill -9 of its pid ends the job with it and leaves nothing behind. What RQ
+(3.0) then does, found out here:
 
-- kill -9 of the worker's own pid: RQ's work horse is in a process group of its own
-  (``os.setpgrp`` after the fork), so it lives on, gets Twilio's answer and finishes the job.
-- kill -9 of the worker with its horse (the container or machine dies): nothing at once. The
-  job stays *started* in the queue's StartedJobRegistry until its heartbeat lapses (the job
-  monitoring interval + 60 s = 90 s), and only a worker's maintenance pass notices that, once at
-  start-up and then every 10 minutes; a replacement started at once has made its start-up pass
-  before the 90 s are up. When a pass does notice, the job is *retried* (it has retries left), on
-  ``REST_RETRY``'s backoff, by a worker's scheduler, whose lock the dead worker held for 61 s.
-  So a job lost this way runs again some 10 minutes later, by which time the caller has long
-  been taken to the no-answer step. The test sees each stage happen, then moves RQ's clock on
-  (the heartbeat's and the scheduler lock's expiry) and runs the replacement's next
-  maintenance pass and scheduler tick itself instead of waiting for them; the replacement
-  works the retried job: Bilal, never rung, is rung; Alice, whose request reached Twilio, is
-  not rung again (her leg's claim outlives the crash).
+- Nothing at once. The job stays *started* in the queue's StartedJobRegistry, and the dead
+  worker stays in ``Worker.all`` (so ``Bridge.available()`` still puts callers on the bridge):
+  both the registry entry and the worker's key were given ``job.timeout + 60`` = 240 s when
+  the job started (``SimpleWorker.get_heartbeat_ttl``; RQ's default job timeout is 180 s), and
+  nothing refreshes them during a SimpleWorker's job. A worker killed while idle stays listed
+  ``worker_ttl + 60`` = 90 s after its last heartbeat (RQ's ``heartbeat()`` adds 60 s to
+  ``WORKER_TTL_SECONDS``), not the ~30 s callflow/worker.py intends: see the xfail below.
+- A replacement started at once makes its start-up maintenance pass, finds nothing lapsed and
+  leaves the job alone; its scheduler thread cannot take RQ's scheduler lock, which the dead
+  worker's holds for up to 61 s. Its passes come every ``MAINTENANCE_SECONDS`` (60 s, up to
+  15 s late while it waits for work); the first after the entry lapses, some 240-315 s after
+  the kill, runs the job's failure callback with ``AbandonedJobError`` and *retries* the job
+  (it has retries left) on ``REST_RETRY``'s backoff; the replacement's scheduler thread queues
+  it once due and the replacement runs it: Bilal, never rung, is rung; Alice, whose request
+  reached Twilio, is not rung again (her leg's claim outlives the crash). So the retry comes
+  some 4-5 minutes after the kill, not "within about a minute": see the xfail below. (Run once
+  for real, without the shortcut below, the retry came 241 s after the kill, when the dead
+  worker also left ``Worker.all``.)
+
+The tests do not wait those minutes. Each checks that what would expire by itself will (the
+registry entry's score, the dead worker's key and scheduler lock, with their TTLs asserted),
+expires it (RQ's clock moved on), and runs the replacement's next maintenance pass itself,
+``clean_registries()`` of a worker built as ``run_worker`` builds it, instead of waiting for
+the replacement's own; everything after that (the scheduler thread queueing the retry, the
+replacement running it, Twilio's requests) is the real replacement process's work.
 """
 
 from __future__ import annotations
@@ -30,23 +45,18 @@ import contextlib
 import logging
 import os
 import signal
-import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
 from collections import Counter
+from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import redis as redis_lib
-from rq import Queue, Worker
+from rq import Queue, SimpleWorker, Worker
 from rq.job import Job, JobStatus
-from rq.registry import (
-    FinishedJobRegistry,
-    ScheduledJobRegistry,
-    StartedJobRegistry,
-    clean_registries,
-)
+from rq.registry import FinishedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 
@@ -55,6 +65,7 @@ from callflow.cron import TIMED_QUEUE
 from callflow.jobs import REST_RETRY
 from callflow.runtime import QUEUE_NAME
 from callflow.store import connect
+from callflow.worker import MAINTENANCE_SECONDS, WORKER_TTL_SECONDS
 from tests.conftest import FLOWS, OPEN_TIME, PUBLIC_URL, RESPECT, TOKEN, Clock
 from tests.reliability.support import (
     ACCOUNT_SID,
@@ -72,13 +83,17 @@ from tests.reliability.support import (
 from webhooks import create_app
 
 ALICE, BILAL = "+447700900101", "+447700900102"  # the Respect Phoneline's active workers
+SCHEDULER_LOCK = RQScheduler.get_locking_key(QUEUE_NAME)
+# What RQ's log says when a worker's connection cannot wait for work (see the idle test below).
+CANNOT_WAIT = ("could not connect to Redis instance", "Redis connection timeout")
 
 
 class Rig:
-    """The private Redis, Twilio on 127.0.0.1, up to two worker processes, the app."""
+    """The private Redis, Twilio on 127.0.0.1, the worker processes a test starts, the app."""
 
     def __init__(self, redis_url: str, logs) -> None:
         self.redis_url = redis_url
+        self.logs_dir = logs
         self.twilio = FakeTwilio(hang_first=True)
         self.raw = redis_lib.Redis.from_url(redis_url)
         self.queue = Queue(QUEUE_NAME, connection=self.raw, serializer=JSONSerializer)
@@ -89,7 +104,8 @@ class Rig:
                    SECRET_KEY="reliability-secret", CALLFLOW_FLOWS=str(FLOWS),
                    CALLFLOW_RELOAD_INTERVAL="0", CALLFLOW_LOG_LEVEL="INFO",
                    PYTHONFAULTHANDLER="1")
-        self.workers = [WorkerProcess(env, logs / f"worker-{n}.log") for n in (1, 2)]
+        self.env = env
+        self.workers: list[WorkerProcess] = []  # every process started, stopped by stop()
         settings = Settings(twilio_account_sid=ACCOUNT_SID, twilio_auth_token=TOKEN,
                             public_url=PUBLIC_URL, secret_key="reliability-secret",
                             redis_url=redis_url, flows_dir=str(FLOWS), reload_interval=0,
@@ -98,21 +114,25 @@ class Rig:
                                "STORE": connect(settings), "CLOCK": Clock(OPEN_TIME)})
         self.line = Line(self.app, TOKEN)
 
-    def start_worker(self, index: int) -> WorkerProcess:
-        """Start a worker; return once it works the queue and its start-up timed job is done.
-
-        ``callflow worker`` runs its timed jobs in threads of the process that forks RQ's work
-        horses, on the same Redis pools; a horse forked while such a thread holds a pool's lock
-        hangs for good (test_the_worker_forks_no_process_while_its_own_threads_run). Waiting
-        for the timed job that every worker runs at start keeps that race out of these tests."""
-        count = Worker.count(queue=self.queue)
+    def start_worker(self, command: list[str] | None = None) -> WorkerProcess:
+        """Start ``callflow worker`` (or ``command``); return once it works the queue and the
+        timed job that every worker's cron scheduler queues at start is done, so its threads
+        (RQ's scheduler, the cron scheduler, the timed-jobs worker) are running."""
         done = self.timed_jobs_done()
-        worker = self.workers[index].start()
-        wait_for(lambda: Worker.count(queue=self.queue) > count, 30,
-                 f"worker {index + 1} to register", detail=worker.output)
+        worker = WorkerProcess(self.env, self.logs_dir / f"worker-{len(self.workers) + 1}.log",
+                               command)
+        self.workers.append(worker)
+        worker.start()
+        wait_for(lambda: self.rq_worker(worker) is not None, 30,
+                 f"worker {len(self.workers)} to register", detail=worker.output)
         wait_for(lambda: self.timed_jobs_done() > done, 30,
-                 f"worker {index + 1}'s start-up timed job", detail=worker.output)
+                 f"worker {len(self.workers)}'s start-up timed job", detail=worker.output)
         return worker
+
+    def rq_worker(self, process: WorkerProcess) -> Worker | None:
+        """The RQ worker of the callflow queue that ``process`` runs, as ``Worker.all`` (what
+        ``Bridge.available()`` asks) lists it."""
+        return next((w for w in Worker.all(queue=self.queue) if w.pid == process.pid), None)
 
     def timed_jobs_done(self) -> int:
         return FinishedJobRegistry(TIMED_QUEUE, connection=self.raw).get_job_count()
@@ -139,24 +159,37 @@ class Rig:
         if not self.twilio.first_arrived.wait(20):
             raise AssertionError("no request reached Twilio:\n" + self.stacks())
 
+    def maintenance_pass(self) -> None:
+        """The maintenance pass a replacement worker makes every ``MAINTENANCE_SECONDS``: RQ's
+        own ``clean_registries()``, of a worker built as callflow/worker.py ``run_worker``
+        builds it (not registered: it works nothing), run here instead of waited for."""
+        with rq_loggers_kept():
+            SimpleWorker([self.queue], connection=self.raw, serializer=JSONSerializer,
+                         worker_ttl=WORKER_TTL_SECONDS,
+                         maintenance_interval=MAINTENANCE_SECONDS).clean_registries()
+
     def logs(self) -> str:
         return "\n".join(w.output() for w in self.workers)
 
-    def state(self, job: Job) -> str:
-        """Where RQ has the job, for a failure's message."""
+    def where(self, job: Job) -> str:
+        """Where RQ has the job."""
         scheduled = ScheduledJobRegistry(queue=self.queue)
         return (f"job {job.get_status(refresh=True)}; queued {self.queue.get_job_ids()}; "
                 f"scheduled {scheduled.get_job_ids(cleanup=False)}; started "
                 f"{StartedJobRegistry(queue=self.queue).get_job_ids(cleanup=False)}; "
-                f"scheduler lock {self.raw.get(RQScheduler.get_locking_key(QUEUE_NAME))}\n"
-                + self.stacks())
+                f"scheduler lock {self.raw.get(SCHEDULER_LOCK)}")
+
+    def state(self, job: Job) -> str:
+        """Where RQ has the job, and the workers' stacks, for a failure's message."""
+        return self.where(job) + "\n" + self.stacks()
 
     def stacks(self) -> str:
-        """The logs, after each live worker's work horse has dumped its Python stacks."""
+        """The logs, after each live worker has dumped its threads' Python stacks (SIGABRT
+        with PYTHONFAULTHANDLER: the worker dies of it; only a failing test asks)."""
         for worker in self.workers:
-            for pid in worker.children():
+            if worker.alive():
                 with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGABRT)
+                    os.kill(worker.pid, signal.SIGABRT)
         time.sleep(1)
         return self.logs()
 
@@ -166,10 +199,12 @@ class Rig:
                      redis_text(self.redis_url), job_payloads(self.redis_url))
 
     def stop(self) -> None:
-        for worker in self.workers:
-            worker.stop()
-        self.twilio.stop()
-        self.raw.close()
+        try:
+            for worker in self.workers:
+                worker.stop()
+        finally:
+            self.twilio.stop()
+            self.raw.close()
 
 
 @pytest.fixture
@@ -189,96 +224,179 @@ def executions(raw: redis_lib.Redis, registry: StartedJobRegistry, job: Job) -> 
     return entries
 
 
-def test_kill_9_of_the_worker_pid_leaves_its_work_horse_to_finish_the_job(rig, caplog):
-    caplog.set_level(logging.INFO)
-    worker = rig.start_worker(0)
+@dataclass
+class Crash:
+    """The only worker, killed with kill -9 while Twilio held its request to ring Alice."""
+
+    worker: WorkerProcess
+    worker_key: str  # its RQ key (rq:worker:<name>): listed by Worker.all while it exists
+    job: Job  # the ring job it was running
+
+
+def kill_mid_ring(rig: Rig) -> Crash:
+    worker = rig.start_worker()
+    listed = rig.rq_worker(worker)
+    assert listed is not None
+    # As in a worker that has run a while, its scheduler thread holds RQ's scheduler lock.
+    wait_for(lambda: rig.raw.exists(SCHEDULER_LOCK), 10, "the worker's scheduler thread",
+             detail=worker.output)
     _, job = rig.bridged()
     rig.mid_request()
+
+    # The ring job runs in the worker's own process: no work horse, no process below it.
+    job.refresh()
+    assert job.get_status() == JobStatus.STARTED
+    assert job.worker_name == listed.name
+    assert worker.children() == []
 
     worker.kill_main()
     rig.twilio.release()
-
-    wait_for(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, 20,
-             "the orphaned work horse to finish the job", detail=rig.stacks)
-    assert job.retries_left == REST_RETRY.max
-    assert rig.twilio.rung() == Counter({ALICE: 1, BILAL: 1})
-    rig.assert_no_caller_data(caplog.records)
+    assert not worker.alive() and worker.known == set()  # nothing left running, orphaned or not
+    return Crash(worker, listed.key, job)
 
 
-def test_a_crashed_workers_job_is_retried_by_rq_and_nobody_is_rung_twice(rig, caplog):
+@pytest.fixture
+def only_worker_killed(rig, request) -> Crash | None:
+    """The only worker killed with kill -9, mid-ring (the Crash) or idle (None; parametrize
+    indirectly with "idle"). A fixture, so that an xfail test below cannot pass a broken setup
+    off as the bug it marks: an error here is an error, not an expected failure."""
+    if getattr(request, "param", "mid-ring") == "idle":
+        worker = rig.start_worker()
+        worker.kill_main()
+        assert not worker.alive() and worker.known == set()
+        return None
+    return kill_mid_ring(rig)
+
+
+def test_a_killed_workers_job_is_retried_by_a_replacement_and_nobody_is_rung_twice(rig, caplog):
+    """kill -9 of ``callflow worker`` mid-ring, a replacement started at once: RQ retries the
+    job (once the dead worker's registry entry lapses, 240 s after the job started, at the
+    replacement's next maintenance pass, up to 75 s later), the replacement runs the retry,
+    and nobody is rung twice. The wait for the lapse and for the pass is skipped: the test
+    asserts the entry, the dead worker's key and its scheduler lock would expire by themselves,
+    expires them, and runs the replacement's maintenance pass (``clean_registries()``) itself;
+    the rest is the replacement process's own work."""
     caplog.set_level(logging.INFO)
-    first = rig.start_worker(0)
-    _, job = rig.bridged()
-    rig.mid_request()
-
-    first.kill_hard()
-    rig.twilio.release()
+    crash = kill_mid_ring(rig)
+    job = crash.job
     assert rig.twilio.rung() == Counter({ALICE: 1})
 
-    # RQ has not noticed: the job is still "started", due to lapse in about 90 s.
+    # RQ has not noticed: the job is still "started", its entry and the dead worker's key due
+    # to lapse job.timeout + 60 s after the job started (SimpleWorker.get_heartbeat_ttl).
     job.refresh()
     assert job.get_status() == JobStatus.STARTED
     assert job.retries_left == REST_RETRY.max
+    lifetime = job.timeout + 60
+    assert lifetime == 240  # RQ's default job timeout: callflow's jobs set none
     started = StartedJobRegistry(queue=rig.queue)
     lapses_in = min(executions(rig.raw, started, job).values()) - time.time()
-    assert 60 < lapses_in <= 95
+    assert lifetime - 15 < lapses_in <= lifetime
+    assert 0 < rig.raw.ttl(crash.worker_key) <= lifetime
+    assert crash.worker_key in [w.key for w in Worker.all(queue=rig.queue)]
+    dead_scheduler = rig.raw.get(SCHEDULER_LOCK)
+    assert dead_scheduler and 0 < rig.raw.ttl(SCHEDULER_LOCK) <= 61
 
     # A replacement started at once makes its start-up pass, finds nothing lapsed and leaves
-    # the job alone; nor can it run RQ's scheduler, whose lock the dead worker still holds.
-    lock = RQScheduler.get_locking_key(QUEUE_NAME)
-    dead_scheduler = rig.raw.get(lock)
-    assert dead_scheduler and 0 < rig.raw.ttl(lock) <= 61
-    rig.start_worker(1)
-    time.sleep(1.0)
+    # the job alone; nor can its scheduler thread take RQ's scheduler lock from the dead one.
+    replacement = rig.start_worker()
+    time.sleep(1.5)  # a tick or two of the replacement's scheduler thread
     assert job.get_status(refresh=True) == JobStatus.STARTED
-    assert rig.raw.get(lock) == dead_scheduler
+    assert rig.raw.get(SCHEDULER_LOCK) == dead_scheduler
     assert rig.twilio.rung() == Counter({ALICE: 1})
 
-    # Ten minutes on, the replacement's next maintenance pass: the heartbeat has lapsed, so
-    # RQ retries the job on the backoff; the dead scheduler's lock has expired, so the pass
-    # takes the scheduler, which queues the retry once due. Both steps are RQ's own, run from
-    # the test instead of waited for.
-    rig.raw.zadd(started.key, dict.fromkeys(executions(rig.raw, started, job), time.time() - 1))
-    rig.raw.delete(lock)
-    with rq_loggers_kept():
-        clean_registries(rig.queue)
-        assert job.get_status(refresh=True) == JobStatus.SCHEDULED
-        scheduler = RQScheduler([rig.queue], connection=rig.raw, serializer=JSONSerializer)
-        assert scheduler.acquire_locks()
-        try:
-            wait_for(lambda: scheduler.enqueue_scheduled_jobs() or job.get_status(
-                refresh=True) != JobStatus.SCHEDULED, REST_RETRY.intervals[0] + 5,
-                "the retry to be due", interval=0.2)
-        finally:
-            scheduler.release_locks()
-    wait_for(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, 30,
-             "the abandoned job to be retried and to finish", detail=lambda: rig.state(job))
+    # Four minutes on: the entry has lapsed, and the dead worker's key and scheduler lock have
+    # expired. The replacement's next maintenance pass retries the job on the backoff.
+    rig.raw.zadd(started.key, dict.fromkeys(executions(rig.raw, started, job), time.time() - 1),
+                 xx=True)
+    rig.raw.delete(crash.worker_key, SCHEDULER_LOCK)
+    rig.maintenance_pass()
+    assert job.get_status(refresh=True) != JobStatus.FAILED
+
+    # The replacement's scheduler thread queues the retry once due; the replacement runs it.
+    wait_for(lambda: job.get_status(refresh=True) == JobStatus.FINISHED,
+             REST_RETRY.intervals[0] + 20, "the abandoned job to be retried and to finish",
+             interval=0.2, detail=lambda: rig.state(job))
+    job.refresh()
+    assert job.retries_left == REST_RETRY.max - 1  # retried once, never failed
+    assert job.worker_name == rig.rq_worker(replacement).name
 
     # Retried, not failed: through the job's failure callback, then RQ's retry on the backoff.
     failed = [r for r in caplog.records if getattr(r, "event", "") == "job_failed"]
     assert [r.error for r in failed] == ["AbandonedJobError"]
     assert any(r.getMessage().startswith(f"Job {job.id}: scheduled for retry")
                for r in caplog.records)
+
+    # No worker is rung twice: Bilal, never rung, is; Alice, whose request reached Twilio, not.
     assert rig.twilio.rung() == Counter({ALICE: 1, BILAL: 1})
     assert all(r.one("From") == RESPECT for r in rig.twilio.ring_requests())
+    assert [w.pid for w in Worker.all(queue=rig.queue)] == [replacement.pid]
+    assert replacement.children() == []
+    assert not any(text in rig.logs() for text in CANNOT_WAIT), rig.logs()
     rig.assert_no_caller_data(caplog.records)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "for up to 7 minutes after the only worker dies, new callers are still put on the bridge, "
-    "where nobody rings a worker for them and only an RQ job (give_up) could take them out: "
-    "callflow/bridge.py Bridge.available() trusts rq's Worker.all(queue), which drops a dead "
-    "worker only when its key expires, worker_ttl (420 s) after its last heartbeat; "
-    "callflow/worker.py run_worker() could pass Worker(..., worker_ttl=30) (an idle worker "
-    "then heartbeats every 15 s), or the worker could refresh a short-lived liveness key"))
-def test_callers_are_not_put_on_the_bridge_a_minute_after_the_only_worker_died(rig):
-    first = rig.start_worker(0)
-    first.kill_hard()
-    # What one minute does to the dead worker's keys.
+def test_new_callers_are_dialled_directly_once_the_killed_worker_has_left_rq(rig):
+    """With the only worker dead, a new caller is dialled directly (no bridge, no REST request)
+    as soon as RQ has dropped the dead worker from ``Worker.all``; that is when its key expires,
+    asserted here to be at most job.timeout + 60 s away and then expired by the test."""
+    crash = kill_mid_ring(rig)
+    assert crash.worker_key in [w.key for w in Worker.all(queue=rig.queue)]
+    assert 0 < rig.raw.ttl(crash.worker_key) <= crash.job.timeout + 60
+    rig.raw.delete(crash.worker_key)  # its TTL has run out
+    assert Worker.all(queue=rig.queue) == []
+    rung = rig.twilio.rung()
+
+    caller = rig.caller()
+
+    dial = ET.fromstring(caller.last).find("Dial")
+    assert dial is not None and dial.find("Conference") is None, caller.last
+    assert dial.get("callerId") == RESPECT
+    assert [n.text for n in dial.findall("Number")] == [ALICE, BILAL]
+    assert all("/voice/screen" in n.get("url", "") for n in dial.findall("Number"))
+    assert rig.twilio.rung() == rung == Counter({ALICE: 1})
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "a job a killed `callflow worker` left started is retried some 4-5 minutes after the kill, "
+    "not within about a minute: a maintenance pass retries only a StartedJobRegistry entry "
+    "whose score has passed, and rq's SimpleWorker scores it job.timeout + 60 = 240 s after "
+    "the job started (SimpleWorker.get_heartbeat_ttl; callflow's jobs take RQ's default "
+    "180 s timeout) and never refreshes it, so callflow/worker.py MAINTENANCE_SECONDS = 60 "
+    "only bounds the wait after that lapse (RQ's forking Worker scored it "
+    "job_monitoring_interval + 60 = 90 s, refreshed while its horse lived). A job_timeout "
+    "sized to the ring job's REST requests, given at enqueue (callflow/jobs.py enqueue), "
+    "would shorten it"))
+def test_a_killed_workers_job_is_retried_within_90_seconds(rig, only_worker_killed):
+    crash = only_worker_killed
+    started = StartedJobRegistry(queue=rig.queue)
+    # 90 s on: the replacement's start-up pass and its next, 60-75 s later, have both run.
+    rig.raw.zadd(started.key, {entry: score - 90 for entry, score
+                               in executions(rig.raw, started, crash.job).items()}, xx=True)
+
+    rig.maintenance_pass()
+
+    assert crash.job.get_status(refresh=True) == JobStatus.SCHEDULED, rig.where(crash.job)
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "for 90 s after the only worker dies idle, and 240 s after it dies mid-job, new callers "
+    "are still put on the bridge, where nobody rings a worker for them and only an RQ job "
+    "(give_up) could take them out, not ~30 s as callflow/worker.py WORKER_TTL_SECONDS "
+    "intends: callflow/bridge.py Bridge.available() trusts rq's Worker.all(queue), which "
+    "drops a dead worker only when its key expires, and rq sets that key's TTL to "
+    "worker_ttl + 60 = 90 s on each idle heartbeat (BaseWorker.heartbeat) and to "
+    "job.timeout + 60 = 240 s when a SimpleWorker starts a job (prepare_job_execution), "
+    "refreshed by nothing during the job; available() could also require a last_heartbeat "
+    "younger than WORKER_TTL_SECONDS (with a heartbeat during jobs), or the worker could "
+    "refresh a short-lived liveness key of its own from a thread"))
+@pytest.mark.parametrize("only_worker_killed", ["idle", "mid-ring"], indirect=True)
+def test_callers_are_dialled_directly_35_seconds_after_the_only_worker_died(
+        rig, only_worker_killed):
+    # What 35 seconds do to the dead worker's keys.
     for key in rig.raw.scan_iter("rq:worker:*"):
         ttl = rig.raw.ttl(key)
-        if ttl > 60:
-            rig.raw.expire(key, ttl - 60)
+        if ttl > 35:
+            rig.raw.expire(key, ttl - 35)
         elif ttl >= 0:
             rig.raw.delete(key)
 
@@ -288,21 +406,18 @@ def test_callers_are_not_put_on_the_bridge_a_minute_after_the_only_worker_died(r
     assert dial is not None and dial.find("Conference") is None, caller.last
 
 
-@pytest.mark.xfail(strict=True, raises=redis_lib.TimeoutError, reason=(
-    "an idle `callflow worker` cannot wait for jobs: RQ blocks in BLPOP for worker_ttl - 15 "
-    "= 405 s, but callflow/runtime.py build() gives RQ raw_client(store), a copy of "
-    "callflow/store.py connect()'s client with socket_timeout=1 s, so every wait ends in "
-    "redis.TimeoutError after 2 s and RQ backs off (1, 2, 4 ... 60 s, logged as 'could not "
-    "connect to Redis instance'); a ring job queued meanwhile waits up to a minute. RQ's "
-    "connection should keep no socket timeout shorter than its BLPOP (the fast one is for "
-    "the request path)"))
 def test_an_idle_workers_connection_lets_rq_wait_for_a_job(private_redis):
+    """RQ's connection as ``callflow worker`` builds it (``build(..., worker=True)``) keeps no
+    socket timeout shorter than RQ's wait for a job; a webhook's fail-fast one would end every
+    wait in redis.TimeoutError (see also the idle check of the fork probe below, which runs
+    the real command)."""
     from rq.exceptions import DequeueTimeout
 
     from callflow import runtime
 
     rt = runtime.build(Settings(redis_url=private_redis.url, flows_dir=str(FLOWS),
-                                secret_key="reliability-secret", reload_interval=0))
+                                secret_key="reliability-secret", reload_interval=0),
+                       worker=True)
     started = time.monotonic()
     with pytest.raises(DequeueTimeout):  # what RQ's worker expects of an empty queue
         Queue.dequeue_any([rt.queue], timeout=3, connection=rt.queue.connection,
@@ -310,36 +425,43 @@ def test_an_idle_workers_connection_lets_rq_wait_for_a_job(private_redis):
     assert time.monotonic() - started >= 2.5
 
 
+# ``callflow worker`` itself, with os.fork reporting and ending the process instead of forking,
+# and any fork made some other way reported (os.register_at_fork). ``callflow_threads`` is a job
+# the test queues (``__main__.callflow_threads``): which of the worker's threads run beside it.
 FORK_PROBE = """
 import os, sys, threading
-from callflow import runtime
-from callflow.config import Settings
-from callflow.worker import run_worker
 
-def fork():  # the first fork RQ makes: report who else is running, then stop
-    names = sorted(t.name for t in threading.enumerate() if t.name.startswith("callflow-"))
-    print("FORK", ",".join(names), flush=True)
-    os._exit(0)
+def fork(*args, **kwargs):
+    print("FORK by os.fork", flush=True)
+    os._exit(3)
 
 os.fork = fork
-run_worker(runtime.install(runtime.build(Settings.from_env())))
+os.register_at_fork(before=lambda: print("FORK", flush=True))
+
+def callflow_threads():
+    return sorted(t.name for t in threading.enumerate() if t.name.startswith("callflow-"))
+
+sys.argv = ["callflow", "worker"]
+from webhooks.cli import main
+main()
 """
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "`callflow worker` forks while threads of its own run: callflow/worker.py run_worker() "
-    "starts start_timed_jobs()' threads (callflow-cron, callflow-timed) before "
-    "Worker.work(with_scheduler=True) forks RQ's scheduler process and, per job, a work "
-    "horse; a child forked while one of those threads holds a lock (the import lock, a "
-    "logging handler's, a redis-py pool's) hangs for good. Seen in this suite: a scheduler "
-    "process stuck in importlib's _lock_unlock_module under Job.fetch_many (scheduled "
-    "retries are then never queued) and a work horse stuck in redis-py ConnectionPool.reset "
-    "under LiveCalls.get (the ring job hangs until RQ's job timeout). Run the timed jobs in "
-    "a process of their own, or start no thread before the worker forks"))
 def test_the_worker_forks_no_process_while_its_own_threads_run(rig):
-    env = dict(rig.workers[0].env)
-    probe = subprocess.run([sys.executable, "-c", FORK_PROBE], env=env, capture_output=True,
-                           text=True, timeout=60)
-    forks = [line for line in probe.stdout.splitlines() if line.startswith("FORK")]
-    assert forks, probe.stdout + probe.stderr
-    assert forks[0] == "FORK ", forks[0]
+    """A fork while the worker's own threads hold a lock (the import lock, a logging
+    handler's, a redis-py pool's) can hang the child for good: the worker runs its jobs, RQ's
+    scheduler and the timed jobs in its own process, and never forks."""
+    probe = rig.start_worker([sys.executable, "-c", FORK_PROBE])
+    job = rig.queue.enqueue("__main__.callflow_threads")
+
+    wait_for(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, 30,
+             "the worker to run a job", detail=probe.output)
+
+    assert set(job.return_value(refresh=True)) >= {"callflow-scheduler", "callflow-cron",
+                                                   "callflow-timed"}
+    assert probe.children() == []
+    # Idle for longer than a webhook's socket timeout (2 x 1 s) would let RQ wait for work.
+    time.sleep(3)
+    assert probe.alive(), probe.output()
+    assert "FORK" not in probe.output()
+    assert not any(text in probe.output() for text in CANNOT_WAIT), probe.output()
