@@ -9,7 +9,7 @@ leg shows the helpline's number and is never recorded.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 
 import redis
 from rq import Worker
@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 CONFERENCE_EVENTS = "start end join leave mute"
 LEG_ENDED = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
 REST_TROUBLE_SECONDS = 60
+# An idle worker heartbeats every 15 s (callflow.worker); a ring job takes seconds.
+LIVE_WORKER_SECONDS = 35
 HOLDING = "Thank you for waiting. We are finding someone to talk to you."
 TAKEN = "Thank you. This call has already been answered, or the caller has gone."
 
@@ -46,10 +48,18 @@ class Bridge:
             if self.rt.store.exists(keys.rest_trouble()):
                 return False
             # Nobody would ring the workers, or ever take the caller out of the room.
-            # Worker.all drops workers whose heartbeat has lapsed (a crashed process).
-            return self.rt.sync_jobs or bool(Worker.all(queue=self.rt.queue))
+            return self.rt.sync_jobs or self._a_worker_is_alive()
         except redis.RedisError as exc:  # the store is down: the caller takes the degraded path
             raise StoreUnavailable(str(exc)) from exc
+
+    def _a_worker_is_alive(self) -> bool:
+        """A worker that heartbeat lately. RQ keeps a dead worker listed for minutes (its key
+        outlives the worker by its TTL plus a minute, longer mid-job), so the listing alone
+        would put callers in a room whose workers nobody will ring."""
+        now = datetime.now(UTC)
+        return any(worker.last_heartbeat is not None
+                   and (now - worker.last_heartbeat).total_seconds() < LIVE_WORKER_SECONDS
+                   for worker in Worker.all(queue=self.rt.queue))
 
     def put_through(self, response: VoiceResponse, flow: Flow, connect: Connect, *,
                     caller_sid: str, helpline_number: str, monitorable: bool = True) -> LiveCall:

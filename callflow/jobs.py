@@ -17,6 +17,9 @@ from callflow.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
 REST_RETRY = Retry(max=3, interval=[1, 4, 10])
+# A few REST requests of at most 5 s each. Short, because a job a killed worker left started
+# is only retried once RQ's record of it (this timeout plus a minute) has lapsed.
+JOB_TIMEOUT_SECONDS = 30
 PURGE_RETRY = Retry(max=5, interval=[30, 60, 300, 900, 3600])
 
 
@@ -25,7 +28,8 @@ def enqueue(func, *args, job_id: str, retry: Retry = REST_RETRY) -> None:
     rt = runtime.current()
     try:
         rt.queue.enqueue(func, *args, job_id=job_id, unique=True, retry=retry,
-                         failure_ttl=7 * 24 * 3600, result_ttl=600,
+                         job_timeout=JOB_TIMEOUT_SECONDS, failure_ttl=7 * 24 * 3600,
+                         result_ttl=600,
                          on_failure=Callback(log_failure))
     except DuplicateJobError:
         log.info("job already queued", extra={"event": "duplicate_job", "kind": job_id})

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 # are dialled directly soon after the last worker dies (RQ's default is seven minutes).
 WORKER_TTL_SECONDS = 30
 # How often a worker looks for jobs a dead worker left started (RQ's default: ten minutes).
-MAINTENANCE_SECONDS = 60
+MAINTENANCE_SECONDS = 15
 
 
 def run_worker(rt: Runtime, *, burst: bool = False) -> bool:

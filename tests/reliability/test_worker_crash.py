@@ -13,25 +13,21 @@ of that process, so kill -9 of its pid ends the job with it and leaves nothing b
 (3.0) then does, found out here:
 
 - Nothing at once. The job stays *started* in the queue's StartedJobRegistry, and the dead
-  worker stays in ``Worker.all`` (so ``Bridge.available()`` still puts callers on the bridge):
-  both the registry entry and the worker's key were given ``job.timeout + 60`` = 240 s when
-  the job started (``SimpleWorker.get_heartbeat_ttl``; RQ's default job timeout is 180 s), and
-  nothing refreshes them during a SimpleWorker's job. A worker killed while idle stays listed
-  ``worker_ttl + 60`` = 90 s after its last heartbeat (RQ's ``heartbeat()`` adds 60 s to
-  ``WORKER_TTL_SECONDS``), not the ~30 s callflow/worker.py intends: see the xfail below.
+  worker stays in ``Worker.all``: both were given ``job.timeout + 60`` = 90 s when the job
+  started (``SimpleWorker.get_heartbeat_ttl``; callflow's jobs time out after 30 s), and
+  nothing refreshes them during a SimpleWorker's job. ``Bridge.available()`` does not trust
+  the listing: it wants a heartbeat younger than 35 s, so new callers are dialled directly
+  within 35 s of the death.
 - A replacement started at once makes its start-up maintenance pass, finds nothing lapsed and
   leaves the job alone; its scheduler thread cannot take RQ's scheduler lock, which the dead
-  worker's holds for up to 61 s. Its passes come every ``MAINTENANCE_SECONDS`` (60 s, up to
-  15 s late while it waits for work); the first after the entry lapses, some 240-315 s after
-  the kill, runs the job's failure callback with ``AbandonedJobError`` and *retries* the job
-  (it has retries left) on ``REST_RETRY``'s backoff; the replacement's scheduler thread queues
-  it once due and the replacement runs it: Bilal, never rung, is rung; Alice, whose request
-  reached Twilio, is not rung again (her leg's claim outlives the crash). So the retry comes
-  some 4-5 minutes after the kill, not "within about a minute": see the xfail below. (Run once
-  for real, without the shortcut below, the retry came 241 s after the kill, when the dead
-  worker also left ``Worker.all``.)
+  worker's holds for up to 61 s. Its passes come every ``MAINTENANCE_SECONDS`` (15 s); the
+  first after the entry lapses runs the job's failure callback with ``AbandonedJobError`` and
+  *retries* the job (it has retries left) on ``REST_RETRY``'s backoff; the replacement's
+  scheduler thread queues it once due and the replacement runs it: Bilal, never rung, is rung;
+  Alice, whose request reached Twilio, is not rung again (her leg's claim outlives the crash).
+  So the retry comes within about 90-105 s of the kill.
 
-The tests do not wait those minutes. Each checks that what would expire by itself will (the
+The tests do not wait that long. Each checks that what would expire by itself will (the
 registry entry's score, the dead worker's key and scheduler lock, with their TTLs asserted),
 expires it (RQ's clock moved on), and runs the replacement's next maintenance pass itself,
 ``clean_registries()`` of a worker built as ``run_worker`` builds it, instead of waiting for
@@ -50,6 +46,7 @@ import time
 import xml.etree.ElementTree as ET
 from collections import Counter
 from dataclasses import dataclass
+from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -59,10 +56,11 @@ from rq.job import Job, JobStatus
 from rq.registry import FinishedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
+from rq.utils import utcformat, utcparse
 
 from callflow.config import Settings
 from callflow.cron import TIMED_QUEUE
-from callflow.jobs import REST_RETRY
+from callflow.jobs import JOB_TIMEOUT_SECONDS, REST_RETRY
 from callflow.runtime import QUEUE_NAME
 from callflow.store import connect
 from callflow.worker import MAINTENANCE_SECONDS, WORKER_TTL_SECONDS
@@ -287,7 +285,7 @@ def test_a_killed_workers_job_is_retried_by_a_replacement_and_nobody_is_rung_twi
     assert job.get_status() == JobStatus.STARTED
     assert job.retries_left == REST_RETRY.max
     lifetime = job.timeout + 60
-    assert lifetime == 240  # RQ's default job timeout: callflow's jobs set none
+    assert lifetime == JOB_TIMEOUT_SECONDS + 60  # callflow's jobs set a short timeout
     started = StartedJobRegistry(queue=rig.queue)
     lapses_in = min(executions(rig.raw, started, job).values()) - time.time()
     assert lifetime - 15 < lapses_in <= lifetime
@@ -356,20 +354,11 @@ def test_new_callers_are_dialled_directly_once_the_killed_worker_has_left_rq(rig
     assert rig.twilio.rung() == rung == Counter({ALICE: 1})
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "a job a killed `callflow worker` left started is retried some 4-5 minutes after the kill, "
-    "not within about a minute: a maintenance pass retries only a StartedJobRegistry entry "
-    "whose score has passed, and rq's SimpleWorker scores it job.timeout + 60 = 240 s after "
-    "the job started (SimpleWorker.get_heartbeat_ttl; callflow's jobs take RQ's default "
-    "180 s timeout) and never refreshes it, so callflow/worker.py MAINTENANCE_SECONDS = 60 "
-    "only bounds the wait after that lapse (RQ's forking Worker scored it "
-    "job_monitoring_interval + 60 = 90 s, refreshed while its horse lived). A job_timeout "
-    "sized to the ring job's REST requests, given at enqueue (callflow/jobs.py enqueue), "
-    "would shorten it"))
 def test_a_killed_workers_job_is_retried_within_90_seconds(rig, only_worker_killed):
     crash = only_worker_killed
     started = StartedJobRegistry(queue=rig.queue)
-    # 90 s on: the replacement's start-up pass and its next, 60-75 s later, have both run.
+    # 90 s on: the entry (job timeout + 60 s) has lapsed and a maintenance pass (every 15 s)
+    # has come since.
     rig.raw.zadd(started.key, {entry: score - 90 for entry, score
                                in executions(rig.raw, started, crash.job).items()}, xx=True)
 
@@ -378,27 +367,20 @@ def test_a_killed_workers_job_is_retried_within_90_seconds(rig, only_worker_kill
     assert crash.job.get_status(refresh=True) == JobStatus.SCHEDULED, rig.where(crash.job)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "for 90 s after the only worker dies idle, and 240 s after it dies mid-job, new callers "
-    "are still put on the bridge, where nobody rings a worker for them and only an RQ job "
-    "(give_up) could take them out, not ~30 s as callflow/worker.py WORKER_TTL_SECONDS "
-    "intends: callflow/bridge.py Bridge.available() trusts rq's Worker.all(queue), which "
-    "drops a dead worker only when its key expires, and rq sets that key's TTL to "
-    "worker_ttl + 60 = 90 s on each idle heartbeat (BaseWorker.heartbeat) and to "
-    "job.timeout + 60 = 240 s when a SimpleWorker starts a job (prepare_job_execution), "
-    "refreshed by nothing during the job; available() could also require a last_heartbeat "
-    "younger than WORKER_TTL_SECONDS (with a heartbeat during jobs), or the worker could "
-    "refresh a short-lived liveness key of its own from a thread"))
 @pytest.mark.parametrize("only_worker_killed", ["idle", "mid-ring"], indirect=True)
 def test_callers_are_dialled_directly_35_seconds_after_the_only_worker_died(
         rig, only_worker_killed):
-    # What 35 seconds do to the dead worker's keys.
+    # What 35 seconds do to the dead worker: its keys' TTLs run down, and its last heartbeat
+    # (Bridge.available() wants one younger than LIVE_WORKER_SECONDS) grows old.
     for key in rig.raw.scan_iter("rq:worker:*"):
         ttl = rig.raw.ttl(key)
         if ttl > 35:
             rig.raw.expire(key, ttl - 35)
         elif ttl >= 0:
             rig.raw.delete(key)
+        if rig.raw.type(key) == b"hash" and rig.raw.hexists(key, "last_heartbeat"):
+            beat = utcparse(rig.raw.hget(key, "last_heartbeat").decode())
+            rig.raw.hset(key, "last_heartbeat", utcformat(beat - timedelta(seconds=35)))
 
     caller = rig.caller()
 
