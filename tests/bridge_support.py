@@ -287,7 +287,8 @@ class Caller:
 # -- Redis, byte for byte -------------------------------------------------------------------
 
 
-def _text(value) -> str:
+def decoded(value) -> str:
+    """A Redis value as text; RQ's compressed job payloads are unpacked first."""
     if isinstance(value, bytes):
         with contextlib.suppress(zlib.error):
             value = zlib.decompress(value)  # RQ compresses job payloads
@@ -298,25 +299,25 @@ def _text(value) -> str:
 def raw_dump(url: str) -> str:
     """Every key and value in the store as text, read as bytes so that RQ's (compressed) job
     payloads and results are searched too."""
-    client = redis_lib.Redis.from_url(url)
+    client = redis_lib.Redis.from_url(url, socket_timeout=5)
     parts: list[str] = []
     try:
         for key in client.scan_iter():
-            parts.append(_text(key))
+            parts.append(decoded(key))
             kind = client.type(key)
             if kind == b"string":
-                parts.append(_text(client.get(key)))
+                parts.append(decoded(client.get(key)))
             elif kind == b"hash":
-                parts += [_text(x) for pair in client.hgetall(key).items() for x in pair]
+                parts += [decoded(x) for pair in client.hgetall(key).items() for x in pair]
             elif kind == b"list":
-                parts += [_text(x) for x in client.lrange(key, 0, -1)]
+                parts += [decoded(x) for x in client.lrange(key, 0, -1)]
             elif kind == b"set":
-                parts += [_text(x) for x in client.smembers(key)]
+                parts += [decoded(x) for x in client.smembers(key)]
             elif kind == b"zset":
-                parts += [_text(x) for x, _ in client.zrange(key, 0, -1, withscores=True)]
+                parts += [decoded(x) for x, _ in client.zrange(key, 0, -1, withscores=True)]
             elif kind == b"stream":
                 for _id, entry in client.xrange(key):
-                    parts += [_text(x) for pair in entry.items() for x in pair]
+                    parts += [decoded(x) for pair in entry.items() for x in pair]
     finally:
         client.close()
     return "\n".join(parts)
@@ -326,8 +327,8 @@ def job_payloads(url: str) -> dict[str, str]:
     """Each RQ job hash (``rq:job:*``), every field decoded, by job id."""
     client = redis_lib.Redis.from_url(url)
     try:
-        return {_text(key).removeprefix("rq:job:"):
-                "\n".join(_text(x) for pair in client.hgetall(key).items() for x in pair)
+        return {decoded(key).removeprefix("rq:job:"):
+                "\n".join(decoded(x) for pair in client.hgetall(key).items() for x in pair)
                 for key in client.scan_iter("rq:job:*")}
     finally:
         client.close()

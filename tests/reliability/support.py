@@ -22,7 +22,6 @@ import sys
 import threading
 import time
 import xml.etree.ElementTree as ET
-import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from twilio.request_validator import RequestValidator
 from werkzeug.datastructures import MultiDict
 
 from callflow.logs import JsonFormatter
+from tests.bridge_support import decoded, raw_dump
 from tests.conftest import CANARY_FIELDS, CANARY_NUMBER, CANARY_STRINGS, free_port
 
 ACCOUNT_SID = "AC" + "5" * 32
@@ -404,46 +404,16 @@ def new_call_sid() -> str:
 # -- where caller data must never be ------------------------------------------------------------
 
 
-def _text(value: object) -> str:
-    if isinstance(value, bytes):
-        with contextlib.suppress(zlib.error):
-            value = zlib.decompress(value)  # RQ stores job payloads compressed
-        return value.decode("utf-8", errors="replace")
-    return str(value)
-
-
-def redis_text(url: str) -> str:
-    """Every key and value in the store, read as bytes so that RQ's compressed job payloads,
-    results and exception texts are searched too."""
-    client = redis_lib.Redis.from_url(url, socket_timeout=5)
-    parts: list[str] = []
-    try:
-        for key in client.scan_iter(count=1000):
-            parts.append(_text(key))
-            kind = client.type(key)
-            if kind == b"string":
-                parts.append(_text(client.get(key)))
-            elif kind == b"hash":
-                parts += [_text(x) for pair in client.hgetall(key).items() for x in pair]
-            elif kind == b"list":
-                parts += [_text(x) for x in client.lrange(key, 0, -1)]
-            elif kind == b"set":
-                parts += [_text(x) for x in client.smembers(key)]
-            elif kind == b"zset":
-                parts += [_text(x) for x, _ in client.zrange(key, 0, -1, withscores=True)]
-            elif kind == b"stream":
-                for _id, entry in client.xrange(key):
-                    parts += [_text(x) for pair in entry.items() for x in pair]
-    finally:
-        client.close()
-    return "\n".join(parts)
+# Every key and value in the store, read as bytes so that RQ's compressed job payloads,
+# results and exception texts are searched too.
+redis_text = raw_dump
 
 
 def job_payloads(url: str) -> str:
     """Every RQ job hash (``rq:job:*``), each field decoded."""
     client = redis_lib.Redis.from_url(url, socket_timeout=5)
     try:
-        return "\n".join(_text(x) for key in client.scan_iter("rq:job:*")
+        return "\n".join(decoded(x) for key in client.scan_iter("rq:job:*")
                          for pair in client.hgetall(key).items() for x in pair)
     finally:
         client.close()
