@@ -1,4 +1,5 @@
-"""The Flask application: Twilio's voice webhooks, health and the public policy page."""
+"""The Flask application: Twilio's voice webhooks, the manager's dashboard and API, health,
+metrics and the public policy page."""
 
 from __future__ import annotations
 
@@ -55,18 +56,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         rt.registry.watch(settings.reload_interval)
         _reload_on_sighup(rt.registry)
 
-    from webhooks import bridge, health, manager, manager_line, ops, voice
+    from webhooks import bridge, dashboard, health, manager, manager_line, ops, public, voice
 
-    app.register_blueprint(voice.bp)
-    app.register_blueprint(bridge.bp)
-    app.register_blueprint(manager_line.bp)
-    app.register_blueprint(manager.bp)
-    app.register_blueprint(health.bp)
-    app.register_blueprint(ops.bp)
-    from webhooks import dashboard, public
-
-    app.register_blueprint(dashboard.bp)
-    app.register_blueprint(public.bp)
+    for module in (voice, bridge, manager_line, manager, dashboard, health, ops, public):
+        app.register_blueprint(module.bp)
     return app
 
 
