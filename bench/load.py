@@ -31,7 +31,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import sys
 import tempfile
@@ -57,6 +56,7 @@ from webhook import (  # noqa: E402  (bench/ is not a package: its modules impor
     Tally,
     free_port,
     spawn,
+    start_redis,
     wait_until_idle,
     wait_until_serving,
 )
@@ -72,26 +72,6 @@ FAULTS = ((0.25, "broken flow saved"), (0.40, "redis-server killed"),
 
 
 # -- the servers ----------------------------------------------------------------------------------
-
-
-def start_redis(port: int, workdir: Path, name: str = "redis") -> Service:
-    """A non-persistent redis-server on ``port``, answering PING when this returns."""
-    binary = shutil.which("redis-server")
-    if not binary:
-        raise SystemExit("redis-server is not installed (apt-get install redis-server)")
-    service = spawn(name, [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                           "--appendonly", "no"], port, workdir, dict(os.environ), None)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-                sock.sendall(b"PING\r\n")
-                if sock.recv(64).startswith(b"+PONG"):
-                    return service
-        except OSError:
-            time.sleep(0.05)
-    service.stop()
-    raise SystemExit(f"redis-server did not start:\n{service.tail()}")
 
 
 def crash(service: Service) -> None:
@@ -232,7 +212,8 @@ def inject_faults(seconds: float, flow_file: Path, services: dict[str, Service],
         elif what == "redis-server killed":
             crash(services["redis"])
         elif what == "redis-server restarted":
-            services["redis"] = start_redis(services["redis"].port, workdir, "redis-again")
+            services["redis"] = start_redis(workdir, None, port=services["redis"].port,
+                                            name="redis-again")
         elif what == "good flow edit saved":
             flow_file.write_text(good_edit(good))
         run.events.append((time.monotonic() - run.started, what))
@@ -338,7 +319,7 @@ def run_all(args: argparse.Namespace, workdir: Path) -> int:
     stop = threading.Event()
     injector: threading.Thread | None = None
     try:
-        services["redis"] = start_redis(free_port(), workdir)
+        services["redis"] = start_redis(workdir, None)
         processes.append(services["redis"])
         services["web"] = start_gunicorn(services["redis"].port, flows, args, workdir)
         processes.append(services["web"])

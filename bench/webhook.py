@@ -149,13 +149,15 @@ def spawn(name: str, argv: list[str], port: int, workdir: Path, env: dict[str, s
     return Service(name, proc, port, log)
 
 
-def start_redis(workdir: Path, cpus: set[int] | None) -> Service:
-    """A private, empty, non-persistent Redis: no other run's keys, nothing written to disk."""
+def start_redis(workdir: Path, cpus: set[int] | None, *, port: int | None = None,
+                name: str = "redis") -> Service:
+    """A private, empty, non-persistent Redis (on ``port``, or a free one), answering PING when
+    this returns: no other run's keys, nothing written to disk."""
     binary = shutil.which("redis-server")
     if not binary:
         raise SystemExit("redis-server is not installed (apt-get install redis-server)")
-    port = free_port()
-    service = spawn("redis", [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+    port = port or free_port()
+    service = spawn(name, [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                               "--appendonly", "no"], port, workdir, dict(os.environ), cpus)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
