@@ -94,7 +94,7 @@ class ManagerLineCalls:
             return self._goodbye()
         response = VoiceResponse()
         offered = state.choices.split()
-        if digits.isdigit() and 1 <= int(digits) <= len(offered):
+        if digits.isascii() and digits.isdigit() and 1 <= int(digits) <= len(offered):
             call_id = offered[int(digits) - 1]
             self._gather(response, "purpose", "For quality, press 1. For training, press 2.",
                          call=call_id)

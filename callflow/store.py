@@ -48,7 +48,7 @@ def sentinel_addresses(text: str) -> list[tuple[str, int]]:
     addresses = []
     for entry in (part.strip() for part in text.split(",")):
         host, _, port = entry.rpartition(":")
-        if not entry or not host or not port.isdigit():
+        if not entry or not host or not (port.isascii() and port.isdigit()):
             raise ConfigError(f"REDIS_SENTINELS entry {entry!r} is not host:port (write them "
                               "like sentinel-1:26379,sentinel-2:26379)")
         addresses.append((host.strip("[]"), int(port)))

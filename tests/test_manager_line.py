@@ -422,3 +422,15 @@ def test_the_canary_caller_is_nowhere_on_the_manager_line(sim, rest, rt, redis_u
     assert_no_canary(*[e.to_json() for e in rt.audit.entries()], *sim.responses,
                      *[r.getMessage() + " " + str(vars(r)) for r in caplog.records],
                      raw_dump(redis_url))
+
+
+
+@pytest.mark.parametrize("key", ["²", "١"])
+def test_a_key_that_is_a_digit_only_to_unicode_reads_the_list_again(sim, rest, key):
+    """'²' and '١' are digits to ``str.isdigit`` but not keys on a phone: a wrong choice, not
+    a 500."""
+    connected_caller(sim, rest)
+    line = signed_in_line(sim)
+    listed = line.heard()
+    line.press(key)
+    assert line.heard() == listed

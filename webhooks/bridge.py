@@ -25,7 +25,7 @@ def bridge() -> Bridge:
 
 def leg() -> int:
     value = link("leg")
-    if not value.isdigit() or len(value) > 2:
+    if not (value.isascii() and value.isdigit()) or len(value) > 2:
         abort(400, description="leg is missing or malformed")
     return int(value)
 
