@@ -11,9 +11,9 @@ from datetime import datetime
 
 from twilio.twiml.voice_response import VoiceResponse
 
-from callflow.context import Links
 from callflow.dialling import dial_team
 from callflow.flow import Flow, FlowSet
+from callflow.links import Links
 
 APOLOGY = ("Sorry, we are having a technical problem. "
            "We will still try to put you through to someone.")

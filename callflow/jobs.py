@@ -1,73 +1,42 @@
-"""RQ jobs: module-level functions that take opaque ids or Twilio sids, never caller data.
+"""The RQ jobs: module-level functions that take opaque ids or Twilio sids, never caller data.
 
-Every Twilio REST request runs here, off the request path, retried with backoff. A job id per
-call (and per worker leg) makes enqueueing idempotent: a retried webhook never rings twice.
+This module sits on top of what the jobs use (the bridge, the monitoring gate, the audit log);
+nothing imports it. Code on the request path queues a job by name (:class:`callflow.jobspec.Job`)
+and RQ finds the function here by its dotted path. Each job works with the runtime bound while
+it runs (:func:`callflow.runtime.bound`): the job runner's, or the caller's when jobs run at once.
+Every Twilio REST request runs here, off the request path, retried with backoff.
 """
 
 from __future__ import annotations
 
 import logging
 
-import redis
-from rq import Callback, Retry
-from rq.exceptions import DuplicateJobError
-
-from callflow import runtime
-from callflow.errors import StoreUnavailable
+from callflow.bridge import Bridge
+from callflow.monitoring import MonitoringGate
+from callflow.runtime import bound
 
 log = logging.getLogger(__name__)
-REST_RETRY = Retry(max=3, interval=[1, 4, 10])
-# A few REST requests of at most 5 s each. Short, because a job a killed worker left started
-# is only retried once RQ's record of it (this timeout plus a minute) has lapsed.
-JOB_TIMEOUT_SECONDS = 30
-PURGE_RETRY = Retry(max=5, interval=[30, 60, 300, 900, 3600])
-
-
-def enqueue(func, *args, job_id: str, retry: Retry = REST_RETRY) -> None:
-    """Queue ``func(*args)`` once per ``job_id``; raise ``StoreUnavailable`` if Redis is down."""
-    rt = runtime.current()
-    try:
-        rt.queue.enqueue(func, *args, job_id=job_id, unique=True, retry=retry,
-                         job_timeout=JOB_TIMEOUT_SECONDS, failure_ttl=7 * 24 * 3600,
-                         result_ttl=600,
-                         on_failure=Callback(log_failure))
-    except DuplicateJobError:
-        log.info("job already queued", extra={"event": "duplicate_job", "kind": job_id})
-    except redis.RedisError as exc:
-        raise StoreUnavailable(str(exc)) from exc
-
-
-def log_failure(job, connection, exc_type, exc_value, traceback) -> None:
-    """A job that failed is logged loudly (and stays in RQ's failed registry)."""
-    log.error("job failed", extra={"event": "job_failed", "kind": job.id,
-                                   "error": exc_type.__name__})
-
-
-def _bridge():
-    from callflow.bridge import Bridge
-
-    return Bridge(runtime.current())
 
 
 def ring_team(call_id: str) -> None:
-    _bridge().ring_team(call_id)
+    Bridge(bound()).ring_team(call_id)
 
 
 def ring_leg(call_id: str, leg: int) -> None:
-    _bridge().ring_next(call_id, leg)
+    Bridge(bound()).ring_next(call_id, leg)
 
 
 def cancel_legs(call_id: str) -> None:
-    _bridge().cancel_legs(call_id)
+    Bridge(bound()).cancel_legs(call_id)
 
 
 def give_up(call_id: str) -> None:
-    _bridge().give_up(call_id)
+    Bridge(bound()).give_up(call_id)
 
 
 def purge_call_records(call_sids: list[str]) -> None:
     """Delete finished calls from Twilio's logs, so the caller's number is not kept there."""
-    api = runtime.current().twilio
+    api = bound().twilio
     if api is None:
         return
     for sid in call_sids:
@@ -80,16 +49,14 @@ def purge_call_records(call_sids: list[str]) -> None:
 
 def purge_audit() -> int:
     """Daily: remove audit entries older than the retention, keeping the chain verifiable."""
-    removed = runtime.current().audit.purge()
+    removed = bound().audit.purge()
     log.info("audit log purged", extra={"event": "audit_purged", "kind": str(removed)})
     return removed
 
 
 def close_stale_monitoring() -> int:
     """Every few minutes: close listen-in sessions that no Twilio callback closed."""
-    from callflow.monitoring import MonitoringGate
-
-    rt = runtime.current()
+    rt = bound()
     closed = MonitoringGate(rt, rt.audit).close_stale()
     if closed:
         log.warning("stale listening sessions closed", extra={"event": "monitor_timer",

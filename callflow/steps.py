@@ -1,8 +1,14 @@
 """The step kinds of the flow language: one class each, and the registry that names them.
 
-A step kind declares its keys (with :func:`callflow.fields.option`), its graph edges, and how
-it renders TwiML. ``render`` returns the name of the step to run next within the same
-response, or ``None`` when the response waits for Twilio (a gather, a dial) or ends the call.
+A step kind is the whole of its life in a call: its keys (declared with
+:func:`callflow.fields.option`), its checks, its graph edges, the TwiML it renders, which step
+follows it within the same answer, and — for a kind Twilio calls back after (a key pressed, a
+dial ended) — the name of that callback and what it decides then (``answer``). The web app
+serves one route per callback name, so adding a step kind is one class and one registry line.
+
+``render`` depends on nothing but the flow and the call's state, so the engine serves the
+answers of most turns as bytes rendered once; a kind whose TwiML depends on the moment or the
+bridge says so with ``dynamic``.
 """
 
 from __future__ import annotations
@@ -13,13 +19,14 @@ from typing import TYPE_CHECKING, ClassVar
 from twilio.twiml.voice_response import VoiceResponse
 
 from callflow import fields
+from callflow.context import Answer
 from callflow.dialling import dial_team
 from callflow.errors import FlowError, Where
 from callflow.fields import option
-from callflow.policy import DEFAULT_NOTICE, OPT_OUT_OFFER, POLICY_OFFER
+from callflow.policy import DEFAULT_NOTICE, OPT_OUT_OFFER, OPTED_OUT, POLICY_OFFER
 
 if TYPE_CHECKING:
-    from callflow.context import CallContext
+    from callflow.context import Reply, Turn
     from callflow.flow import FlowSet
 
 DEFAULT_WHISPER = "{helpline} call. Press 1 to accept."
@@ -37,6 +44,10 @@ class Step:
     is_notice: ClassVar[bool] = False  # plays the confidentiality notice
     contacts_person: ClassVar[bool] = False  # puts the caller in contact with a person
     takes_input: ClassVar[bool] = False  # waits for the caller, so a loop through it is no trap
+    # The webhook Twilio calls after this step (``/voice/<callback>``), if any.
+    callback: ClassVar[str | None] = None
+    # Whether the TwiML depends on more than the flow and the call's state (the bridge).
+    dynamic: ClassVar[bool] = False
 
     name: str
     where: Where
@@ -51,8 +62,20 @@ class Step:
         """Checks that need the whole flow set (teams, for instance)."""
         return []
 
-    def render(self, response: VoiceResponse, call: CallContext) -> str | None:
-        raise NotImplementedError
+    def render(self, response: VoiceResponse, turn: Turn) -> None:
+        """Add this step's TwiML (nothing, for a step that only decides where to go)."""
+
+    def follow(self, turn: Turn) -> str | None:
+        """The step that comes next in the same answer, or None when this one waits for
+        Twilio (a gather, a dial) or ends the call."""
+        return None
+
+    def answer(self, reply: Reply, turn: Turn) -> Answer:
+        """What happens when Twilio calls back after this step (kinds with a ``callback``)."""
+        raise NotImplementedError(f"a {self.kind} step has no callback")
+
+    def callback_url(self, turn: Turn, **extra: str) -> str:
+        return turn.links.answer(self.callback, turn.flow.id, self.name, turn.state, **extra)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,10 +85,14 @@ class Spoken(Step):
     voice: str | None = option("text", "Twilio voice for this step (default: the flow's)", None)
     language: str | None = option("text", "Language for this step (default: the flow's)", None)
 
-    def say(self, response, call: CallContext, text: str) -> None:
-        response.say(text.format(helpline=call.flow.helpline),
-                     voice=self.voice or call.flow.voice,
-                     language=self.language or call.flow.language)
+    def say(self, response, turn: Turn, text: str) -> None:
+        """Say one of this step's texts, its placeholders filled in."""
+        self.speak(response, turn, text.format(helpline=turn.flow.helpline))
+
+    def speak(self, response, turn: Turn, text: str) -> None:
+        """Say ``text`` as it is, in this step's voice."""
+        response.say(text, voice=self.voice or turn.flow.voice,
+                     language=self.language or turn.flow.language)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,6 +100,7 @@ class Notice(Spoken):
     kind = "notice"
     summary = "Play the confidentiality notice; a key offers the full policy."
     is_notice = True
+    callback = "notice"
 
     next: str = option("step", "The step after the notice")
     text: str = option("text", "The notice; it must say calls are confidential, not "
@@ -103,19 +131,25 @@ class Notice(Spoken):
                                     "occasionally for quality and training"))
         return errors
 
-    def render(self, response, call):
-        call.notice_heard = True
+    def render(self, response, turn):
         # The notice is said outside the <Gather>, so no key press can cut it short; only the
         # offers after it listen for keys. No finishOnKey: '#' may be a choice like any key.
-        self.say(response, call, self.text)
+        self.say(response, turn, self.text)
         gather = response.gather(num_digits=1, timeout=2, finish_on_key="",
-                                 action=call.links.notice(call.flow.id, self.name),
-                                 action_on_empty_result=True)
+                                 action=self.callback_url(turn), action_on_empty_result=True)
         offer = POLICY_OFFER.format(digit=self.policy_digit)
         if self.monitoring_opt_out:
             offer += " " + OPT_OUT_OFFER.format(digit=self.monitoring_opt_out)
-        self.say(gather, call, offer)
-        return None
+        self.say(gather, turn, offer)
+
+    def answer(self, reply, turn):
+        """The notice has been heard; a key may ask for the policy or decline monitoring."""
+        if reply.digits == self.policy_digit:
+            return Answer(self.next, turn.state.heard_notice(), turn.policy(), "policy")
+        if reply.digits and reply.digits == self.monitoring_opt_out:
+            return Answer(self.next, turn.state.heard_notice(declined=True), (OPTED_OUT,),
+                          "declined_monitoring")
+        return Answer(self.next, turn.state.heard_notice(), event="heard")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -129,8 +163,10 @@ class Say(Spoken):
     def edges(self):
         return {"next": self.next}
 
-    def render(self, response, call):
-        self.say(response, call, self.text)
+    def render(self, response, turn):
+        self.say(response, turn, self.text)
+
+    def follow(self, turn):
         return self.next
 
 
@@ -145,8 +181,10 @@ class Play(Step):
     def edges(self):
         return {"next": self.next}
 
-    def render(self, response, call):
+    def render(self, response, turn):
         response.play(self.url)
+
+    def follow(self, turn):
         return self.next
 
 
@@ -155,6 +193,7 @@ class Menu(Spoken):
     kind = "menu"
     summary = "Ask the caller to press a key; re-prompt, then a named step, if they do not."
     takes_input = True
+    callback = "menu"
 
     prompt: str = option("text", "What the caller hears, e.g. 'Press 1 to speak to someone'")
     options: dict = option("options", "Keypad digit -> the step it leads to")
@@ -173,12 +212,20 @@ class Menu(Spoken):
         edges["on_invalid"] = self.on_invalid or self.on_no_input
         return edges
 
-    def render(self, response, call):
+    def render(self, response, turn):
         gather = response.gather(num_digits=1, timeout=self.timeout, finish_on_key="",
-                                 action=call.links.menu(call.flow.id, self.name),
-                                 action_on_empty_result=True)
-        self.say(gather, call, self.prompt)
-        return None
+                                 action=self.callback_url(turn), action_on_empty_result=True)
+        self.say(gather, turn, self.prompt)
+
+    def answer(self, reply, turn):
+        """A key, or none: an option, the prompt again (tries counted in the URL), a fallback."""
+        tries = turn.state.tries + 1
+        target, apology = self.choose(reply.digits, tries)
+        say = (apology.format(helpline=turn.flow.helpline),) if apology else ()
+        if target is None:
+            return Answer(self.name, turn.state.with_tries(tries), say, "retry")
+        event = "chosen" if reply.digits in self.options else "fallback"
+        return Answer(target, turn.state.with_tries(0), say, event)
 
     def choose(self, digits: str, attempt: int) -> tuple[str | None, str | None]:
         """The caller pressed ``digits`` on try ``attempt`` (1-based).
@@ -205,8 +252,8 @@ class Hours(Step):
     def edges(self):
         return {"open": self.open, "closed": self.closed}
 
-    def render(self, response, call):
-        return self.open if call.flow.hours.is_open(call.now) else self.closed
+    def follow(self, turn):
+        return self.open if turn.flow.hours.is_open(turn.now) else self.closed
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -214,6 +261,8 @@ class Connect(Spoken):
     kind = "connect"
     summary = "Put the caller through to a team of workers, each screened first."
     contacts_person = True
+    callback = "dial"
+    dynamic = True  # the bridge opens a live call, or the team is dialled directly
 
     team: str = option("team", "The team of workers to ring")
     on_no_answer: str = option("step", "Where to go when nobody accepts the call")
@@ -232,17 +281,22 @@ class Connect(Spoken):
                               "which does not exist", hint)]
         return []
 
-    def render(self, response, call):
-        if call.put_through is not None and call.put_through(response, self):
-            return None  # the caller waits on the conference bridge
-        self.dial_directly(response, call)
-        return None
+    def render(self, response, turn):
+        if turn.put_through is not None and turn.put_through(response, self, turn.state):
+            return  # the caller waits on the conference bridge
+        self.dial_directly(response, turn)
 
-    def dial_directly(self, response, call) -> None:
+    def dial_directly(self, response, turn) -> None:
         """Ring the team's numbers straight from the caller's call (no bridge)."""
-        dial_team(response, call.flowset.teams[self.team], helpline_number=call.helpline_number,
-                  timeout=self.timeout, action=call.links.dial(call.flow.id, self.name),
-                  screen=call.links.screen(call.flow.id, self.name))
+        dial_team(response, turn.flowset.teams[self.team], helpline_number=turn.helpline_number,
+                  timeout=self.timeout, action=self.callback_url(turn),
+                  screen=turn.links.screen(turn.flow.id, self.name))
+
+    def answer(self, reply, turn):
+        """The dial (or the waiting room) ended: done if a worker took the call."""
+        if reply.connected:
+            return Answer(None, turn.state, event="connected")
+        return Answer(self.on_no_answer, turn.state, event="no_answer")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -252,10 +306,9 @@ class Message(Spoken):
 
     text: str = option("text", "The message")
 
-    def render(self, response, call):
-        self.say(response, call, self.text)
+    def render(self, response, turn):
+        self.say(response, turn, self.text)
         response.hangup()
-        return None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -268,7 +321,7 @@ class Goto(Step):
     def edges(self):
         return {"next": self.next}
 
-    def render(self, response, call):
+    def follow(self, turn):
         return self.next
 
 
@@ -277,9 +330,8 @@ class Hangup(Step):
     kind = "hangup"
     summary = "End the call."
 
-    def render(self, response, call):
+    def render(self, response, turn):
         response.hangup()
-        return None
 
 
 STEP_KINDS: dict[str, type[Step]] = {

@@ -27,7 +27,7 @@ from rq.serializers import JSONSerializer
 from twilio.request_validator import RequestValidator
 
 from callflow.config import Settings
-from callflow.runtime import QUEUE_NAME
+from callflow.jobspec import QUEUE_NAME
 from tests.conftest import (
     CANARY_FIELDS,
     CANARY_NUMBER,

@@ -10,12 +10,14 @@ from datetime import timedelta
 from typing import Any
 
 from flask import Flask
+from twilio.request_validator import RequestValidator
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from callflow import logs, runtime
 from callflow.config import Settings
 from callflow.engine import CallEngine
 from callflow.errors import ConfigError
+from callflow.links import Links
 from callflow.manager_line import ManagerLineCalls
 from callflow.registry import FlowRegistry
 from callflow.staff import StaffStore
@@ -44,23 +46,40 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         _require(settings, allow_missing_token=config.pop("ALLOW_MISSING_TOKEN", False))
         logs.configure(settings.log_level)
 
-    rt = runtime.install(runtime.build(
-        settings, store=config.get("STORE"), clock=config.get("CLOCK"),
-        http_client=config.get("TWILIO_HTTP_CLIENT"), sync_jobs=bool(config.get("SYNC_JOBS"))))
+    register_blueprints(app)
+    rt = runtime.build(
+        settings, links=Links(settings.public_url, routes(app)), store=config.get("STORE"),
+        clock=config.get("CLOCK"), http_client=config.get("TWILIO_HTTP_CLIENT"),
+        sync_jobs=bool(config.get("SYNC_JOBS")))
     engine = CallEngine(rt)
     staff = StaffStore(rt.store, audit=rt.audit.append)
+    validator = RequestValidator(settings.twilio_auth_token)
     app.extensions["callflow"] = {"settings": settings, "registry": rt.registry,
                                   "store": rt.store, "runtime": rt, "engine": engine,
-                                  "staff": staff, "manager_line": ManagerLineCalls(rt, staff)}
+                                  "staff": staff, "manager_line": ManagerLineCalls(rt, staff),
+                                  "validator": validator}
     if not app.testing and settings.reload_interval > 0:
         rt.registry.watch(settings.reload_interval)
         _reload_on_sighup(rt.registry)
+    return app
 
+
+def register_blueprints(app: Flask) -> None:
     from webhooks import bridge, dashboard, health, manager, manager_line, ops, public, voice
 
     for module in (voice, bridge, manager_line, manager, dashboard, health, ops, public):
         app.register_blueprint(module.bp)
-    return app
+
+
+def routes(app: Flask | None = None) -> dict[str, str]:
+    """Endpoint -> path of every route, from the app's URL map: what ``Links`` builds on.
+
+    Without an app (the job runner, which serves no requests), the blueprints are registered
+    on a bare one just to read their routes."""
+    if app is None:
+        app = Flask(__name__)
+        register_blueprints(app)
+    return {rule.endpoint: rule.rule for rule in app.url_map.iter_rules()}
 
 
 def _require(settings: Settings, allow_missing_token: bool = False) -> None:

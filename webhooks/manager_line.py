@@ -28,16 +28,16 @@ def unavailable(error: Exception):
     return twiml(line().unavailable())
 
 
-@bp.route("/pin", methods=METHODS)
+@bp.route("/pin", endpoint="pin", methods=METHODS)
 def pin():
     return twiml(line().pin(require_call_sid(), field("Digits")))
 
 
-@bp.route("/list", methods=METHODS)
+@bp.route("/list", endpoint="list", methods=METHODS)
 def listing():
     return twiml(line().listing(require_call_sid(), field("Digits")))
 
 
-@bp.route("/purpose", methods=METHODS)
+@bp.route("/purpose", endpoint="purpose", methods=METHODS)
 def purpose():
     return twiml(line().purpose(require_call_sid(), link("call"), field("Digits")))
