@@ -17,7 +17,8 @@ from flask.testing import FlaskClient
 from callflow import keys
 from callflow.audit import AuditKind, Entry
 from callflow.staff import Role
-from webhooks.dashboard import CSP, _cell
+from webhooks.dashboard import _cell
+from webhooks.security import CSP
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "webhooks" / "templates"
 STATIC = Path(__file__).resolve().parent.parent / "webhooks" / "static"

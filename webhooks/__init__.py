@@ -65,10 +65,21 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
 
 def register_blueprints(app: Flask) -> None:
-    from webhooks import bridge, dashboard, health, manager, manager_line, ops, public, voice
+    from webhooks import (
+        bridge,
+        dashboard,
+        health,
+        manager,
+        manager_line,
+        ops,
+        public,
+        security,
+        voice,
+    )
 
     for module in (voice, bridge, manager_line, manager, dashboard, health, ops, public):
         app.register_blueprint(module.bp)
+    security.init_app(app)
 
 
 def routes(app: Flask | None = None) -> dict[str, str]:

@@ -69,25 +69,25 @@ def _both_forms(url: str):
 
 def check_and_strip() -> None:
     """``before_request`` of every Twilio-facing blueprint."""
-    settings = current_app.extensions["callflow"]["settings"]
-    params = request.form if request.method == "POST" else {}
-    signature = request.headers.get(SIGNATURE_HEADER, "")
-    algorithm = get_signature_algorithm(request.headers.get(SIGNATURE_SETTINGS_HEADER))
-    token = settings.twilio_auth_token
-    if not (token and signature and signature_matches(
-            current_app.extensions["callflow"]["validator"], signed_url(), params, signature,
-            algorithm)):
+    req = request._get_current_object()  # one proxy lookup, not one per attribute
+    callflow = current_app.extensions["callflow"]
+    post = req.method == "POST"
+    params = req.form if post else {}
+    signature = req.headers.get(SIGNATURE_HEADER, "")
+    algorithm = get_signature_algorithm(req.headers.get(SIGNATURE_SETTINGS_HEADER))
+    if not (callflow["settings"].twilio_auth_token and signature and signature_matches(
+            callflow["validator"], signed_url(), params, signature, algorithm)):
         log.warning("refused a request without a valid Twilio signature",
-                    extra={"path": request.path, "method": request.method, "status": 403})
+                    extra={"path": req.path, "method": req.method, "status": 403})
         abort(403)
-    source = request.form if request.method == "POST" else request.args
-    kept = strip_caller_data(source)
-    # Our own routing parameters, which we put in the URLs we hand Twilio.
-    link = {name: request.args[name] for name in LINK_PARAMS if name in request.args}
-    form = ImmutableMultiDict(kept if request.method == "POST" else {})
-    args = ImmutableMultiDict({**link, **({} if request.method == "POST" else kept)})
+    query = req.args
+    kept = strip_caller_data(params if post else query)
+    # Our own routing parameters and call state, which we put in the URLs we hand Twilio.
+    link = {name: query[name] for name in LINK_PARAMS if name in query}
+    form = ImmutableMultiDict(kept if post else {})
+    args = ImmutableMultiDict({**link, **({} if post else kept)})
     # Replace the parsed request data so no later code can read a dropped field.
-    request.__dict__.update(form=form, args=args, values=CombinedMultiDict([args, form]))
+    req.__dict__.update(form=form, args=args, values=CombinedMultiDict([args, form]))
     g.twilio, g.link = kept, link
 
 
