@@ -21,6 +21,7 @@ from callflow.links import Links
 from callflow.manager_line import ManagerLineCalls
 from callflow.registry import FlowRegistry
 from callflow.staff import StaffStore
+from webhooks.cookies import CookieSessions
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024  # Twilio's webhooks are a few kilobytes at most
@@ -33,6 +34,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     config = dict(config or {})
     settings: Settings = config.pop("SETTINGS", None) or Settings.from_env()
     app = Flask(__name__)
+    app.session_interface = CookieSessions()
     app.config.update(MAX_CONTENT_LENGTH=MAX_BODY_BYTES, SECRET_KEY=settings.secret_key,
                       SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Strict",
                       SESSION_COOKIE_SECURE=settings.public_url.startswith("https://"),
