@@ -69,8 +69,8 @@ class CallState:
 class Turn:
     """One webhook's worth of a call: the flow, the number dialled, the time, the state.
 
-    ``put_through`` is given only when the caller may be bridged this turn; it puts them in
-    the waiting room (True) or declines, so the connect step dials the team directly.
+    ``put_through`` is given only when the bridge can take the caller this turn; it puts them
+    in the waiting room (True) or declines, so the connect step dials the team directly.
     """
 
     flowset: FlowSet

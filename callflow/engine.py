@@ -215,26 +215,39 @@ class CallEngine:
 
     def _turn(self, flowset: FlowSet, flow: Flow, dialled: str, state: CallState,
               call_sid: str) -> Turn:
-        number = helpline_number(flow, dialled)
+        return Turn(flowset=flowset, flow=flow, helpline_number=helpline_number(flow, dialled),
+                    now=self.clock(), links=self.links, state=state,
+                    policy=lambda: policy_paragraphs(self.policy_file))
+
+    def _bridge(self, turn: Turn, call_sid: str):
+        """How the connect step may put this caller on the bridge, or None when it cannot
+        take them now (no account, Twilio's REST API in trouble, no job runner alive, the
+        store down): then the step dials the team directly, with the same privacy settings,
+        and a Redis outage costs the caller nothing they hear."""
+        flow = turn.flow
+        try:
+            if not self.bridge.available():
+                return None
+        except StoreUnavailable:
+            self._store_down(call_sid, flow)
+            return None
 
         def put_through(response: VoiceResponse, connect: Connect, state: CallState) -> bool:
-            """On the bridge if it can take the caller; else the step dials directly (with the
-            same privacy settings), so a Redis outage costs the caller nothing they hear."""
             try:
-                if not self.bridge.available():
-                    return False
                 self.bridge.put_through(response, flow, connect, state=state,
-                                        caller_sid=call_sid, helpline_number=number)
+                                        caller_sid=call_sid,
+                                        helpline_number=turn.helpline_number)
             except StoreUnavailable:
-                log.error("store unavailable at the bridge; dialling directly",
-                          extra={"call": call_sid, "flow": flow.id, "event": "degraded"})
-                metrics.degraded(flow.id)
+                self._store_down(call_sid, flow)
                 return False
             return True
 
-        return Turn(flowset=flowset, flow=flow, helpline_number=number, now=self.clock(),
-                    links=self.links, state=state, put_through=put_through,
-                    policy=lambda: policy_paragraphs(self.policy_file))
+        return put_through
+
+    def _store_down(self, call_sid: str, flow: Flow) -> None:
+        log.error("store unavailable at the bridge; dialling directly",
+                  extra={"call": call_sid, "flow": flow.id, "event": "degraded"})
+        metrics.degraded(flow.id)
 
     def _run(self, call_sid: str, flowset: FlowSet, flow: Flow, dialled: str, entry: str,
              state: CallState, *, lead: tuple[Spoken, tuple[str, ...]] | None = None,
@@ -256,9 +269,13 @@ class CallEngine:
         log.info("turn", extra={"call": call_sid, "flow": flow.id, "event": event,
                                 "step": " > ".join(step.name for step in path)})
         if path[-1].dynamic:
-            return str(_render(turn, path, lead)).encode("utf-8")
+            turn.put_through = self._bridge(turn, call_sid)
+            if turn.put_through is not None:  # this call's own room on the bridge
+                return str(_render(turn, path, lead)).encode("utf-8")
+        # The same for every caller who takes this turn (a direct dial shows the number dialled).
         key = ("turn", flow.id, lead[0].name if lead else "", lead[1] if lead else (),
-               tuple(step.name for step in path), state, self.links.base)
+               tuple(step.name for step in path), state, turn.helpline_number,
+               self.links.base)
         return rendered(flowset).get(key, lambda: _render(turn, path, lead))
 
 

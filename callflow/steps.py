@@ -262,7 +262,7 @@ class Connect(Spoken):
     summary = "Put the caller through to a team of workers, each screened first."
     contacts_person = True
     callback = "dial"
-    dynamic = True  # the bridge opens a live call, or the team is dialled directly
+    dynamic = True  # on the bridge, the caller's own live call; else a direct dial
 
     team: str = option("team", "The team of workers to ring")
     on_no_answer: str = option("step", "Where to go when nobody accepts the call")
