@@ -38,6 +38,12 @@ class Settings:
     session_minutes: int = 30
     # Days an audit entry is kept before `callflow audit purge` cuts it (the policy's six months).
     retention_days: int = 183
+    # The Ed25519 key that signs the audit log's head: PEM text or a PEM file's path (local
+    # mode: a key file beside the embedded store).
+    audit_signing_key: str = ""
+    # The append-only file every signed audit head is written to (unset: beside the embedded
+    # store's file), so a rollback or a wipe of Redis shows.
+    audit_witness: str = ""
     # Redis Sentinel ("host:port,host:port"): the master is found through them, not REDIS_URL.
     redis_sentinels: str = ""
     # The name the sentinels know the master by (their `sentinel monitor` line).
@@ -69,6 +75,8 @@ class Settings:
             "trusted_proxies": "CALLFLOW_TRUSTED_PROXIES",
             "session_minutes": "CALLFLOW_SESSION_MINUTES",
             "retention_days": "CALLFLOW_AUDIT_RETENTION_DAYS",
+            "audit_signing_key": "CALLFLOW_AUDIT_SIGNING_KEY",
+            "audit_witness": "CALLFLOW_AUDIT_WITNESS",
             "redis_sentinels": "REDIS_SENTINELS",
             "redis_sentinel_master": "REDIS_SENTINEL_MASTER",
             "redis_sentinel_password": "REDIS_SENTINEL_PASSWORD",

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from callflow.audit import AuditLog
+from tests.audit_keys import KEYS
 from webhooks.cli import cli
 
 SECRET = "a-test-secret-key-for-the-audit-log-0123456789"
@@ -31,7 +32,7 @@ def test_a_recorded_exception_is_an_audit_entry_that_verifies(runner, env):
     assert result.exit_code == 0, result.output
     assert "recorded as audit entry 1" in result.output
 
-    log = AuditLog(env, SECRET)
+    log = AuditLog(env, KEYS)
     [entry] = log.entries()
     assert entry.kind == "exception_recorded" and entry.actor == "helen"
     assert entry.data == {"call": "c0123456789abcdef0123", "agency": "social_services",
@@ -56,7 +57,7 @@ def test_an_entry_that_says_too_little_is_refused_and_nothing_written(runner, en
                  "--ground", "perpetrator_risk", "--agency", "police", *args)
     assert result.exit_code == 2
     assert message in result.output
-    assert AuditLog(env, SECRET).entries() == []
+    assert AuditLog(env, KEYS).entries() == []
 
 
 def test_a_phone_number_given_as_the_call_is_refused(runner, env):
@@ -64,4 +65,4 @@ def test_a_phone_number_given_as_the_call_is_refused(runner, env):
                  "caller_consent", "--agency", "partner", "--caller-informed")
     assert result.exit_code == 2
     assert "447700900666" not in result.output  # not even echoed back
-    assert AuditLog(env, SECRET).entries() == []
+    assert AuditLog(env, KEYS).entries() == []

@@ -42,7 +42,7 @@ def run_timed_jobs(rt: Runtime) -> None:
 def old_entries(rt: Runtime, days: int, count: int) -> None:
     """``count`` audit entries written ``days`` ago, on the runtime's own log."""
     then = datetime.now(UTC) - timedelta(days=days)
-    past = AuditLog(rt.store, rt.settings.secret_key, rt.settings.retention_days,
+    past = AuditLog(rt.store, rt.audit.keys, rt.settings.retention_days,
                     clock=lambda: then)
     for n in range(count):
         past.append(AuditKind.STAFF_CHANGED, "cli:test", name=f"old-{n}", change="added")

@@ -155,18 +155,37 @@ def test_static_files_load_nothing_from_another_site():
 def test_the_trail_is_newest_first_with_a_verified_badge(manager, app):
     rt(app).audit.append(AuditKind.FLOW_RELOADED, "system", files={"a.yaml": "f" * 64})
     page = manager.get("/manager/audit").get_data(as_text=True)
-    assert "Chain verified: all 3 entries intact" in page
+    assert "Chain verified from entry 3, the newest its witness saw, to entry 3" in page
     table = page.split("<tbody>")[1]
     assert table.index("Flows reloaded") < table.index("Signed in") < table.index(
         "Staff account changed")
 
 
 def test_a_broken_chain_shows_where(manager, app, redis):
+    raw = redis.lindex(keys.audit_entries(), -1)
+    redis.lset(keys.audit_entries(), -1, raw.replace('"web"', '"phone"'))
+    page = manager.get("/manager/audit").get_data(as_text=True)
+    assert "Chain broken at entry 2" in page
+
+
+def test_the_page_checks_from_the_witness_and_check_again_walks_everything(manager, redis):
+    # An old entry edited: the page's quick check starts at the newest witnessed head, so it
+    # does not claim every entry is intact; the whole walk ("check again") finds it.
     raw = redis.lindex(keys.audit_entries(), 0)
     redis.lset(keys.audit_entries(), 0, raw.replace('"added"', '"removed"'))
     page = manager.get("/manager/audit").get_data(as_text=True)
-    assert "Chain broken at entry 1" in page
+    assert "Chain verified from entry 2" in page and "intact" not in page
     assert manager.get("/manager/api/audit/verify").get_json()["first_bad_seq"] == 1
+
+
+def test_a_rolled_back_log_shows_on_the_page(manager, app, redis):
+    saved = redis.lrange(keys.audit_entries(), 0, -1), redis.get(keys.audit_head())
+    rt(app).audit.append(AuditKind.FLOW_RELOADED, "system", files={"a.yaml": "f" * 64})
+    redis.delete(keys.audit_entries())
+    redis.rpush(keys.audit_entries(), *saved[0])
+    redis.set(keys.audit_head(), saved[1])
+    page = manager.get("/manager/audit").get_data(as_text=True)
+    assert "Chain broken at entry 3" in page and "rolled back" in page
 
 
 def test_the_trail_filters_by_kind_and_date(manager, app):

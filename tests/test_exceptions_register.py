@@ -10,6 +10,7 @@ from callflow import keys
 from callflow.audit import AuditKind, AuditLog
 from callflow.errors import AuditUnavailable
 from callflow.exceptions_register import POLICY_GROUNDS, Agency, Ground, record_exception
+from tests.audit_keys import KEYS
 from tests.conftest import CANARY_NUMBER, assert_no_canary, free_port, store_dump
 
 CALL = "CA" + "0123456789abcdef" * 2
@@ -17,7 +18,7 @@ CALL = "CA" + "0123456789abcdef" * 2
 
 @pytest.fixture
 def audit(redis) -> AuditLog:
-    return AuditLog(redis, "test-secret")
+    return AuditLog(redis, KEYS)
 
 
 def record(audit: AuditLog, **overrides):
@@ -112,5 +113,5 @@ def test_an_unreachable_audit_log_refuses_the_record():
     client = redis_lib.Redis(port=free_port(), socket_timeout=0.2, socket_connect_timeout=0.2,
                              decode_responses=True, retry=Retry(NoBackoff(), 0))
     with pytest.raises(AuditUnavailable):
-        record(AuditLog(client, "test-secret"))
+        record(AuditLog(client, KEYS))
     client.close()

@@ -464,7 +464,7 @@ def test_a_bad_audit_query_is_a_clear_400(maria, query, words):
 
 
 def test_the_audit_log_down_is_a_503_not_an_error(maria, rt, monkeypatch):
-    monkeypatch.setattr(rt, "audit", AuditLog(dead_store(), rt.settings.secret_key))
+    monkeypatch.setattr(rt, "audit", AuditLog(dead_store(), rt.audit.keys))
 
     for path in ("/manager/api/audit", "/manager/api/audit/verify"):
         response = maria.get(path)
