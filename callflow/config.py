@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, fields
 
+from callflow.errors import ConfigError
+
 TWILIO_API_DEFAULT = "https://api.twilio.com"
 
 
@@ -26,8 +28,9 @@ class Settings:
     log_level: str = "INFO"
     # Seconds between checks of the flows folder for edits (0 turns watching off).
     reload_interval: float = 2.0
-    # Delete each finished call's record from Twilio's logs (it holds the caller's number).
-    purge_twilio_logs: bool = False
+    # Delete each finished call's record from Twilio's logs (it holds the caller's number), and
+    # sweep the account for any missed; turning it off is an explicit opt-out doctor warns of.
+    purge_twilio_logs: bool = True
     # "Occasionally": how many calls a manager may listen to a day (never two at once).
     monitor_daily_limit: int = 4
     # A listen-in no callback closed is closed by a timed job after this long.
@@ -86,7 +89,7 @@ class Settings:
         for f in fields(cls):
             raw = env.get(names[f.name])
             if raw not in (None, ""):
-                values[f.name] = _convert(raw, f.default)
+                values[f.name] = _convert(names[f.name], raw, f.default)
         return cls(**values)
 
     @property
@@ -96,7 +99,15 @@ class Settings:
         return bool(self.redis_url or self.redis_sentinels)
 
 
-def _convert(raw: str, default):
+TRUE = ("1", "true", "yes", "on")
+FALSE = ("0", "false", "no", "off")
+
+
+def _convert(name: str, raw: str, default):
     if isinstance(default, bool):
-        return raw.strip().lower() in ("1", "true", "yes", "on")
+        # Only a plain yes or no: a typo must not turn off something on by default.
+        word = raw.strip().lower()
+        if word not in TRUE + FALSE:
+            raise ConfigError(f"{name}={raw!r} is neither true nor false (write true or false)")
+        return word in TRUE
     return raw if isinstance(default, str) else type(default)(raw)

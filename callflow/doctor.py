@@ -147,6 +147,17 @@ def check_audit_witness(settings: Settings) -> Check:
     return Check("audit witness", Status.OK, str(path))
 
 
+def check_twilio_purge(settings: Settings) -> Check:
+    if not settings.purge_twilio_logs:
+        return Check("Twilio call log", Status.WARN, "CALLFLOW_PURGE_TWILIO_LOGS is off: "
+                     "Twilio keeps every caller's number in the account's call log, and anyone "
+                     "with the account's credentials can see who called",
+                     "unset CALLFLOW_PURGE_TWILIO_LOGS (the default deletes each finished "
+                     "call's records, and a sweep every 15 minutes deletes any missed)")
+    return Check("Twilio call log", Status.OK, "finished calls are deleted from Twilio's log, "
+                 "and swept every 15 minutes")
+
+
 def check_redis(settings: Settings, store: redis.Redis | None) -> Check:
     """Reachable, and persistent: the audit log and staff accounts live only in Redis."""
     if store is None:
@@ -233,6 +244,7 @@ def run_checks(settings: Settings, *, store: redis.Redis | None = None,
     checks = [check_environment(settings), check_public_url(settings),
               check_secret_key(settings)]
     checks += [check_audit_key(settings), check_audit_witness(settings)]
+    checks.append(check_twilio_purge(settings))
     if store is None and settings.shared_store:
         try:
             store = (connect_store or connect)(settings)

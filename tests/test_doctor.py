@@ -70,7 +70,8 @@ def test_a_good_deployment_passes_every_check(good, account):
     results = checks(good)
     assert {c.status for c in results.values()} == {Status.OK}
     assert list(results) == ["environment", "public URL", "secret key", "audit signing key",
-                             "audit witness", "Redis", "flows", "Twilio account", "numbers"]
+                             "audit witness", "Twilio call log", "Redis", "flows",
+                             "Twilio account", "numbers"]
     assert "AOF persistence on" in results["Redis"].detail
 
 
@@ -281,3 +282,12 @@ def test_a_shared_store_with_the_default_witness_is_a_warning(good, account):
     result = checks(dataclasses.replace(good, audit_witness=""))["audit witness"]
     assert result.status == Status.WARN
     assert "ship the JSON logs" in result.fix
+
+
+# -- Twilio's call log ---------------------------------------------------------------------------
+
+def test_turning_the_twilio_log_purge_off_is_warned_of(good, account):
+    result = checks(dataclasses.replace(good, purge_twilio_logs=False))["Twilio call log"]
+    assert result.status == Status.WARN
+    assert "every caller's number" in result.detail
+    assert "unset CALLFLOW_PURGE_TWILIO_LOGS" in result.fix
