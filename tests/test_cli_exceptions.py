@@ -27,8 +27,8 @@ def run(runner, *args):
 def test_a_recorded_exception_is_an_audit_entry_that_verifies(runner, env):
     result = run(runner, "record", "--by", "helen", "--call", "c0123456789abcdef0123",
                  "--ground", "safeguarding_child_or_vulnerable_adult", "--agency",
-                 "social_services", "--caller-not-informed", "--why-not",
-                 "telling the caller would have put the child at risk")
+                 "social_services", "--caller-not-informed", "--why-not", "not_safe",
+                 "--detail", "telling the caller would have put the child at risk")
     assert result.exit_code == 0, result.output
     assert "recorded as audit entry 1" in result.output
 
@@ -37,9 +37,8 @@ def test_a_recorded_exception_is_an_audit_entry_that_verifies(runner, env):
     assert entry.kind == "exception_recorded" and entry.actor == "helen"
     assert entry.data == {"call": "c0123456789abcdef0123", "agency": "social_services",
                           "grounds": ["safeguarding_child_or_vulnerable_adult"],
-                          "caller_informed": False,
-                          "not_informed_reason": "telling the caller would have put the "
-                                                 "child at risk"}
+                          "caller_informed": False, "why_not": "not_safe",
+                          "detail": "telling the caller would have put the child at risk"}
     assert log.verify().ok
 
     listed = run(runner, "list")
@@ -48,15 +47,19 @@ def test_a_recorded_exception_is_an_audit_entry_that_verifies(runner, env):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--caller-not-informed"], "not_informed_reason"),
-    (["--caller-informed", "--why-not", "no"], "only for when the caller was not informed"),
-], ids=["no reason", "reason though informed"])
+    (["--caller-not-informed"], "why_not: say why"),
+    (["--caller-not-informed", "--why-not", "it was late"], "'it was late' is not one of"),
+    (["--caller-informed", "--why-not", "not_safe"], "only for when the caller was not informed"),
+    (["--caller-not-informed", "--why-not", "not_safe", "--detail", "lives at 14 Acacia Avenue"],
+     "never who or where"),
+], ids=["no reason", "free text as the reason", "reason though informed", "an address"])
 def test_an_entry_that_says_too_little_is_refused_and_nothing_written(runner, env, args,
                                                                      message):
     result = run(runner, "record", "--by", "helen", "--call", "c0123456789abcdef0123",
                  "--ground", "perpetrator_risk", "--agency", "police", *args)
     assert result.exit_code == 2
     assert message in result.output
+    assert "Acacia" not in result.output
     assert AuditLog(env, KEYS).entries() == []
 
 

@@ -248,7 +248,7 @@ def test_csv_cells_are_never_formulas(value, cell):
 
 def exception_form(client, **fields):
     data = {"csrf_token": client.csrf, "call": "CA0123abcd", "grounds": ["threat_to_worker"],
-            "agency": "police", "caller_informed": "yes", "not_informed_reason": "", **fields}
+            "agency": "police", "caller_informed": "yes", "why_not": "", "detail": "", **fields}
     return client.post("/manager/exceptions", data=data)
 
 
@@ -265,11 +265,41 @@ def test_an_exception_is_recorded_and_listed(manager, app):
 
 
 def test_not_informed_needs_a_reason(manager):
-    response = exception_form(manager, caller_informed="no")
+    response = exception_form(manager, caller_informed="no", detail="the call had ended")
     assert response.status_code == 400
     page = response.get_data(as_text=True)
-    assert "Say why it was not possible or safe to tell the caller" in page
+    assert "Say why the caller was not told: it was not safe, or not possible." in page
     assert 'value="CA0123abcd"' in page  # what was typed is kept
+    assert 'value="the call had ended"' in page
+
+
+def test_not_informed_is_recorded_with_its_reason_and_shown(manager, app):
+    response = exception_form(manager, caller_informed="no", why_not="not_possible",
+                              detail="the call had ended before the worker could say")
+    assert response.status_code == 302
+    entry = rt(app).audit.entries(kind=AuditKind.EXCEPTION_RECORDED)[-1]
+    assert (entry.data["why_not"], entry.data["detail"]) == (
+        "not_possible", "the call had ended before the worker could say")
+    page = manager.get("/manager/exceptions").get_data(as_text=True)
+    assert "it was not possible: the call had ended or they could not be reached" in page
+    assert "the call had ended before the worker could say" in page
+
+
+def test_the_form_warns_before_anything_is_typed(manager):
+    page = manager.get("/manager/exceptions").get_data(as_text=True)
+    assert "never who or where" in page
+    assert 'name="detail"' in page and 'maxlength="140"' in page
+    assert 'name="not_informed_reason"' not in page
+    for value in ("not_safe", "not_possible"):
+        assert f'name="why_not" value="{value}"' in page
+
+
+def test_an_entry_recorded_before_the_structured_reasons_is_still_shown(manager, app):
+    rt(app).audit.append(AuditKind.EXCEPTION_RECORDED, "maria", call="CA0123abcd",
+                         grounds=["threat_to_worker"], agency="police", caller_informed=False,
+                         not_informed_reason="an older free-text reason")
+    page = manager.get("/manager/exceptions").get_data(as_text=True)
+    assert "an older free-text reason" in page
 
 
 @pytest.mark.parametrize(("fields", "message"), [
@@ -277,8 +307,11 @@ def test_not_informed_needs_a_reason(manager):
     ({"agency": "newspaper"}, "Choose who the information was shared with."),
     ({"grounds": []}, "Give at least one of the policy&#39;s grounds"),
     ({"call": "+447700900666"}, "never a phone number"),
-    ({"caller_informed": "no", "not_informed_reason": "ring them on 07700 900666"},
+    ({"caller_informed": "no", "why_not": "not_safe", "detail": "ring them on 07700 900666"},
      "looks like a phone number"),
+    ({"caller_informed": "no", "why_not": "not_safe", "detail": "lives at 14 Acacia Avenue"},
+     "never who or where"),
+    ({"caller_informed": "no", "why_not": "because"}, "Say why the caller was not told"),
 ])
 def test_a_bad_exception_is_refused_in_words(manager, app, fields, message):
     before = len(rt(app).audit.entries())
