@@ -416,8 +416,8 @@ class AuditLog:
         if checkpoint_raw is not None:
             checkpoint = self._checkpoint(checkpoint_raw)
             if checkpoint is None:
-                return bad(Problem.FORGED_CHECKPOINT, None,
-                           "the purge checkpoint was forged or changed: its signature is wrong")
+                return bad(Problem.FORGED_CHECKPOINT, None, "the purge checkpoint was forged or "
+                           "changed: its signature is wrong" + self._legacy_hint(checkpoint_raw))
             seq, prev = checkpoint["seq"], checkpoint["hash"]
             start = f"the purge checkpoint (entries up to {seq} were purged)"
 
@@ -432,14 +432,27 @@ class AuditLog:
                        "out")
         head = self._head(head_raw)
         if head is None:
-            return bad(Problem.FORGED_HEAD, None,
-                       "the log's head record was forged or changed: its signature is wrong")
+            return bad(Problem.FORGED_HEAD, None, "the log's head record was forged or changed: "
+                       "its signature is wrong" + self._legacy_hint(head_raw))
         problem = check_head(head, chain, count)
         if problem is not None:
             return problem, nothing, None
         return (Verification(True, count, reason=f"{entries_count(count)} verified from "
                                                  f"{start} to entry {chain.last_seq}"),
                 chain, head)
+
+    def _legacy_hint(self, raw: str) -> str:
+        """What to do about a record signed the old way that these keys cannot check."""
+        try:
+            old = LEGACY_MAC in json.loads(raw)
+        except (ValueError, TypeError):
+            return ""
+        if not old:
+            return ""
+        if not self.keys.legacy_secret:
+            return (" (it is signed the old way, with SECRET_KEY: verify with SECRET_KEY set, "
+                    "or let the service write one entry so that it is signed with Ed25519)")
+        return " (it is signed the old way, and not with this SECRET_KEY)"
 
     def _resign_checkpoint(self, raw: str) -> None:
         """A checkpoint signed the old way (HMAC, already checked) signed again with Ed25519."""

@@ -4,6 +4,7 @@ the old way (HMAC) still verifying until they are signed again."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -73,6 +74,23 @@ def test_the_log_carries_each_head_in_a_form_redaction_cannot_touch(audit, witne
     assert [(h.seq, h.hash) for h in from_log.heads] == [
         (h.seq, h.hash) for h in witness.read().heads]
     assert from_log.malformed == [] and all(h.signed_by(KEYS) for h in from_log.heads)
+
+
+def test_the_log_copy_is_written_whatever_the_log_level(audit, capsys):
+    from callflow import logs
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        logs.configure("WARNING")
+        fill(audit, 1)
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        logging.getLogger("callflow.audit_witness").setLevel(logging.NOTSET)
+    lines = capsys.readouterr().err.splitlines()
+    assert sum("audit witness" in line for line in lines) == 1
+    assert not any("audit entry 1 written" in line for line in lines)  # INFO, below WARNING
 
 
 def test_an_unwritable_witness_does_not_lose_the_entry_and_is_logged(redis, tmp_path, caplog):
@@ -247,8 +265,18 @@ def test_an_old_head_without_the_secret_is_not_trusted(redis):
     audit = AuditLog(redis, KEYS)
     fill(audit, 2)
     sign_the_old_way(redis)
-    assert AuditLog(redis, AuditKeys.signing(KEYS.private)).verify().problem is \
-        Problem.FORGED_HEAD
+    result = AuditLog(redis, AuditKeys.signing(KEYS.private)).verify()
+    assert result.problem is Problem.FORGED_HEAD
+    assert "signed the old way, with SECRET_KEY" in result.reason
+
+
+def test_the_service_will_not_start_on_a_shared_redis_without_a_signing_key(settings, redis):
+    from callflow.errors import ConfigError
+    from webhooks import create_app
+
+    with pytest.raises(ConfigError, match="CALLFLOW_AUDIT_SIGNING_KEY is not set"):
+        create_app({"TESTING": True, "STORE": redis,
+                    "SETTINGS": dataclasses.replace(settings, audit_signing_key="")})
 
 
 def test_a_public_key_reads_but_cannot_write(redis):
