@@ -131,7 +131,7 @@ class AuditKeys:
         """
         try:
             record = json.loads(raw) if isinstance(raw, str) else dict(raw)
-        except ValueError:
+        except (ValueError, TypeError):
             return None
         if not isinstance(record, dict):
             return None
