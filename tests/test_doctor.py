@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import pytest
 import redis as redis_lib
@@ -12,6 +13,7 @@ from callflow.cli import cli
 from callflow.config import Settings
 from callflow.doctor import Status, run_checks
 from callflow.twilio_api import make_client
+from tests.audit_keys import SIGNING_PEM
 from tests.bridge_support import ACCOUNT_SID, MOCK_API, dead_store
 from tests.conftest import FLOWS, MENS_ADVICE, RESPECT
 from tests.twilio_numbers import PUBLIC_URL, TwilioNumbers, wanted
@@ -47,10 +49,12 @@ def account():
 
 
 @pytest.fixture
-def good() -> Settings:
+def good(tmp_path) -> Settings:
     return Settings(twilio_account_sid=ACCOUNT_SID, twilio_auth_token="test-token",
                     twilio_api_url=MOCK_API, public_url=PUBLIC_URL, secret_key=STRONG,
-                    redis_url="redis://redis.internal:6379/0", flows_dir=str(FLOWS))
+                    redis_url="redis://redis.internal:6379/0", flows_dir=str(FLOWS),
+                    audit_signing_key=SIGNING_PEM,
+                    audit_witness=str(tmp_path / "witness" / "audit-witness.jsonl"))
 
 
 def checks(settings: Settings, store=None) -> dict[str, doctor.Check]:
@@ -65,7 +69,8 @@ def failed(results: dict[str, doctor.Check]) -> list[str]:
 def test_a_good_deployment_passes_every_check(good, account):
     results = checks(good)
     assert {c.status for c in results.values()} == {Status.OK}
-    assert list(results) == ["environment", "public URL", "secret key", "Redis", "flows",
+    assert list(results) == ["environment", "public URL", "secret key", "audit signing key",
+                             "audit witness", "Twilio call log", "Redis", "flows",
                              "Twilio account", "numbers"]
     assert "AOF persistence on" in results["Redis"].detail
 
@@ -112,7 +117,7 @@ def test_a_short_secret_key_fails(good, account):
     assert result.status == Status.FAIL
     assert "3 characters" in result.detail
     assert "token_urlsafe" in result.fix
-    assert "audit export" in result.fix
+    assert "signed the old way" in result.fix
 
 
 def test_an_unreachable_redis_fails(good, account):
@@ -190,7 +195,7 @@ def test_a_number_the_account_does_not_own_fails(good, account):
 
 def test_the_client_is_reused_when_given(good, account):
     results = run_checks(good, store=Store(), client=make_client(good))
-    assert [c.status for c in results] == [Status.OK] * 7
+    assert {c.status for c in results} == {Status.OK}
 
 
 def env_of(settings: Settings) -> dict[str, str]:
@@ -199,14 +204,18 @@ def env_of(settings: Settings) -> dict[str, str]:
             "TWILIO_API_URL": settings.twilio_api_url,
             "CALLFLOW_PUBLIC_URL": settings.public_url, "SECRET_KEY": settings.secret_key,
             "REDIS_URL": settings.redis_url, "REDIS_SENTINELS": "",
-            "CALLFLOW_FLOWS": settings.flows_dir}
+            "CALLFLOW_FLOWS": settings.flows_dir,
+            "CALLFLOW_AUDIT_SIGNING_KEY": settings.audit_signing_key,
+            "CALLFLOW_AUDIT_WITNESS": settings.audit_witness}
 
 
 def test_the_command_prints_a_checklist_and_exits_0(good, account, runner, monkeypatch):
     monkeypatch.setattr(doctor, "connect", lambda settings: Store())
     result = runner.invoke(cli, ["doctor"], env=env_of(good))
     assert result.exit_code == 0, result.output
-    assert result.stdout.count("[ok]") == 7
+    lines = result.stdout.splitlines()
+    assert lines[-1] == "all checks passed"
+    assert all(line.startswith("[ok]") for line in lines[:-1])
     assert "all checks passed" in result.stdout
 
 
@@ -219,3 +228,66 @@ def test_the_command_exits_1_with_what_to_fix(good, account, runner, monkeypatch
     assert [line.split(":")[0] for line in failing] == ["[FAIL] secret key", "[FAIL] Redis"]
     assert sum(1 for line in lines if line.strip().startswith("fix:")) == 2
     assert "2 check(s) failed: secret key, Redis" in result.stderr
+
+
+# -- the audit log's key and witness -------------------------------------------------------------
+
+def test_a_shared_store_without_an_audit_signing_key_fails(good, account):
+    result = checks(dataclasses.replace(good, audit_signing_key=""))["audit signing key"]
+    assert result.status == Status.FAIL
+    assert "will not start" in result.detail
+    assert "openssl genpkey -algorithm ed25519" in result.fix
+
+
+def test_the_audit_signing_key_is_named_by_its_fingerprint(good, account):
+    from tests.audit_keys import KEYS
+
+    result = checks(good)["audit signing key"]
+    assert result.status == Status.OK
+    assert KEYS.fingerprint() in result.detail
+
+
+@pytest.mark.parametrize("value, words", [
+    ("/nowhere/audit-signing-key.pem", "cannot be read"),
+    ("-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----", "not an "),
+])
+def test_an_unusable_audit_signing_key_fails(good, account, value, words):
+    result = checks(dataclasses.replace(good, audit_signing_key=value))["audit signing key"]
+    assert result.status == Status.FAIL
+    assert words in result.detail
+
+
+def test_doctor_makes_no_key_in_local_mode(tmp_path, account):
+    local = Settings(flows_dir=str(FLOWS), embedded_db=str(tmp_path / "data" / "callflow.db"))
+    result = checks(local)["audit signing key"]
+    assert result.status == Status.SKIP
+    assert not (tmp_path / "data").exists()
+
+
+def test_a_witness_that_cannot_be_written_fails(good, account, tmp_path):
+    if os.geteuid() == 0:
+        pytest.skip("root may write anywhere")
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        settings = dataclasses.replace(good, audit_witness=str(folder / "w.jsonl"))
+        result = checks(settings)["audit witness"]
+    finally:
+        folder.chmod(0o700)
+    assert result.status == Status.FAIL
+
+
+def test_a_shared_store_with_the_default_witness_is_a_warning(good, account):
+    result = checks(dataclasses.replace(good, audit_witness=""))["audit witness"]
+    assert result.status == Status.WARN
+    assert "ship the JSON logs" in result.fix
+
+
+# -- Twilio's call log ---------------------------------------------------------------------------
+
+def test_turning_the_twilio_log_purge_off_is_warned_of(good, account):
+    result = checks(dataclasses.replace(good, purge_twilio_logs=False))["Twilio call log"]
+    assert result.status == Status.WARN
+    assert "every caller's number" in result.detail
+    assert "unset CALLFLOW_PURGE_TWILIO_LOGS" in result.fix

@@ -19,7 +19,7 @@ from twilio.base.exceptions import TwilioRestException
 
 from callflow import jobs, keys
 from callflow.config import Settings
-from callflow.errors import StoreUnavailable
+from callflow.errors import ConfigError, StoreUnavailable
 from callflow.live import LiveState
 from tests.bridge_support import Caller, dead_store
 from tests.conftest import CANARY_FIELDS, CANARY_NUMBER, FLOWS, RESPECT
@@ -332,10 +332,17 @@ def test_purge_without_a_twilio_account_does_nothing(app, twilio_api):
 
 
 @pytest.mark.parametrize("raw, on", [
-    (None, False), ("", False), ("0", False), ("false", False), ("False", False), ("no", False),
+    (None, True), ("", True), ("0", False), ("false", False), ("False", False), ("no", False),
     ("off", False), ("1", True), ("true", True), ("TRUE", True), (" yes ", True), ("on", True),
 ])
 def test_purge_setting_from_the_environment(raw, on):
     env = {} if raw is None else {"CALLFLOW_PURGE_TWILIO_LOGS": raw}
 
     assert Settings.from_env(env).purge_twilio_logs is on
+
+
+@pytest.mark.parametrize("raw", ["flase", "disabled", "2"])
+def test_an_opt_out_must_be_said_plainly(raw):
+    """A typo must not turn the purge off: only false, 0, no or off do."""
+    with pytest.raises(ConfigError, match="CALLFLOW_PURGE_TWILIO_LOGS"):
+        Settings.from_env({"CALLFLOW_PURGE_TWILIO_LOGS": raw})

@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 from flask import Flask
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from callflow import logs, runtime
@@ -19,9 +20,10 @@ from callflow.errors import ConfigError
 from callflow.manager_line import ManagerLineCalls
 from callflow.registry import FlowRegistry
 from callflow.staff import StaffStore
+from webhooks import body_size
 
 log = logging.getLogger(__name__)
-MAX_BODY_BYTES = 64 * 1024  # Twilio's webhooks are a few kilobytes at most
+MAX_BODY_BYTES = 64 * 1024  # the dashboard and API; Twilio's webhooks: webhooks.body_size
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
@@ -60,6 +62,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     for module in (voice, bridge, manager_line, manager, dashboard, health, ops, public):
         app.register_blueprint(module.bp)
+    app.before_request(body_size.allow_twilio_bodies)
+    app.register_error_handler(RequestEntityTooLarge, body_size.too_large)
     return app
 
 
