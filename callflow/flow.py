@@ -14,6 +14,7 @@ from callflow.fields import option
 from callflow.hours import OpeningHours
 from callflow.policy import DEFAULT_NOTICE
 from callflow.steps import Step
+from callflow.texts import fill
 
 OUT_OF_HOURS = (
     "{helpline} is closed at the moment. Please call again during our opening hours. "
@@ -103,8 +104,8 @@ class Flow:
         for name in self.reachable():
             step = self.steps[name]
             if step.is_notice:
-                return step.text.format(helpline=self.helpline)
-        return DEFAULT_NOTICE.format(helpline=self.helpline)
+                return fill(step.text, helpline=self.helpline)
+        return fill(DEFAULT_NOTICE, helpline=self.helpline)
 
 
 @dataclass(frozen=True, kw_only=True)

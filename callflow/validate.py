@@ -16,8 +16,9 @@ from collections import deque
 from callflow.errors import FlowError
 from callflow.fields import did_you_mean, specs
 from callflow.flow import Degraded, Flow, FlowSet
-from callflow.limits import MAX_STEPS_PER_TURN
+from callflow.limits import MAX_STEPS_PER_TURN, MAX_TEXT_CHARS
 from callflow.steps import Step
+from callflow.texts import describe, fill, stray_braces
 
 
 def validate(flowset: FlowSet, *, check_teams: bool = True
@@ -66,8 +67,8 @@ def validate(flowset: FlowSet, *, check_teams: bool = True
 
 
 def _placeholders(flow: Flow) -> list[FlowError]:
-    """Spoken text is filled in with ``str.format(helpline=...)`` when a call reaches it: any
-    other ``{...}`` would fail there, mid-call, and send every caller down the degraded path."""
+    """Spoken text is filled in when a call reaches it: only the documented placeholders mean
+    anything between braces, and the filled text must still fit in one ``<Say>``."""
     texts = [(step.marks.get(key, step.where), f"step '{step.name}' {key}", getattr(step, key))
              for step in flow.steps.values() for key, spec in specs(type(step)).items()
              if spec.kind == "text"]
@@ -77,12 +78,20 @@ def _placeholders(flow: Flow) -> list[FlowError]:
     for where, what, text in texts:
         if not isinstance(text, str):
             continue
-        try:
-            text.format(helpline="")
-        except (KeyError, IndexError, ValueError, AttributeError):
-            errors.append(FlowError(where, f"{what} has braces that are not {{helpline}}: "
-                                    f"{text!r}", "write {helpline} for the helpline's name, and "
-                                    "{{ or }} for a brace itself"))
+        stray = stray_braces(text)
+        if stray:
+            pieces = " and ".join(repr(piece) for piece in stray)
+            which = "is not a placeholder" if len(stray) == 1 else "are not placeholders"
+            errors.append(FlowError(where, f"{what} has {pieces}, which {which}",
+                                    f"the placeholders are {describe()}; write {{{{ or }}}} "
+                                    "for a brace itself"))
+            continue
+        filled = len(fill(text, helpline=flow.helpline))
+        if filled > MAX_TEXT_CHARS:
+            errors.append(FlowError(where, f"{what} is {filled:,} characters once its "
+                                    "placeholders are filled in; Twilio's <Say> takes at most "
+                                    f"{MAX_TEXT_CHARS:,}",
+                                    "shorten it, or split it over several steps"))
     return errors
 
 

@@ -14,9 +14,10 @@ from twilio.twiml.voice_response import VoiceResponse
 
 from callflow.context import CallContext, Links
 from callflow.degraded import APOLOGY
-from callflow.limits import MAX_STEPS_PER_TURN
+from callflow.limits import MAX_STEPS_PER_TURN, MAX_TEXT_CHARS
 from callflow.loader import load_flowset
 from callflow.steps import STEP_KINDS
+from callflow.texts import fill
 from callflow.validate import ends_turn
 from tests.conftest import OPEN_TIME
 from tests.flowfiles import BASE, edit, errors_of, warnings_of, write_folder
@@ -210,37 +211,75 @@ def test_a_menu_with_no_way_out_is_refused(tmp_path):
     ]
 
 
-# -- spoken text: only {helpline} is filled in ---------------------------------------------
+# -- spoken text: only the placeholders the language documents, and no longer than a <Say> ----
 
-BRACES_HINT = "(write {helpline} for the helpline's name, and {{ or }} for a brace itself)"
+BRACES_HINT = ("(the placeholders are {helpline} (the helpline's name); write {{ or }} for a "
+               "brace itself)")
+BUSY_TEXT = "    text: Sorry, everyone is busy. In an emergency call 999."
 
 
 @pytest.mark.parametrize(("old", "new", "expected"), [
-    pytest.param("    text: Sorry, everyone is busy. In an emergency call 999.",
-                 "    text: Sorry {caller}, call 999.",
-                 "test.yaml:24:11: step 'busy' text has braces that are not {helpline}: "
-                 f"'Sorry {{caller}}, call 999.' {BRACES_HINT}", id="unknown name"),
-    pytest.param("    prompt: Press 1 to talk to someone",
-                 "    prompt: Press 1 {to talk",
-                 "test.yaml:14:13: step 'menu1' prompt has braces that are not {helpline}: "
-                 f"'Press 1 {{to talk' {BRACES_HINT}", id="unclosed"),
+    pytest.param(BUSY_TEXT, "    text: Sorry {caller}, call 999.",
+                 "test.yaml:24:11: step 'busy' text has '{caller}', which is not a placeholder "
+                 f"{BRACES_HINT}", id="unknown name"),
+    pytest.param("    prompt: Press 1 to talk to someone", "    prompt: Press 1 {to talk",
+                 "test.yaml:14:13: step 'menu1' prompt has '{to talk', which is not a "
+                 f"placeholder {BRACES_HINT}", id="unclosed"),
     pytest.param("    on_no_answer: busy", "    on_no_answer: busy\n    whisper: Call {0}",
-                 "test.yaml:22:14: step 'connect' whisper has braces that are not {helpline}: "
-                 f"'Call {{0}}' {BRACES_HINT}", id="a position"),
+                 "test.yaml:22:14: step 'connect' whisper has '{0}', which is not a placeholder "
+                 f"{BRACES_HINT}", id="a position"),
     pytest.param("  team: respect-workers\nstart",
                  "  team: respect-workers\n  closed_message: Closed {today}.\nstart",
-                 "test.yaml:1:1: the degraded closed_message has braces that are not {helpline}: "
-                 f"'Closed {{today}}.' {BRACES_HINT}", id="degraded message"),
+                 "test.yaml:1:1: the degraded closed_message has '{today}', which is not a "
+                 f"placeholder {BRACES_HINT}", id="degraded message"),
+    pytest.param(BUSY_TEXT, "    text: '{helpline:>50000000}'",
+                 "test.yaml:24:11: step 'busy' text has '{helpline:>50000000}', which is not a "
+                 f"placeholder {BRACES_HINT}", id="a width of fifty million"),
+    pytest.param(BUSY_TEXT, "    text: '{helpline.__class__}'",
+                 "test.yaml:24:11: step 'busy' text has '{helpline.__class__}', which is not a "
+                 f"placeholder {BRACES_HINT}", id="an attribute"),
+    pytest.param(BUSY_TEXT, "    text: '{helpline[0]} and {helpline!r}'",
+                 "test.yaml:24:11: step 'busy' text has '{helpline[0]}' and '{helpline!r}', "
+                 f"which are not placeholders {BRACES_HINT}", id="an index and a conversion"),
+    pytest.param(BUSY_TEXT, "    text: 'Call {helpline:}'",
+                 "test.yaml:24:11: step 'busy' text has '{helpline:}', which is not a "
+                 f"placeholder {BRACES_HINT}", id="an empty format spec"),
+    pytest.param(BUSY_TEXT, "    text: 'Call } now'",
+                 "test.yaml:24:11: step 'busy' text has '}', which is not a placeholder "
+                 f"{BRACES_HINT}", id="a lone closing brace"),
 ])
 def test_spoken_text_with_stray_braces_is_refused(tmp_path, old, new, expected):
     assert errors_of(write_folder(tmp_path, {"test.yaml": edit(old, new)})) == [expected]
 
 
 def test_spoken_text_may_name_the_helpline_and_write_braces_doubled(tmp_path):
-    text = edit("    text: Sorry, everyone is busy. In an emergency call 999.",
-                "    text: '{helpline}: {{sorry}}, call 999.'")
+    text = edit(BUSY_TEXT, "    text: '{helpline}: {{sorry}}, call 999.'")
     flowset = load_flowset(write_folder(tmp_path, {"test.yaml": text}))
     assert flowset.warnings == []
+    assert fill(flowset.flows["test"].steps["busy"].text, helpline="Test Line") == (
+        "Test Line: {sorry}, call 999.")
+
+
+def test_a_text_longer_than_a_say_is_refused_where_it_is_written(tmp_path):
+    text = edit(BUSY_TEXT, f"    text: {'a' * MAX_TEXT_CHARS}b")
+    assert errors_of(write_folder(tmp_path, {"test.yaml": text})) == [
+        "test.yaml:24:11: this text is 4,097 characters; at most 4,096 are allowed (Twilio's "
+        "<Say> takes at most 4,096 characters: shorten it, or split it over several steps)"]
+
+
+def test_a_text_of_exactly_a_say_is_accepted(tmp_path):
+    text = edit(BUSY_TEXT, f"    text: {'a' * MAX_TEXT_CHARS}")
+    assert load_flowset(write_folder(tmp_path, {"test.yaml": text})).warnings == []
+
+
+def test_a_text_that_grows_past_a_say_once_filled_in_is_refused(tmp_path):
+    """The helpline's name, filled in 200 times, would make every call that reaches the step
+    send Twilio a <Say> it refuses."""
+    text = edit(BUSY_TEXT, "    text: '" + "{helpline} " * 200 + "'",
+                edit("helpline: Test Line", "helpline: A Rather Long Test Line Name"))
+    assert errors_of(write_folder(tmp_path, {"test.yaml": text})) == [
+        "test.yaml:24:11: step 'busy' text is 5,799 characters once its placeholders are filled "
+        "in; Twilio's <Say> takes at most 4,096 (shorten it, or split it over several steps)"]
 
 
 # -- one turn of a call runs at most MAX_STEPS_PER_TURN steps, in the validator as in the engine -
