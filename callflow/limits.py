@@ -17,13 +17,13 @@ MAX_STEPS_PER_TURN = 100
 # A flow file's size in bytes: eight times a generated 1,000-step flow (bench/flowload.py).
 MAX_FILE_BYTES = 1024 * 1024
 
-# How deep mappings and lists may nest. A flow needs six levels (teams → team → workers →
-# worker → name); the bound keeps every walk of a document far from Python's recursion limit.
+# How deep mappings and lists may nest. A flow needs five (the file → teams → a team → its
+# workers → a worker); the bound keeps every walk of a document far from the recursion limit.
 MAX_DEPTH = 20
 
-# Values in one file (every key, value and list item). A 1,000-step flow has about 20,000;
+# Values in one file (every key, value and list item). A 1,000-step flow has about 9,000;
 # the bound caps the memory a file can take however its bytes are spent.
-MAX_VALUES = 200_000
+MAX_VALUES = 100_000
 
 # Characters of one text (what a step says, a name, a URL): Twilio's <Say> takes at most
 # 4,096, and the validator holds each text to it once its placeholders are filled in.

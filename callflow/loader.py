@@ -17,7 +17,7 @@ from callflow.errors import FlowError, FlowSetInvalid, Where
 from callflow.fields import did_you_mean, forbidden, policy_refusal
 from callflow.flow import Degraded, Flow, FlowSet, ManagerLine, Team, Worker
 from callflow.hours import parse_hours, parse_zone
-from callflow.source import Mapping, Sequence, load_text
+from callflow.source import Mapping, Sequence, decode, load_text, read_file
 from callflow.steps import STEP_KINDS, Step
 from callflow.validate import validate
 
@@ -42,13 +42,18 @@ def load_flowset(directory: str | Path) -> FlowSet:
     line_docs: list[tuple[Path, Mapping]] = []
     teams_in_doubt = False  # a file that failed early might have been the teams file
     for path in flow_files(directory):
-        raw = path.read_bytes()
+        try:
+            raw = read_file(path)
+        except OSError as exc:
+            errors.append(FlowError(Where(str(path)), f"the file cannot be read ({exc.strerror})",
+                                    "check that it exists and the service may read it"))
+            teams_in_doubt = True
+            continue
         hashes[str(path)] = hashlib.sha256(raw).hexdigest()
         try:
-            doc = load_text(raw.decode("utf-8"), str(path))
-        except (FlowError, UnicodeDecodeError) as exc:
-            errors.append(exc if isinstance(exc, FlowError)
-                          else FlowError(Where(str(path)), "the file is not UTF-8 text"))
+            doc = load_text(decode(raw, str(path)), str(path))
+        except FlowError as exc:
+            errors.append(exc)
             teams_in_doubt = True
             continue
         if not isinstance(doc, Mapping):
@@ -56,7 +61,7 @@ def load_flowset(directory: str | Path) -> FlowSet:
                                     "settings", "start with 'helpline:' or 'teams:'"))
             teams_in_doubt = True
             continue
-        refusals = list(_policy_refusals(doc))
+        refusals = _policy_refusals(doc)
         if refusals:
             errors.extend(refusals)
             teams_in_doubt = teams_in_doubt or "teams" in doc
@@ -103,18 +108,24 @@ def _collect(errors: list[FlowError], parses: Iterable[Callable[[], T]]) -> list
     return kept
 
 
-def _policy_refusals(node):
-    """Every key or step kind anywhere in a document that asks for what the policy forbids."""
-    if isinstance(node, Mapping):
-        for key, value in node.items():
-            if isinstance(key, str) and forbidden(key):
-                yield policy_refusal(node.key_where[key], f"'{key}'")
-            elif key == "kind" and isinstance(value, str) and forbidden(value):
-                yield policy_refusal(node.at(key), f"a '{value}' step")
-            yield from _policy_refusals(value)
-    elif isinstance(node, Sequence):
-        for item in node:
-            yield from _policy_refusals(item)
+def _policy_refusals(doc: Mapping) -> list[FlowError]:
+    """Every key or step kind anywhere in a document that asks for what the policy forbids.
+
+    A walk with a list of what is left to see, not a recursion: the document's depth is
+    bounded when it is read, and this needs no bound of its own."""
+    refusals, left = [], [doc]
+    while left:
+        node = left.pop()
+        if isinstance(node, Mapping):
+            for key, value in node.items():
+                if isinstance(key, str) and forbidden(key):
+                    refusals.append(policy_refusal(node.key_where[key], f"'{key}'"))
+                elif key == "kind" and isinstance(value, str) and forbidden(value):
+                    refusals.append(policy_refusal(node.at(key), f"a '{value}' step"))
+            left.extend(reversed(node.values()))
+        elif isinstance(node, Sequence):
+            left.extend(reversed(node))
+    return sorted(refusals, key=lambda error: (error.where.line, error.where.column))
 
 
 def _teams(doc: Mapping, errors: list[FlowError]) -> list[Team]:
