@@ -7,6 +7,8 @@ A file with a top-level ``teams:`` key holds teams of workers; every other file 
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
@@ -25,8 +27,60 @@ FLOW_SECTIONS = ("hours", "closures", "steps", "degraded")
 T = TypeVar("T")
 
 
+# What editors leave beside a file while and after it is edited: lock files (Emacs' ".#name",
+# a link to nowhere; LibreOffice's ".~lock.name#"), autosaves ("#name#"), swap files
+# (".name.swp"), backups ("name~", "name.bak") and merge leftovers ("name.orig"). None is a
+# flow, and loading one would crash the load or bring back an old version of a flow.
+EDITOR_PREFIXES = (".", "#")
+EDITOR_SUFFIXES = ("~", "#", ".swp", ".swo", ".swx", ".bak", ".orig", ".rej", ".tmp")
+
+
+def is_editor_file(name: str) -> bool:
+    """Whether a file in the flows folder is an editor's artefact or hidden, never a flow."""
+    return name.startswith(EDITOR_PREFIXES) or name.endswith(EDITOR_SUFFIXES)
+
+
 def flow_files(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml"))
+    """The files of the folder that are loaded: .yaml and .yml, but no editor's artefact."""
+    return sorted(p for p in directory.iterdir()
+                  if p.suffix in (".yaml", ".yml") and not is_editor_file(p.name))
+
+
+def skipped_files(directory: Path) -> list[str]:
+    """The names of the editors' artefacts and hidden files in the folder, which are skipped."""
+    try:
+        return sorted(p.name for p in Path(directory).iterdir() if is_editor_file(p.name))
+    except OSError:
+        return []
+
+
+def describe_skipped(names: list[str]) -> str:
+    """One line that says which files were skipped, and why."""
+    files = "file that is not a flow" if len(names) == 1 else "files that are not flows"
+    return (f"skipped {len(names)} {files}: {', '.join(names)} (editors' lock files, backups "
+            "and hidden files are never loaded)")
+
+
+def _read(path: Path) -> bytes:
+    """A flow file's bytes. Opened without blocking, so a pipe named like a flow cannot hang
+    the load, and read only if it is a plain file (or a link to one)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise FlowError(Where(str(path)), f"this is a link to {os.readlink(path)}, which "
+                            "does not exist", "point it at a flow file, or remove it") from None
+        raise FlowError(Where(str(path)), "the file went away while it was read",
+                        "the next reload reads the folder again") from None
+    except OSError as exc:
+        raise FlowError(Where(str(path)), f"the file cannot be read ({exc.strerror})",
+                        "check that the service may read it") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise FlowError(Where(str(path)), "this is not a file (a folder, a pipe or a device)",
+                        "remove it, or rename it without .yaml")
+    with os.fdopen(fd, "rb") as file:
+        return read_file(file)
 
 
 def load_flowset(directory: str | Path) -> FlowSet:
@@ -41,16 +95,16 @@ def load_flowset(directory: str | Path) -> FlowSet:
     team_docs: list[tuple[Path, Mapping]] = []
     line_docs: list[tuple[Path, Mapping]] = []
     teams_in_doubt = False  # a file that failed early might have been the teams file
-    for path in flow_files(directory):
+    try:
+        paths = flow_files(directory)
+    except OSError as exc:
+        raise FlowSetInvalid([FlowError(Where(str(directory)), f"the flows folder cannot be read "
+                                        f"({exc.strerror})", "check that the service may read "
+                                        "it")]) from None
+    for path in paths:
         try:
-            raw = read_file(path)
-        except OSError as exc:
-            errors.append(FlowError(Where(str(path)), f"the file cannot be read ({exc.strerror})",
-                                    "check that it exists and the service may read it"))
-            teams_in_doubt = True
-            continue
-        hashes[str(path)] = hashlib.sha256(raw).hexdigest()
-        try:
+            raw = _read(path)
+            hashes[str(path)] = hashlib.sha256(raw).hexdigest()
             doc = load_text(decode(raw, str(path)), str(path))
         except FlowError as exc:
             errors.append(exc)

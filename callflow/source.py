@@ -20,7 +20,7 @@ values it holds. What YAML offers beyond plain values is refused where it is wri
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, BinaryIO
 
 import yaml
 from yaml.events import (
@@ -292,7 +292,6 @@ def decode(raw: bytes, path: str) -> str:
                         "save the file as UTF-8 (an editor's 'save with encoding')") from None
 
 
-def read_file(path) -> bytes:
-    """A file's bytes, reading no more than one byte past what a flow file may hold."""
-    with open(path, "rb") as file:
-        return file.read(MAX_FILE_BYTES + 1)
+def read_file(file: BinaryIO) -> bytes:
+    """An open file's bytes, reading no more than one byte past what a flow file may hold."""
+    return file.read(MAX_FILE_BYTES + 1)

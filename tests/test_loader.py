@@ -6,11 +6,13 @@ loader must report. The graph proofs (notice first, traps, dead ends) are in tes
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from callflow.errors import FlowSetInvalid
 from callflow.limits import MAX_FILE_BYTES
-from callflow.loader import load_flowset
+from callflow.loader import load_flowset, skipped_files
 from tests.conftest import FLOWS
 from tests.flowfiles import BASE, edit, errors_of, warnings_of, write_folder
 
@@ -360,6 +362,62 @@ def test_a_missing_folder(tmp_path):
 def test_files_other_than_yaml_are_ignored(tmp_path):
     folder = write_folder(tmp_path, {"test.yaml": BASE, "README.md": "- not: [yaml",
                                      "test.yaml.orig": "kind: record"})
+    assert sorted(load_flowset(folder).flows) == ["test"]
+
+
+# -- what editors leave in the folder ----------------------------------------------------------
+
+EDITOR_FILES = {
+    ".#test.yaml": None,  # Emacs' lock while the file is edited: a link to nowhere
+    "#test.yaml#": "helpline: [autosave",  # Emacs' autosave
+    "test.yaml~": "kind: record",  # a backup
+    ".test.yaml.swp": "\x00binary",  # vim's swap file
+    "test.yaml.swo": "\x00binary",
+    "test.yaml.bak": "kind: record",
+    ".hidden.yaml": "kind: record",
+    ".~lock.test.yaml#": "locked",  # LibreOffice's lock
+}
+
+
+def write_editor_files(folder) -> None:
+    for name, text in EDITOR_FILES.items():
+        if text is None:
+            (folder / name).symlink_to("admin@laptop.12345:1700000000")
+        else:
+            (folder / name).write_text(text, encoding="utf-8")
+
+
+def test_editor_lock_files_backups_and_hidden_files_are_skipped_and_named(tmp_path):
+    folder = write_folder(tmp_path, {"test.yaml": BASE, "README.md": "notes"})
+    write_editor_files(folder)
+    assert sorted(load_flowset(folder).flows) == ["test"]
+    assert skipped_files(folder) == sorted(EDITOR_FILES)
+
+
+def test_the_dangling_lock_emacs_leaves_beside_a_shipped_flow_is_skipped(tmp_path):
+    folder = write_folder(tmp_path, {"respect-phoneline.yaml":
+                                     (FLOWS / "respect-phoneline.yaml").read_text()})
+    (folder / ".#respect-phoneline.yaml").symlink_to("admin@laptop.4242:1700000000")
+    assert sorted(load_flowset(folder).flows) == ["respect-phoneline"]
+
+
+@pytest.mark.parametrize("make", [
+    pytest.param(lambda path: path.symlink_to("nowhere.yaml"), id="a link to nothing"),
+    pytest.param(lambda path: path.mkdir(), id="a folder"),
+    pytest.param(lambda path: os.mkfifo(path), id="a pipe"),
+])
+def test_a_flow_file_that_is_not_a_file_is_an_error_not_a_crash_or_a_hang(tmp_path, make):
+    folder = write_folder(tmp_path, {"test.yaml": BASE})
+    make(folder / "other.yaml")
+    [error] = errors_of(folder)
+    assert error.startswith("other.yaml: ")
+    assert "not a file" in error or "link to" in error
+
+
+def test_a_link_to_a_flow_is_loaded(tmp_path):
+    write_folder(tmp_path / "elsewhere", {"test.yaml": BASE}, teams=False)
+    folder = write_folder(tmp_path / "flows", {})
+    (folder / "test.yaml").symlink_to(tmp_path / "elsewhere" / "test.yaml")
     assert sorted(load_flowset(folder).flows) == ["test"]
 
 
