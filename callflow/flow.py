@@ -124,6 +124,8 @@ class FlowSet:
     flows: dict[str, Flow]
     teams: dict[str, Team]
     files: dict[str, str]  # path -> sha256 of its bytes, for the reload log
+    # path -> the text it was loaded from, so the set can be kept as the last good one
+    sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
     warnings: list[FlowError] = field(default_factory=list)
     manager_line: ManagerLine | None = None
     by_number: dict[str, Flow] = field(init=False)

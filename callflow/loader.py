@@ -89,23 +89,39 @@ def load_flowset(directory: str | Path) -> FlowSet:
     if not directory.is_dir():
         raise FlowSetInvalid([FlowError(Where(str(directory)), "there is no flows folder here",
                                         "set CALLFLOW_FLOWS to the folder of .yaml flows")])
-    errors: list[FlowError] = []
-    hashes: dict[str, str] = {}
-    flow_docs: list[tuple[Path, Mapping]] = []
-    team_docs: list[tuple[Path, Mapping]] = []
-    line_docs: list[tuple[Path, Mapping]] = []
-    teams_in_doubt = False  # a file that failed early might have been the teams file
     try:
         paths = flow_files(directory)
     except OSError as exc:
         raise FlowSetInvalid([FlowError(Where(str(directory)), f"the flows folder cannot be read "
                                         f"({exc.strerror})", "check that the service may read "
                                         "it")]) from None
+    files: list[tuple[Path, bytes]] = []
+    unread: list[FlowError] = []
     for path in paths:
         try:
-            raw = _read(path)
-            hashes[str(path)] = hashlib.sha256(raw).hexdigest()
-            doc = load_text(decode(raw, str(path)), str(path))
+            files.append((path, _read(path)))
+        except FlowError as exc:
+            unread.append(exc)
+    return load_files(directory, files, unread)
+
+
+def load_files(directory: Path, files: list[tuple[Path, bytes]],
+               unread: list[FlowError] | None = None) -> FlowSet:
+    """Parse and prove the files of a flows folder, given as (path, bytes): read from the folder,
+    or kept from the last good set (``callflow.lastgood``). ``unread`` are the files of the
+    folder that could not be read; they count as broken."""
+    errors: list[FlowError] = list(unread or [])
+    hashes: dict[str, str] = {}
+    sources: dict[str, str] = {}
+    flow_docs: list[tuple[Path, Mapping]] = []
+    team_docs: list[tuple[Path, Mapping]] = []
+    line_docs: list[tuple[Path, Mapping]] = []
+    teams_in_doubt = bool(errors)  # a file that failed early might have been the teams file
+    for path, raw in files:
+        hashes[str(path)] = hashlib.sha256(raw).hexdigest()
+        try:
+            sources[str(path)] = decode(raw, str(path))
+            doc = load_text(sources[str(path)], str(path))
         except FlowError as exc:
             errors.append(exc)
             teams_in_doubt = True
@@ -134,7 +150,7 @@ def load_flowset(directory: str | Path) -> FlowSet:
     errors.extend(FlowError(line.where, "only one file may define the manager line",
                             "merge them") for line in lines[1:])
     flowset = FlowSet(flows={f.id: f for f in flows}, teams={t.name: t for t in teams},
-                      files=hashes, manager_line=lines[0] if lines else None)
+                      files=hashes, sources=sources, manager_line=lines[0] if lines else None)
     # Prove the flows that did parse, so one broken file does not hide another's mistakes; while
     # the teams file may be broken, a team "not found" would be noise, so those checks wait.
     problems, warnings = validate(flowset, check_teams=not (teams_in_doubt or team_errors))

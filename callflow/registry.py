@@ -20,6 +20,7 @@ from pathlib import Path
 
 from callflow.errors import FlowError, FlowSetInvalid, Where
 from callflow.flow import FlowSet
+from callflow.lastgood import LastGoodFlows
 from callflow.loader import describe_skipped, flow_files, load_flowset, skipped_files
 
 log = logging.getLogger(__name__)
@@ -52,18 +53,53 @@ class Watch:
 
 
 class FlowRegistry:
-    def __init__(self, directory: str | Path, on_reload: OnReload | None = None) -> None:
+    def __init__(self, directory: str | Path, on_reload: OnReload | None = None,
+                 last_good: LastGoodFlows | None = None) -> None:
         self.directory = Path(directory)
         self.on_reload = on_reload
+        self.last_good = last_good
         self._lock = threading.Lock()
         self._reload_asked = False  # set by SIGHUP: a plain flag is all a signal handler may do
         # Why the files on disk are not what is served, while they are not.
         self.refused: FlowSetInvalid | None = None
+        # When the set served was kept, if this process started on the last good set.
+        self.started_on_last_good: str | None = None
         self._fingerprint = self.fingerprint()
         self._log_skipped()
-        self.current: FlowSet = load_flowset(self.directory)  # refuse to start on a bad set
+        self.current: FlowSet = self._first_load()
         for warning in self.current.warnings:
             log.warning("flow warning: %s", warning, extra={"event": "flow_warning"})
+
+    def _first_load(self) -> FlowSet:
+        """The folder's set; if it is broken, the last good set, or a refusal to start."""
+        try:
+            flowset = load_flowset(self.directory)
+        except Exception as exc:  # whatever the folder holds, the last good set may serve
+            refused = as_refusal(self.directory, exc)
+            restored = self.last_good.restore(self.directory) if self.last_good else None
+            if restored is None:  # a first start, or nothing kept: refuse, with the errors
+                raise refused from None
+            flowset, snapshot = restored
+            self.refused, self.started_on_last_good = refused, snapshot.saved_at
+            for error in refused.errors:
+                log.error("flows refused at start: %s", error, extra={"event": "start_refused"})
+            log.warning("degraded: serving the last good flows, kept at %s", snapshot.saved_at,
+                        extra={"event": "last_good_served"})
+            self._tell(None, refused)
+            return flowset
+        self._keep(flowset)
+        return flowset
+
+    def _keep(self, flowset: FlowSet) -> None:
+        if self.last_good is not None:
+            self.last_good.save(flowset)
+
+    @property
+    def broken_files(self) -> list[str]:
+        """The names of the files on disk that keep the set served from being theirs."""
+        if self.refused is None:
+            return []
+        return sorted({Path(error.where.path).name for error in self.refused.errors})
 
     def fingerprint(self) -> tuple:
         """Cheap summary of the folder (names, sizes, change times) to notice edits."""
@@ -95,8 +131,9 @@ class FlowRegistry:
                 self._tell(None, refused)
                 return False
             self.current = fresh
-            self.refused = None
+            self.refused = self.started_on_last_good = None
             log.info("flows reloaded", extra={"event": "reloaded"})
+            self._keep(fresh)
             self._tell(fresh, None)
             return True
 

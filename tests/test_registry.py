@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import shutil
@@ -10,10 +12,13 @@ import time
 
 import pytest
 
+from callflow import keys
 from callflow import registry as registry_module
 from callflow.errors import FlowSetInvalid
+from callflow.lastgood import LastGoodFlows
 from callflow.registry import FlowRegistry, reload_on_sighup
-from tests.conftest import FLOWS
+from tests.bridge_support import dead_store
+from tests.conftest import FLOWS, OPEN_TIME
 
 PROMPT = "    prompt: >-\n      If you are worried"
 
@@ -218,3 +223,91 @@ def test_skipped_editor_files_are_logged_on_a_reload(folder, caplog):
     assert record.getMessage() == (
         "skipped 1 file that is not a flow: respect-phoneline.yaml~ (editors' lock files, "
         "backups and hidden files are never loaded)")
+
+
+# -- the last good set, for a process that starts while the folder is broken ----------------------
+
+@pytest.fixture
+def last_good(redis):
+    return LastGoodFlows(redis, lambda: OPEN_TIME)
+
+
+def break_respect(folder) -> None:
+    """A careless save: the respect flow nested 20,000 deep, an editor's lock beside it."""
+    (folder / "respect-phoneline.yaml").write_text(DEEP, encoding="utf-8")
+    (folder / ".#respect-phoneline.yaml").symlink_to("admin@laptop.4242:1700000000")
+
+
+def test_a_good_start_keeps_its_sources_as_the_last_good_set(folder, last_good):
+    FlowRegistry(folder, last_good=last_good)
+    snapshot = last_good.snapshot()
+    assert snapshot.files == {p.name: p.read_text(encoding="utf-8")
+                              for p in sorted(folder.glob("*.yaml"))}
+    assert snapshot.saved_at == OPEN_TIME.isoformat(timespec="seconds")
+
+
+def test_a_process_that_starts_on_a_broken_folder_serves_the_last_good_set(folder, last_good,
+                                                                          caplog):
+    good = FlowRegistry(folder, last_good=last_good).current
+    break_respect(folder)
+    seen = []
+    with caplog.at_level(logging.WARNING, logger="callflow.registry"):
+        registry = FlowRegistry(folder, on_reload=lambda fresh, error: seen.append((fresh, error)),
+                                last_good=last_good)
+    assert registry.current.flows == good.flows
+    assert registry.current.teams == good.teams
+    assert registry.current.flows["respect-phoneline"].path == str(folder /
+                                                                   "respect-phoneline.yaml")
+    assert registry.broken_files == ["respect-phoneline.yaml"]
+    assert registry.started_on_last_good == OPEN_TIME.isoformat(timespec="seconds")
+    [(fresh, refused)] = seen  # audited as a refused load
+    assert fresh is None and "nests deeper than" in str(refused)
+    assert "degraded: serving the last good flows" in caplog.text
+
+
+def test_a_good_edit_after_a_start_on_the_last_good_set_ends_the_degradation(folder,
+                                                                            last_good):
+    FlowRegistry(folder, last_good=last_good)
+    original = (folder / "respect-phoneline.yaml").read_text(encoding="utf-8")
+    break_respect(folder)
+    registry = FlowRegistry(folder, last_good=last_good)
+    (folder / "respect-phoneline.yaml").write_text(original.replace(
+        "      If you are worried", "      Hello. If you are worried"), encoding="utf-8")
+    assert registry.reload() is True
+    assert registry.broken_files == [] and registry.started_on_last_good is None
+    assert "Hello. If you are worried" in last_good.snapshot().files["respect-phoneline.yaml"]
+
+
+def test_the_first_start_on_a_broken_folder_refuses_with_its_errors(folder, last_good):
+    break_respect(folder)
+    with pytest.raises(FlowSetInvalid) as caught:
+        FlowRegistry(folder, last_good=last_good)
+    assert "respect-phoneline.yaml:1:23: this nests deeper than" in str(caught.value)
+
+
+def test_a_damaged_last_good_set_is_not_served(folder, last_good, redis):
+    FlowRegistry(folder, last_good=last_good)
+    kept = json.loads(redis.get(keys.last_good_flows()))
+    kept["files"]["teams.yaml"]["source"] += "# edited in Redis\n"  # its hash no longer fits
+    redis.set(keys.last_good_flows(), json.dumps(kept))
+    break_respect(folder)
+    with pytest.raises(FlowSetInvalid):
+        FlowRegistry(folder, last_good=last_good)
+
+
+def test_a_last_good_set_that_no_longer_validates_is_not_served(folder, last_good, redis):
+    FlowRegistry(folder, last_good=last_good)
+    kept = json.loads(redis.get(keys.last_good_flows()))
+    source = kept["files"]["respect-phoneline.yaml"]["source"].replace("kind: notice",
+                                                                       "kind: record")
+    kept["files"]["respect-phoneline.yaml"] = {"source": source, "sha256": hashlib.sha256(
+        source.encode()).hexdigest()}
+    redis.set(keys.last_good_flows(), json.dumps(kept))
+    break_respect(folder)
+    with pytest.raises(FlowSetInvalid):
+        FlowRegistry(folder, last_good=last_good)
+
+
+def test_a_process_starts_on_a_good_folder_when_redis_cannot_keep_it(folder):
+    registry = FlowRegistry(folder, last_good=LastGoodFlows(dead_store(), lambda: OPEN_TIME))
+    assert sorted(registry.current.flows) == ["mens-advice-line", "respect-phoneline"]

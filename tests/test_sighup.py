@@ -20,7 +20,15 @@ import requests
 
 from tests.conftest import ROOT, free_port
 from tests.flowfiles import edit
-from tests.test_deployment import ALWAYS_OPEN, service_env, stop, wait_until_up
+from tests.test_deployment import (
+    ALWAYS_OPEN,
+    NOTICE,
+    Call,
+    Server,
+    service_env,
+    stop,
+    wait_until_up,
+)
 
 SECOND_FLOW = edit('numbers: ["+441632960099"]', 'numbers: ["+441632960098"]', ALWAYS_OPEN)
 WAIT_SECONDS = 30  # a bound against hangs, not a speed
@@ -53,10 +61,13 @@ def start(command: list[str], env: dict[str, str], log: Path, port: int) -> subp
     return proc
 
 
-def serve(tmp_path: Path, redis_url: str, **extra: str) -> tuple[subprocess.Popen, str, Path]:
+def serve(tmp_path: Path, redis_url: str, broken: bool = False,
+          **extra: str) -> tuple[subprocess.Popen, str, Path]:
     port = free_port()
     log = tmp_path / "serve.log"
-    env = service_env(redis_url, tmp_path, **extra)
+    env = service_env(redis_url, tmp_path, **extra)  # writes the test flow afresh
+    if broken:
+        break_the_flow(tmp_path)
     command = [str(Path(sys.executable).parent / "callflow"), "serve", "--port", str(port)]
     return start(command, env, log, port), f"http://127.0.0.1:{port}", log
 
@@ -129,3 +140,62 @@ def test_sighup_to_one_gunicorn_worker_reloads_it_in_place(redis, redis_url, tmp
         assert requests.get(f"{base}/healthz", timeout=5).headers["X-Served-By"] == str(worker)
     finally:
         stop(proc)
+
+
+# -- a process that starts while the files are broken starts on the last good set ----------------
+
+def break_the_flow(tmp_path: Path) -> None:
+    (tmp_path / "flows" / "test-line.yaml").write_text("a: &x [*x]\n", encoding="utf-8")
+
+
+def readiness(base: str) -> tuple[int, dict]:
+    response = requests.get(f"{base}/readyz", timeout=5, headers={"Connection": "close"})
+    return response.status_code, response.json()
+
+
+def test_sighup_to_gunicorn_while_a_flow_is_broken_keeps_serving_the_last_good_flows(
+        redis, redis_url, tmp_path):
+    """gunicorn's master replaces every worker on SIGHUP, and halts when a worker cannot boot:
+    the new workers start on the last good flows instead, and say they are degraded."""
+    proc, base, log = gunicorn(tmp_path, redis_url, workers=2)
+    try:
+        break_the_flow(tmp_path)
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + WAIT_SECONDS
+        while readiness(base)[1]["checks"]["flows"] != "last good":
+            assert proc.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.1)
+        for _ in range(4):  # every new worker
+            status, body = readiness(base)
+            assert status == 503 and body["broken"] == ["test-line.yaml"]
+            assert body["detail"].startswith("serving the last good flows")
+        call = Call(Server(base, log), "CA" + "1" * 32)
+        first, last = call.through_the_menu()
+        assert NOTICE in first and "<Dial" in last
+        assert proc.poll() is None
+    finally:
+        stop(proc)
+
+
+def test_callflow_serve_started_on_a_broken_folder_serves_the_last_good_flows(
+        redis, redis_url, tmp_path):
+    proc, base, log = serve(tmp_path, redis_url)
+    stop(proc)  # a process that ran on these flows kept them
+    proc, base, log = serve(tmp_path, redis_url, broken=True)
+    try:
+        status, body = readiness(base)
+        assert status == 503 and body["broken"] == ["test-line.yaml"]
+        assert flows_named(base) == ["test-line"]
+    finally:
+        stop(proc)
+
+
+def test_the_first_start_on_a_broken_folder_refuses_with_the_errors(redis, redis_url, tmp_path):
+    env = service_env(redis_url, tmp_path)
+    break_the_flow(tmp_path)
+    result = subprocess.run([str(Path(sys.executable).parent / "callflow"), "serve", "--port",
+                             str(free_port())], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=WAIT_SECONDS)
+    assert result.returncode != 0
+    assert "test-line.yaml:1:4: '&x' is a YAML anchor" in result.stderr
