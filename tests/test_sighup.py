@@ -199,3 +199,26 @@ def test_the_first_start_on_a_broken_folder_refuses_with_the_errors(redis, redis
                             text=True, timeout=WAIT_SECONDS)
     assert result.returncode != 0
     assert "test-line.yaml:1:4: '&x' is a YAML anchor" in result.stderr
+
+
+def test_sighup_reloads_callflow_worker_and_it_lives_on(redis, redis_url, tmp_path):
+    log = tmp_path / "worker.log"
+    env = service_env(redis_url, tmp_path)
+    with log.open("wb") as out:
+        proc = subprocess.Popen([str(Path(sys.executable).parent / "callflow"), "worker"],
+                                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        def logged(text: str) -> None:
+            deadline = time.monotonic() + WAIT_SECONDS
+            while text not in log.read_text():
+                assert proc.poll() is None, f"exited {proc.returncode}:\n{log.read_text()}"
+                assert time.monotonic() < deadline, log.read_text()[-3000:]
+                time.sleep(0.1)
+
+        logged("Acquired scheduler lock")  # the worker process is running
+        add_flow(tmp_path)
+        proc.send_signal(signal.SIGHUP)
+        logged('"event": "reloaded"')
+        assert proc.poll() is None
+    finally:
+        stop(proc)
