@@ -13,7 +13,8 @@ from __future__ import annotations
 import re
 
 # The placeholders spoken text may use, and what each is filled with. A new one is one line
-# here and its value where texts are filled in.
+# here, its value where texts are filled in, and (for the length a text may grow to) in the
+# validator's ``_placeholders``.
 PLACEHOLDERS = {"helpline": "the helpline's name"}
 
 # Doubled braces, a placeholder-like piece (closed or not), or a lone closing brace.
