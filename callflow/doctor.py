@@ -12,6 +12,7 @@ import ipaddress
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -26,6 +27,7 @@ from callflow.audit_keys import AuditKeys, load_private_key
 from callflow.config import Settings
 from callflow.errors import CallflowError, ConfigError, FlowSetInvalid
 from callflow.flow import FlowSet
+from callflow.lastgood import LastGoodFlows
 from callflow.loader import load_flowset
 from callflow.local_keys import SIGNING_KEY_FILE, data_dir, default_witness
 from callflow.store import connect
@@ -202,6 +204,26 @@ def check_flows(settings: Settings) -> tuple[Check, FlowSet | None]:
     return Check("flows", Status.OK, f"{settings.flows_dir}: {lines}"), flowset
 
 
+def check_last_good(settings: Settings, store: redis.Redis | None,
+                    failed: Check) -> tuple[Check, FlowSet | None]:
+    """With the files on disk broken, what a process that starts now would serve: the last
+    good set (degraded), or nothing, since it would refuse to start."""
+    try:
+        load_flowset(settings.flows_dir)
+        return failed, None  # mended since the flows check: it says what it found
+    except FlowSetInvalid as exc:
+        broken = sorted({Path(error.where.path).name for error in exc.errors})
+    folder = Path(settings.flows_dir)
+    kept = LastGoodFlows(store, lambda: datetime.now(UTC)).restore(folder) if store else None
+    if kept is None:
+        return Check("flows", Status.FAIL, f"{failed.detail}; no last good set is kept, so a "
+                     "process that starts now refuses to start", failed.fix), None
+    flowset, snapshot = kept
+    return Check("flows", Status.WARN, f"degraded: serving the last good flows (kept "
+                 f"{snapshot.saved_at}); broken: {', '.join(broken)}: {failed.detail}",
+                 f"{failed.fix}; the service loads a good edit by itself"), flowset
+
+
 def check_twilio(settings: Settings, client: Client | None) -> Check:
     if client is None:
         return Check("Twilio account", Status.SKIP,
@@ -253,6 +275,8 @@ def run_checks(settings: Settings, *, store: redis.Redis | None = None,
     if not any(c.name == "Redis" for c in checks):
         checks.append(check_redis(settings, store))
     flows, flowset = check_flows(settings)
+    if flows.status == Status.FAIL:
+        flows, flowset = check_last_good(settings, store, flows)
     checks.append(flows)
     if client is None and settings.twilio_account_sid and settings.twilio_auth_token:
         client = make_client(settings)

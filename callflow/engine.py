@@ -20,6 +20,7 @@ from callflow.degraded import CONNECTED, degraded_dial_result, degraded_response
 from callflow.dialling import accept_or_refuse, screen_worker
 from callflow.errors import StoreUnavailable
 from callflow.flow import Flow
+from callflow.limits import MAX_STEPS_PER_TURN
 from callflow.policy import OPTED_OUT, policy_text, spoken_paragraphs
 from callflow.runtime import Runtime
 from callflow.state import CallState
@@ -27,8 +28,8 @@ from callflow.steps import DEFAULT_WHISPER, Connect, Menu, Notice, Step
 
 log = logging.getLogger(__name__)
 
-# No valid flow chains this many steps without waiting; the validator forbids such loops.
-MAX_HOPS = 100
+# The validator refuses a turn of more steps; the last pass only finds that the turn ended.
+MAX_HOPS = MAX_STEPS_PER_TURN + 1
 ENDED = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
 
 

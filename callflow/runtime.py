@@ -21,6 +21,7 @@ from callflow.audit import AuditKind, AuditLog
 from callflow.config import Settings
 from callflow.context import Links
 from callflow.errors import AuditUnavailable, FlowSetInvalid
+from callflow.lastgood import LastGoodFlows
 from callflow.live import LiveCalls
 from callflow.registry import FlowRegistry
 from callflow.state import CallStore
@@ -77,9 +78,11 @@ def build(settings: Settings, *, store: redis.Redis | None = None,
         log.warning("TWILIO_ACCOUNT_SID is not set: callers are put through by direct dial, "
                     "and live calls cannot be monitored", extra={"event": "no_rest_api"})
     audit = AuditLog.from_settings(store, settings)
-    registry = registry or FlowRegistry(settings.flows_dir, on_reload=audit_reloads(audit))
+    clock = clock or utc_now
+    registry = registry or FlowRegistry(settings.flows_dir, on_reload=audit_reloads(audit),
+                                        last_good=LastGoodFlows(store, clock))
     return Runtime(settings=settings, registry=registry, store=store, queue=queue,
-                   twilio=twilio, links=Links(settings.public_url), clock=clock or utc_now,
+                   twilio=twilio, links=Links(settings.public_url), clock=clock,
                    calls=CallStore(store, settings.call_ttl), live=LiveCalls(store),
                    audit=audit, sync_jobs=sync_jobs)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
+from datetime import UTC, datetime
 
 import pytest
 import redis as redis_lib
@@ -12,6 +14,8 @@ from callflow import doctor
 from callflow.cli import cli
 from callflow.config import Settings
 from callflow.doctor import Status, run_checks
+from callflow.lastgood import LastGoodFlows
+from callflow.loader import load_flowset
 from callflow.twilio_api import make_client
 from tests.audit_keys import SIGNING_PEM
 from tests.bridge_support import ACCOUNT_SID, MOCK_API, dead_store
@@ -32,6 +36,9 @@ class Store:
 
     def ping(self) -> bool:
         return True
+
+    def get(self, key: str) -> None:
+        return None  # no last good flows kept
 
     def config_get(self, name: str) -> dict[str, str]:
         if not self.config:
@@ -160,6 +167,30 @@ def test_invalid_flows_fail_with_where_and_how(good, account, tmp_path):
     assert "broken.yaml:" in results["flows"].detail
     assert f"callflow validate {tmp_path}" in results["flows"].fix
     assert results["numbers"].status == Status.SKIP
+
+
+def test_broken_flows_with_a_last_good_set_kept_are_degraded_not_down(good, account, redis,
+                                                                      tmp_path):
+    folder = tmp_path / "flows"
+    shutil.copytree(FLOWS, folder)
+    LastGoodFlows(redis, lambda: datetime(2026, 11, 25, 12, 0, tzinfo=UTC)).save(
+        load_flowset(folder))
+    (folder / "mens-advice-line.yaml").write_text("helpline: [\n", encoding="utf-8")
+    results = checks(dataclasses.replace(good, flows_dir=str(folder)), store=redis)
+    flows = results["flows"]
+    assert flows.status == Status.WARN
+    assert flows.detail.startswith("degraded: serving the last good flows (kept "
+                                   "2026-11-25T12:00:00+00:00); broken: mens-advice-line.yaml: ")
+    assert f"{folder}/mens-advice-line.yaml:2:1: this is not valid YAML" in flows.detail
+    assert results["numbers"].status == Status.OK  # the numbers of the set that is served
+
+
+def test_broken_flows_without_a_last_good_set_fail(good, account, redis, tmp_path):
+    (tmp_path / "broken.yaml").write_text("helpline: [\n", encoding="utf-8")
+    results = checks(dataclasses.replace(good, flows_dir=str(tmp_path)), store=redis)
+    assert results["flows"].status == Status.FAIL
+    assert results["flows"].detail.endswith("no last good set is kept, so a process that starts "
+                                            "now refuses to start")
 
 
 def test_refused_credentials_fail(good, account):

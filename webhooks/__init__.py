@@ -4,8 +4,6 @@ metrics and the public policy page."""
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 from datetime import timedelta
 from typing import Any
 
@@ -18,7 +16,7 @@ from callflow.config import Settings
 from callflow.engine import CallEngine
 from callflow.errors import ConfigError
 from callflow.manager_line import ManagerLineCalls
-from callflow.registry import FlowRegistry
+from callflow.registry import reload_on_sighup
 from callflow.staff import StaffStore
 from webhooks import body_size
 
@@ -54,9 +52,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.extensions["callflow"] = {"settings": settings, "registry": rt.registry,
                                   "store": rt.store, "runtime": rt, "engine": engine,
                                   "staff": staff, "manager_line": ManagerLineCalls(rt, staff)}
-    if not app.testing and settings.reload_interval > 0:
+    if not app.testing:  # SIGHUP reloads whatever the interval (0: SIGHUP only)
         rt.registry.watch(settings.reload_interval)
-        _reload_on_sighup(rt.registry)
+        reload_on_sighup(rt.registry)
 
     from webhooks import bridge, dashboard, health, manager, manager_line, ops, public, voice
 
@@ -80,9 +78,3 @@ def _require(settings: Settings, allow_missing_token: bool = False) -> None:
     if missing:
         raise ConfigError(f"set {', '.join(missing)} before starting the service "
                           "(see the README's configuration table)")
-
-
-def _reload_on_sighup(registry: FlowRegistry) -> None:
-    if threading.current_thread() is not threading.main_thread():
-        return
-    signal.signal(signal.SIGHUP, lambda *_: registry.reload())

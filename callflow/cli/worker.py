@@ -9,6 +9,7 @@ import click
 from callflow import logs, runtime
 from callflow.config import Settings
 from callflow.errors import CallflowError
+from callflow.registry import reload_on_sighup
 from callflow.worker import run_worker
 
 
@@ -25,6 +26,7 @@ def worker(burst: bool) -> None:
         rt = runtime.install(runtime.build(settings, worker=True))
     except CallflowError as exc:
         raise click.ClickException(str(exc)) from None
-    if settings.reload_interval > 0 and not burst:
-        rt.registry.watch(settings.reload_interval)  # teams edited in git reach the jobs too
+    if not burst:  # teams edited in git reach the jobs too, on an edit or on SIGHUP
+        rt.registry.watch(settings.reload_interval)
+        reload_on_sighup(rt.registry)
     sys.exit(0 if run_worker(rt, burst=burst) or burst else 1)
