@@ -25,6 +25,9 @@ graceful_timeout = 10
 # connections must drop them sooner (nginx: keepalive_timeout 4s in the upstream block).
 keepalive = 5
 # No preloading: each worker builds its own app, Redis pool and flow watcher after the fork.
+# So SIGHUP to the master (gunicorn's reload) replaces every worker, each loading the flows
+# afresh, or the last good set while the files on disk are broken (a worker that failed to
+# boot would halt the master); SIGHUP to one worker reloads its flows in place.
 preload_app = False
 
 # The access log names the path only (%(U)s): never the query string, where a GET webhook

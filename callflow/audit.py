@@ -11,15 +11,21 @@ Why it is stored the way it is:
   the chain's own (``seq`` and ``prev``), not the server clock's stream ids; a list keeps
   exactly the order of appends, reads by position and drops the oldest prefix (a purge) with
   one ``LTRIM``. A Stream would add ids and consumer machinery the log never uses.
-- **A head record** (seq and hash of the newest entry). A chain alone cannot show that its
-  newest entries were cut off; the head can. Both the head and the purge **checkpoint** are
-  signed with HMAC-SHA256 under ``SECRET_KEY``, so someone who can write to Redis but does not
-  hold the key cannot rebuild the chain and a matching head, nor invent a cut.
+- **A head record** (seq, hash and time of the newest entry). A chain alone cannot show that
+  its newest entries were cut off; the head can. Both the head and the purge **checkpoint** are
+  signed with Ed25519 (:mod:`callflow.audit_keys`), so someone who can write to Redis but does
+  not hold the private key cannot rebuild the chain and a matching head, nor invent a cut, and
+  anyone with the public key alone can check them.
+- **A witness outside Redis** (:mod:`callflow.audit_witness`). Every head is also appended to
+  a file and the structured log as it is written, so restoring saved keys (a rollback) or
+  deleting them all (a wipe) leaves the log behind its witness, and ``verify`` says so.
 - **Appends are atomic across processes by compare-and-set.** Python reads the head and hashes
   the next entry (Redis's Lua has no SHA-256); a Lua script then pushes the entry and moves the
   head only if the head is still the one that was read, in one step on the server. If another
   process appended first, the append is rebuilt on the new head and tried again. Two appends
   can therefore never both chain onto the same entry.
+- **Exports verify offline** (:mod:`callflow.audit_export`): the entries come with a signed
+  start and the signed head, so an export is checked with the public key alone.
 - **Durable before it returns.** ``append`` returns only after Redis has acknowledged the
   script; any Redis error becomes ``AuditUnavailable`` so callers fail closed (no audit write,
   no listen). Surviving a Redis restart is Redis's persistence (``appendonly yes``), which the
@@ -31,8 +37,6 @@ anything that looks like a phone number, and says so without repeating the value
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import ipaddress
 import json
 import logging
@@ -40,26 +44,47 @@ import math
 import random
 import re
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 import redis
 
 from callflow import keys
+from callflow.audit_chain import (
+    GENESIS,
+    Chain,
+    Entry,
+    Problem,
+    Verification,
+    against_witness,
+    check_head,
+    entries_count,
+    now_utc,
+    sha256,
+    utc,
+    walk,
+)
+from callflow.audit_keys import LEGACY_MAC, AuditKeys, canonical
+from callflow.audit_witness import HEAD_FIELDS, Reading, Witness
 from callflow.config import Settings
 from callflow.errors import AuditChainBroken, AuditUnavailable, ConfigError
+from callflow.local_keys import default_witness
 from callflow.logs import PHONE_LIKE
 
 log = logging.getLogger(__name__)
+# Re-exported: the chain's own names, for code that reads entries through this module.
+__all__ = ["GENESIS", "AuditKind", "AuditLog", "Chain", "Entry", "Problem", "Verification",
+           "canonical", "check_head", "entries_count", "now_utc", "refuse_caller_data",
+           "sha256", "utc", "walk"]
 
-# The ``prev`` of the very first entry: no entry hashes to this.
-GENESIS = "0" * 64
 # Compare-and-set attempts before an append gives up under contention (each retry is cheap).
 MAX_ATTEMPTS = 100
 DEFAULT_RETENTION_DAYS = 183
+# Heads signed before Ed25519 (an HMAC ``mac``) had no time.
+LEGACY_HEAD_FIELDS = ("seq", "hash")
+CHECKPOINT_FIELDS = ("seq", "hash", "at", "count")
 
 
 class AuditKind(StrEnum):
@@ -80,19 +105,6 @@ class AuditKind(StrEnum):
     PURGED = "purged"
 
 
-class Problem(StrEnum):
-    """What ``verify`` found wrong, for code that must tell tampering apart."""
-
-    EDITED = "edited"
-    REMOVED = "removed"
-    REORDERED = "reordered"
-    TRUNCATED = "truncated"
-    ADDED = "added"
-    UNREADABLE = "unreadable"
-    FORGED_CHECKPOINT = "forged_checkpoint"
-    FORGED_HEAD = "forged_head"
-
-
 # Twilio's webhook fields that name or locate the caller (promise 1). Matched after lowercasing
 # and dropping ``_``/``-``, so ``caller_name`` or ``from_`` are refused as well as ``CallerName``.
 CALLER_FIELDS = frozenset({
@@ -107,99 +119,6 @@ CALLER_FIELDS = frozenset({
 ISO_TIME = re.compile(r"(?<![\d+])(?<![\d+][\s().-])(?:19|20)\d\d-[01]\d-[0-3]\d"
                       r"(?:[T ][0-2]\d:[0-5]\d(?::[0-5]\d(?:\.\d{1,6})?)?"
                       r"(?:Z|[+-][0-2]\d:[0-5]\d)?)?(?!\d)")
-
-
-def canonical(value: Any) -> str:
-    """The one encoding hashes and signatures are computed over; any change to it breaks them."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def sha256(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def utc(moment: datetime) -> datetime:
-    """An aware UTC datetime; a naive one is taken to be UTC already (as the CLI's dates are)."""
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)
-
-
-def entries_count(count: int) -> str:
-    """``1 entry``, ``3 entries``: messages an admin reads should read right."""
-    return f"{count} {'entry' if count == 1 else 'entries'}"
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One audit entry. ``hash`` is SHA-256 over the canonical encoding of every other field."""
-
-    seq: int
-    at: str
-    kind: str
-    actor: str
-    data: dict[str, Any]
-    prev: str
-    hash: str = field(default="")
-
-    FIELDS = ("seq", "at", "kind", "actor", "data", "prev", "hash")
-
-    def body(self) -> dict[str, Any]:
-        """Everything the hash covers: the entry without its own hash."""
-        return {"seq": self.seq, "at": self.at, "kind": self.kind, "actor": self.actor,
-                "data": self.data, "prev": self.prev}
-
-    def computed_hash(self) -> str:
-        return sha256(canonical(self.body()))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**self.body(), "hash": self.hash}
-
-    def to_json(self) -> str:
-        return canonical(self.to_dict())
-
-    @property
-    def when(self) -> datetime:
-        return utc(datetime.fromisoformat(self.at))
-
-    @classmethod
-    def make(cls, seq: int, at: datetime, kind: str, actor: str, data: dict[str, Any],
-             prev: str) -> Entry:
-        """A new entry, hashed."""
-        entry = cls(seq=seq, at=utc(at).isoformat(timespec="microseconds"), kind=kind,
-                    actor=actor, data=data, prev=prev)
-        return cls(**{**entry.body(), "hash": entry.computed_hash()})
-
-    @classmethod
-    def from_json(cls, text: str) -> Entry:
-        """Parse a stored entry strictly: a missing, extra or mistyped field is a ValueError."""
-        raw = json.loads(text)
-        if not isinstance(raw, dict) or set(raw) != set(cls.FIELDS):
-            raise ValueError("not an audit entry: wrong fields")
-        types = {"seq": int, "at": str, "kind": str, "actor": str, "data": dict, "prev": str,
-                 "hash": str}
-        for name, kind in types.items():
-            if not isinstance(raw[name], kind) or isinstance(raw[name], bool):
-                raise ValueError(f"not an audit entry: {name} is not a {kind.__name__}")
-        return cls(**raw)
-
-
-@dataclass(frozen=True)
-class Verification:
-    """The result of walking the chain: ``ok``, or the first bad entry and what is wrong."""
-
-    ok: bool
-    count: int
-    first_bad_seq: int | None = None
-    reason: str = ""
-    problem: Problem | None = None
-
-    def __bool__(self) -> bool:
-        return self.ok
 
 
 def _normal(name: str) -> str:
@@ -268,6 +187,15 @@ redis.call("SET", KEYS[2], ARGV[3])
 return 1
 """
 
+# Replace a key's value only if it is still the one read.
+SWAP_SCRIPT = """
+if redis.call("GET", KEYS[1]) ~= ARGV[1] then
+  return 0
+end
+redis.call("SET", KEYS[1], ARGV[2])
+return 1
+"""
+
 # Cut the oldest N entries and store the new checkpoint, only if the log's oldest entry, the Nth
 # entry and the checkpoint are still the ones the cut was computed from.
 PURGE_SCRIPT = """
@@ -290,28 +218,34 @@ return 1
 class AuditLog:
     """The audit log in one Redis (a client made with ``decode_responses=True``).
 
-    ``clock`` is there so tests can write entries in the past; production uses the real time.
+    ``keys`` sign and check the head and checkpoint; ``witness`` keeps every head outside
+    Redis. ``clock`` is there so tests can write entries in the past.
     """
 
-    def __init__(self, client: redis.Redis, secret_key: str,
+    def __init__(self, client: redis.Redis, keys: AuditKeys,
                  retention_days: int = DEFAULT_RETENTION_DAYS, *,
+                 witness: Witness | None = None,
                  clock: Callable[[], datetime] = now_utc) -> None:
-        if not secret_key:
-            raise ConfigError("SECRET_KEY is not set: the audit log signs its head and purge "
-                              "checkpoints with it")
+        if not isinstance(keys, AuditKeys):
+            raise ConfigError("the audit log needs its signing keys (an AuditKeys)")
         if retention_days < 1:
             raise ConfigError("CALLFLOW_AUDIT_RETENTION_DAYS must be at least 1 day")
         self.client = client
+        self.keys = keys
+        self.witness = witness
         self.retention_days = retention_days
-        self._key = secret_key.encode("utf-8")
         self._clock = clock
         self._append = client.register_script(APPEND_SCRIPT)
         self._cut = client.register_script(PURGE_SCRIPT)
+        self._swap = client.register_script(SWAP_SCRIPT)
 
     @classmethod
-    def from_settings(cls, client: redis.Redis, settings: Settings) -> AuditLog:
-        """The log as configured, so the CLI and a purge job build it the same way."""
-        return cls(client, settings.secret_key, settings.retention_days)
+    def from_settings(cls, client: redis.Redis, settings: Settings, *,
+                      keys: AuditKeys | None = None) -> AuditLog:
+        """The log as configured, so the CLI, the app and the jobs build it the same way
+        (``keys`` in place of the configured ones: an auditor's public key)."""
+        return cls(client, keys or AuditKeys.from_settings(settings), settings.retention_days,
+                   witness=Witness(settings.audit_witness or default_witness(settings)))
 
     # Writing
 
@@ -331,10 +265,13 @@ class AuditLog:
             for attempt in range(MAX_ATTEMPTS):
                 head_raw, seq, prev = self._tip()
                 entry = Entry.make(seq, self._clock(), kind.value, actor, data, prev)
-                head = self._signed("head", {"seq": entry.seq, "hash": entry.hash})
+                head = self.keys.sign("head", {"seq": entry.seq, "hash": entry.hash,
+                                               "at": entry.at})
                 if self._append(keys=[keys.audit_entries(), keys.audit_head()],
                                 args=[head_raw or "", entry.to_json(), head]):
                     log.info(f"audit entry {entry.seq} written", extra={"kind": kind.value})
+                    if self.witness is not None:
+                        self.witness.record(head)
                     return entry
                 time.sleep(random.uniform(0, 0.0005 * (attempt + 1)))
         except redis.RedisError as exc:
@@ -354,11 +291,17 @@ class AuditLog:
                 raise AuditChainBroken("the audit log has entries but no head record; "
                                        "run `callflow audit verify`")
             return None, 1, GENESIS
-        head = self._opened("head", head_raw, ("seq", "hash"))
+        head = self._head(head_raw)
         if head is None:
             raise AuditChainBroken("the audit log's head record is not signed with this "
-                                   "SECRET_KEY; run `callflow audit verify`")
+                                   "key; run `callflow audit verify`")
         return head_raw, head["seq"] + 1, head["hash"]
+
+    def _head(self, raw: str) -> dict[str, Any] | None:
+        return self.keys.open("head", raw, HEAD_FIELDS, LEGACY_HEAD_FIELDS)
+
+    def _checkpoint(self, raw: str) -> dict[str, Any] | None:
+        return self.keys.open("checkpoint", raw, CHECKPOINT_FIELDS, CHECKPOINT_FIELDS)
 
     # Reading
 
@@ -384,14 +327,66 @@ class AuditLog:
             found.append(entry)
         return found
 
-    def export(self, since: datetime | None = None) -> Iterator[str]:
-        """Entries as JSON lines (each ending in a newline), read now so errors raise here."""
-        entries = self.entries(since=since)
-        return (entry.to_json() + "\n" for entry in entries)
+    def verify(self, witnesses: Iterable[Witness] = ()) -> Verification:
+        """Walk the chain from the checkpoint (or the start) to the head, then hold it up to
+        every head its witness (and any other ``witnesses``) saw."""
+        return self.verified_chain(witnesses)[0]
 
-    def verify(self) -> Verification:
-        """Walk the chain from the checkpoint (or the start) to the head."""
-        return self._verify(*self._snapshot())
+    def verified_chain(self, witnesses: Iterable[Witness] = ()
+                       ) -> tuple[Verification, Chain, dict[str, Any] | None]:
+        """What ``verify`` found, the chain it walked, and the log's head (opened)."""
+        # The witness is read first: every head in it was written after Redis had its entry,
+        # so whatever it holds is in the snapshot taken next unless the log went back.
+        sources = [w for w in (self.witness, *witnesses) if w is not None]
+        readings = [w.read() for w in sources]
+        reading = Reading([h for r in readings for h in r.heads],
+                          [m for r in readings for m in r.malformed])
+        raw, head_raw, checkpoint_raw = self._snapshot()
+        result, chain, head = self._check(raw, head_raw, checkpoint_raw)
+        if result.ok:
+            empty = not raw and head_raw is None and checkpoint_raw is None
+            result = against_witness(result, chain, reading, self.keys, empty)
+        return result, chain, head
+
+    def verify_recent(self) -> Verification:
+        """The entries from the newest witnessed head on: what changed since the witness last
+        saw the log, without hashing the whole chain. Anything amiss is handed to ``verify``,
+        which walks everything and names what is wrong."""
+        newest = self.witness.newest(self.keys) if self.witness is not None else None
+        if newest is None:
+            return self.verify()
+        try:
+            for _ in range(MAX_ATTEMPTS):
+                checkpoint_raw = self.client.get(keys.audit_checkpoint())
+                checkpoint = self._checkpoint(checkpoint_raw) if checkpoint_raw else None
+                start = checkpoint["seq"] if checkpoint else 0
+                if (checkpoint_raw and checkpoint is None) or newest.seq <= start:
+                    return self.verify()
+                with self.client.pipeline(transaction=True) as pipe:
+                    pipe.get(keys.audit_checkpoint())
+                    pipe.get(keys.audit_head())
+                    pipe.lrange(keys.audit_entries(), newest.seq - start - 1, -1)
+                    again, head_raw, raw = pipe.execute()
+                if again == checkpoint_raw:
+                    break
+            else:
+                return self.verify()
+        except redis.RedisError as exc:
+            raise AuditUnavailable(f"the audit log could not be read: {exc}") from exc
+        head = self._head(head_raw) if head_raw else None
+        try:
+            witnessed = Entry.from_json(raw[0]) if raw else None
+        except ValueError:
+            witnessed = None
+        if (head is None or witnessed is None or witnessed.seq != newest.seq
+                or witnessed.hash != newest.hash or witnessed.computed_hash() != newest.hash):
+            return self.verify()
+        problem, chain = walk(raw[1:], newest.seq, newest.hash, f"witnessed entry {newest.seq}")
+        if problem is not None or check_head(head, chain, len(raw)) is not None:
+            return self.verify()
+        return Verification(True, len(raw), checked_from=newest.seq,
+                            reason=f"entries {newest.seq} to {chain.last_seq} verified from the "
+                                   "newest head its witness saw")
 
     def _snapshot(self) -> tuple[list[str], str | None, str | None]:
         """Entries, head and checkpoint read in one transaction, so they agree with each other."""
@@ -407,83 +402,68 @@ class AuditLog:
 
     def _verify(self, raw: list[str], head_raw: str | None,
                 checkpoint_raw: str | None) -> Verification:
-        count = len(raw)
+        return self._check(raw, head_raw, checkpoint_raw)[0]
 
-        def bad(problem: Problem, seq: int | None, reason: str) -> Verification:
-            return Verification(False, count, seq, reason, problem)
+    def _check(self, raw: list[str], head_raw: str | None, checkpoint_raw: str | None
+               ) -> tuple[Verification, Chain, dict[str, Any] | None]:
+        count = len(raw)
+        nothing = Chain(0, GENESIS, [])
+
+        def bad(problem: Problem, seq: int | None, reason: str):
+            return Verification(False, count, seq, reason, problem), nothing, None
 
         seq, prev, start = 0, GENESIS, "the start of the log"
         if checkpoint_raw is not None:
-            checkpoint = self._opened("checkpoint", checkpoint_raw, ("seq", "hash", "at", "count"))
+            checkpoint = self._checkpoint(checkpoint_raw)
             if checkpoint is None:
-                return bad(Problem.FORGED_CHECKPOINT, None,
-                           "the purge checkpoint was forged or changed: its signature is wrong")
+                return bad(Problem.FORGED_CHECKPOINT, None, "the purge checkpoint was forged or "
+                           "changed: its signature is wrong" + self._legacy_hint(checkpoint_raw))
             seq, prev = checkpoint["seq"], checkpoint["hash"]
             start = f"the purge checkpoint (entries up to {seq} were purged)"
 
-        entries: list[Entry] = []
-        for position, text in enumerate(raw, start=1):
-            try:
-                entries.append(Entry.from_json(text))
-            except ValueError:
-                after = entries[-1].seq if entries else seq
-                return bad(Problem.UNREADABLE, after + 1,
-                           f"the entry at position {position} (after entry {after}) is not a "
-                           "readable audit entry: it was edited")
-        where = {entry.seq: index for index, entry in enumerate(entries)}
-
-        for index, entry in enumerate(entries):
-            expected = seq + 1
-            if entry.computed_hash() != entry.hash:
-                # An edited entry's own seq cannot be trusted: name the place it stands in.
-                claims = "" if entry.seq == expected else f" (it now claims to be {entry.seq})"
-                return bad(Problem.EDITED, expected,
-                           f"entry {expected} was edited{claims}: its contents no longer match "
-                           "its hash")
-            if entry.seq != expected:
-                if where.get(expected, -1) > index or entry.seq < expected:
-                    return bad(Problem.REORDERED, entry.seq,
-                               f"entry {entry.seq} is out of order: it stands where entry "
-                               f"{expected} belongs")
-                missing = (f"entry {expected} was" if entry.seq == expected + 1
-                           else f"entries {expected} to {entry.seq - 1} were")
-                return bad(Problem.REMOVED, expected,
-                           f"{missing} removed: entry {entry.seq} follows "
-                           f"{f'entry {seq}' if index else start}")
-            if entry.prev != prev:
-                if index == 0:
-                    return bad(Problem.REMOVED, entry.seq,
-                               f"entry {entry.seq} does not follow {start}: entries before it "
-                               "were removed or replaced")
-                return bad(Problem.EDITED, seq,
-                           f"entry {seq} was edited (and its hash recomputed): it no longer "
-                           f"matches the hash entry {entry.seq} recorded for it")
-            seq, prev = entry.seq, entry.hash
-
+        problem, chain = walk(raw, seq, prev, start)
+        if problem is not None:
+            return problem, nothing, None
         if head_raw is None:
-            if checkpoint_raw is None and not entries:
-                return Verification(True, 0, reason="the audit log is empty")
-            return bad(Problem.TRUNCATED, seq + 1,
+            if checkpoint_raw is None and not chain.entries:
+                return Verification(True, 0, reason="the audit log is empty"), chain, None
+            return bad(Problem.TRUNCATED, chain.last_seq + 1,
                        "the log's head record is missing, so a cut at the end cannot be ruled "
                        "out")
-        head = self._opened("head", head_raw, ("seq", "hash"))
+        head = self._head(head_raw)
         if head is None:
-            return bad(Problem.FORGED_HEAD, None,
-                       "the log's head record was forged or changed: its signature is wrong")
-        if head["seq"] > seq:
-            missing = (f"entry {seq + 1} was" if head["seq"] == seq + 1
-                       else f"entries {seq + 1} to {head['seq']} were")
-            return bad(Problem.TRUNCATED, seq + 1,
-                       f"{missing} removed from the end: the log stops at entry {seq} but its "
-                       f"head records entry {head['seq']}")
-        if head["seq"] < seq:
-            return bad(Problem.ADDED, head["seq"] + 1,
-                       f"entries after {head['seq']} were added outside the audit log")
-        if head["hash"] != prev:
-            return bad(Problem.EDITED, seq,
-                       f"entry {seq} was replaced: its hash is not the one the head records")
-        return Verification(True, count, reason=f"{entries_count(count)} verified from {start} "
-                                                f"to entry {seq}")
+            return bad(Problem.FORGED_HEAD, None, "the log's head record was forged or changed: "
+                       "its signature is wrong" + self._legacy_hint(head_raw))
+        problem = check_head(head, chain, count)
+        if problem is not None:
+            return problem, nothing, None
+        return (Verification(True, count, reason=f"{entries_count(count)} verified from "
+                                                 f"{start} to entry {chain.last_seq}"),
+                chain, head)
+
+    def _legacy_hint(self, raw: str) -> str:
+        """What to do about a record signed the old way that these keys cannot check."""
+        try:
+            old = LEGACY_MAC in json.loads(raw)
+        except (ValueError, TypeError):
+            return ""
+        if not old:
+            return ""
+        if not self.keys.legacy_secret:
+            return (" (it is signed the old way, with SECRET_KEY: verify with SECRET_KEY set, "
+                    "or let the service write one entry so that it is signed with Ed25519)")
+        return " (it is signed the old way, and not with this SECRET_KEY)"
+
+    def _resign_checkpoint(self, raw: str) -> None:
+        """A checkpoint signed the old way (HMAC, already checked) signed again with Ed25519."""
+        record = {name: value for name, value in json.loads(raw).items() if name != LEGACY_MAC}
+        try:
+            if self._swap(keys=[keys.audit_checkpoint()],
+                          args=[raw, self.keys.sign("checkpoint", record)]):
+                log.info("the audit checkpoint is now signed with Ed25519",
+                         extra={"event": "audit_migrated"})
+        except redis.RedisError as exc:
+            raise AuditUnavailable(f"the audit log could not be purged: {exc}") from exc
 
     # Retention
 
@@ -512,10 +492,13 @@ class AuditLog:
                 if Entry.from_json(text).when >= cutoff:
                     break
                 due += 1
+            if not dry_run and checkpoint_raw and LEGACY_MAC in json.loads(checkpoint_raw):
+                self._resign_checkpoint(checkpoint_raw)
+                continue
             if dry_run or not due:
                 return due
             last = Entry.from_json(raw[due - 1])
-            checkpoint = self._signed("checkpoint", {
+            checkpoint = self.keys.sign("checkpoint", {
                 "seq": last.seq, "hash": last.hash,
                 "at": moment.isoformat(timespec="microseconds"), "count": due})
             try:
@@ -533,28 +516,3 @@ class AuditLog:
         self.append(AuditKind.PURGED, count=due, through_seq=last.seq,
                     retention_days=self.retention_days)
         return due
-
-    # Signed records (head and checkpoint)
-
-    def _mac(self, purpose: str, record: dict[str, Any]) -> str:
-        # The purpose is part of the message, so a head's signature is no checkpoint's.
-        message = f"callflow-audit-{purpose}\n{canonical(record)}".encode()
-        return hmac.new(self._key, message, hashlib.sha256).hexdigest()
-
-    def _signed(self, purpose: str, record: dict[str, Any]) -> str:
-        return canonical({**record, "mac": self._mac(purpose, record)})
-
-    def _opened(self, purpose: str, raw: str, names: tuple[str, ...]) -> dict[str, Any] | None:
-        """The record if it is well formed and its signature is right, else None."""
-        try:
-            record = json.loads(raw)
-        except ValueError:
-            return None
-        if not isinstance(record, dict) or set(record) != {*names, "mac"}:
-            return None
-        mac = record.pop("mac")
-        if not isinstance(mac, str) or not hmac.compare_digest(mac, self._mac(purpose, record)):
-            return None
-        if not isinstance(record["seq"], int) or not isinstance(record["hash"], str):
-            return None
-        return record

@@ -26,6 +26,7 @@ from callflow.live import LiveCall, LiveState
 from callflow.monitoring import MonitoringGate
 from callflow.runtime import Runtime
 from callflow.steps import DEFAULT_WHISPER, Connect
+from callflow.texts import fill
 
 log = logging.getLogger(__name__)
 CONFERENCE_EVENTS = "start end join leave mute"
@@ -181,7 +182,7 @@ class Bridge:
             return response
         connect = flow.steps.get(call.step) if call else None
         whisper = connect.whisper if isinstance(connect, Connect) else DEFAULT_WHISPER
-        screen_worker(response, whisper=whisper.format(helpline=flow.helpline),
+        screen_worker(response, whisper=fill(whisper, helpline=flow.helpline),
                       action=self.rt.links.worker_answer(call_id, leg, flow.id),
                       voice=flow.voice,
                       language=flow.language)

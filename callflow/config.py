@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, fields
 
+from callflow.errors import ConfigError
+
 TWILIO_API_DEFAULT = "https://api.twilio.com"
 
 
@@ -26,8 +28,9 @@ class Settings:
     log_level: str = "INFO"
     # Seconds between checks of the flows folder for edits (0 turns watching off).
     reload_interval: float = 2.0
-    # Delete each finished call's record from Twilio's logs (it holds the caller's number).
-    purge_twilio_logs: bool = False
+    # Delete each finished call's record from Twilio's logs (it holds the caller's number), and
+    # sweep the account for any missed; turning it off is an explicit opt-out doctor warns of.
+    purge_twilio_logs: bool = True
     # "Occasionally": how many calls a manager may listen to a day (never two at once).
     monitor_daily_limit: int = 4
     # A listen-in no callback closed is closed by a timed job after this long.
@@ -38,6 +41,12 @@ class Settings:
     session_minutes: int = 30
     # Days an audit entry is kept before `callflow audit purge` cuts it (the policy's six months).
     retention_days: int = 183
+    # The Ed25519 key that signs the audit log's head: PEM text or a PEM file's path (local
+    # mode: a key file beside the embedded store).
+    audit_signing_key: str = ""
+    # The append-only file every signed audit head is written to (unset: beside the embedded
+    # store's file), so a rollback or a wipe of Redis shows.
+    audit_witness: str = ""
     # Redis Sentinel ("host:port,host:port"): the master is found through them, not REDIS_URL.
     redis_sentinels: str = ""
     # The name the sentinels know the master by (their `sentinel monitor` line).
@@ -69,6 +78,8 @@ class Settings:
             "trusted_proxies": "CALLFLOW_TRUSTED_PROXIES",
             "session_minutes": "CALLFLOW_SESSION_MINUTES",
             "retention_days": "CALLFLOW_AUDIT_RETENTION_DAYS",
+            "audit_signing_key": "CALLFLOW_AUDIT_SIGNING_KEY",
+            "audit_witness": "CALLFLOW_AUDIT_WITNESS",
             "redis_sentinels": "REDIS_SENTINELS",
             "redis_sentinel_master": "REDIS_SENTINEL_MASTER",
             "redis_sentinel_password": "REDIS_SENTINEL_PASSWORD",
@@ -78,7 +89,7 @@ class Settings:
         for f in fields(cls):
             raw = env.get(names[f.name])
             if raw not in (None, ""):
-                values[f.name] = _convert(raw, f.default)
+                values[f.name] = _convert(names[f.name], raw, f.default)
         return cls(**values)
 
     @property
@@ -88,7 +99,15 @@ class Settings:
         return bool(self.redis_url or self.redis_sentinels)
 
 
-def _convert(raw: str, default):
+TRUE = ("1", "true", "yes", "on")
+FALSE = ("0", "false", "no", "off")
+
+
+def _convert(name: str, raw: str, default):
     if isinstance(default, bool):
-        return raw.strip().lower() in ("1", "true", "yes", "on")
+        # Only a plain yes or no: a typo must not turn off something on by default.
+        word = raw.strip().lower()
+        if word not in TRUE + FALSE:
+            raise ConfigError(f"{name}={raw!r} is neither true nor false (write true or false)")
+        return word in TRUE
     return raw if isinstance(default, str) else type(default)(raw)

@@ -21,6 +21,9 @@ TIMED_JOBS: list[dict[str, Any]] = [
     {"func": jobs.purge_audit, "cron": "17 3 * * *", "name": "purge-audit"},
     # A listen-in that no Twilio callback closed is closed and audited.
     {"func": jobs.close_stale_monitoring, "interval": 300, "name": "close-stale-monitoring"},
+    # Twilio's log keeps each caller's number: any finished call the fast path missed goes.
+    {"func": jobs.sweep_twilio_records, "interval": 900, "name": "sweep-twilio-records",
+     "job_timeout": 600},
 ]
 
 

@@ -14,6 +14,7 @@ from twilio.twiml.voice_response import VoiceResponse
 from callflow.dialling import dial_team
 from callflow.flow import Flow, FlowSet
 from callflow.links import Links
+from callflow.texts import fill
 
 APOLOGY = ("Sorry, we are having a technical problem. "
            "We will still try to put you through to someone.")
@@ -34,7 +35,7 @@ def degraded_response(flowset: FlowSet, flow: Flow, *, dialled: str | None, now:
         response.say(APOLOGY, **say)
     response.say(flow.notice_text, **say)
     if not flow.hours.is_open(now):
-        response.say(flow.degraded.closed_message.format(helpline=flow.helpline), **say)
+        response.say(fill(flow.degraded.closed_message, helpline=flow.helpline), **say)
         response.hangup()
         return response
     dial_team(response, flowset.teams[flow.degraded.team],
@@ -46,7 +47,7 @@ def degraded_response(flowset: FlowSet, flow: Flow, *, dialled: str | None, now:
 def degraded_dial_result(flow: Flow, dial_status: str) -> VoiceResponse:
     response = VoiceResponse()
     if dial_status not in CONNECTED:
-        response.say(flow.degraded.no_answer_message.format(helpline=flow.helpline),
+        response.say(fill(flow.degraded.no_answer_message, helpline=flow.helpline),
                      voice=flow.voice, language=flow.language)
     response.hangup()
     return response

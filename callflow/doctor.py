@@ -9,9 +9,12 @@ something to look at that does not. Nothing here writes anything: not to Redis, 
 from __future__ import annotations
 
 import ipaddress
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import redis
@@ -20,10 +23,13 @@ from twilio.base.exceptions import TwilioException
 from twilio.rest import Client
 
 from callflow import provisioning
+from callflow.audit_keys import AuditKeys, load_private_key
 from callflow.config import Settings
-from callflow.errors import CallflowError, FlowSetInvalid
+from callflow.errors import CallflowError, ConfigError, FlowSetInvalid
 from callflow.flow import FlowSet
+from callflow.lastgood import LastGoodFlows
 from callflow.loader import load_flowset
+from callflow.local_keys import SIGNING_KEY_FILE, data_dir, default_witness
 from callflow.store import connect
 from callflow.twilio_api import make_client
 
@@ -92,13 +98,66 @@ def check_secret_key(settings: Settings) -> Check:
         return Check("secret key", Status.SKIP, "SECRET_KEY is not set (see above)")
     if length < MIN_SECRET_LENGTH:
         return Check("secret key", Status.FAIL,
-                     f"SECRET_KEY is {length} characters; it signs manager sessions and the "
-                     f"audit log's head, so it needs at least {MIN_SECRET_LENGTH}",
+                     f"SECRET_KEY is {length} characters; it signs manager sessions, so it "
+                     f"needs at least {MIN_SECRET_LENGTH}",
                      "generate one with `python -c \"import secrets; "
-                     "print(secrets.token_urlsafe(48))\"`; on a service that already has an "
-                     "audit log, `callflow audit export` it first: its head is signed with the "
-                     "old key")
+                     "print(secrets.token_urlsafe(48))\"`; an audit log still signed the old "
+                     "way (HMAC, before Ed25519) is checked with SECRET_KEY until its next "
+                     "entry is written: write one (any sign-in) before changing it")
     return Check("secret key", Status.OK, f"{length} characters")
+
+
+def check_audit_key(settings: Settings) -> Check:
+    """The Ed25519 key that signs the audit log's head (read, never made: doctor writes
+    nothing; local mode makes its key file on the first run)."""
+    value = settings.audit_signing_key
+    if not value and settings.shared_store:
+        return Check("audit signing key", Status.FAIL, "CALLFLOW_AUDIT_SIGNING_KEY is not set: "
+                     "the service will not start without it",
+                     "`openssl genpkey -algorithm ed25519 -out audit-signing-key.pem`, readable "
+                     "by the service's user only, and give its path to the web, worker and CLI "
+                     "processes alike (docs/configuration.md)")
+    if not value:
+        path = data_dir(settings) / SIGNING_KEY_FILE
+        if not path.exists():
+            return Check("audit signing key", Status.SKIP, f"local mode: {path} is made on "
+                         "the first run")
+        value = str(path)
+    try:
+        keys = AuditKeys.signing(load_private_key(value))
+    except ConfigError as exc:
+        return Check("audit signing key", Status.FAIL, str(exc),
+                     "give CALLFLOW_AUDIT_SIGNING_KEY an unencrypted Ed25519 PEM, or its path")
+    return Check("audit signing key", Status.OK, f"Ed25519, public key {keys.fingerprint()} "
+                 "(`callflow audit public-key` prints it for an auditor)")
+
+
+def check_audit_witness(settings: Settings) -> Check:
+    """Where each signed head is kept outside Redis, so a rollback or a wipe shows."""
+    path = Path(settings.audit_witness or default_witness(settings))
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not os.access(existing, os.W_OK):
+        return Check("audit witness", Status.FAIL, f"{path} cannot be written by this user: "
+                     "a rollback or a wipe of the audit log would show only in the JSON logs",
+                     "make the folder writable by the service's user, or point "
+                     "CALLFLOW_AUDIT_WITNESS elsewhere")
+    if settings.shared_store and not settings.audit_witness:
+        return Check("audit witness", Status.WARN, f"CALLFLOW_AUDIT_WITNESS is not set: heads "
+                     f"are kept in {path}, beside the working directory",
+                     "point it at storage that outlives the process and is backed up apart "
+                     "from Redis, and ship the JSON logs (each head's second copy)")
+    return Check("audit witness", Status.OK, str(path))
+
+
+def check_twilio_purge(settings: Settings) -> Check:
+    if not settings.purge_twilio_logs:
+        return Check("Twilio call log", Status.WARN, "CALLFLOW_PURGE_TWILIO_LOGS is off: "
+                     "Twilio keeps every caller's number in the account's call log, and anyone "
+                     "with the account's credentials can see who called",
+                     "unset CALLFLOW_PURGE_TWILIO_LOGS (the default deletes each finished "
+                     "call's records, and a sweep every 15 minutes deletes any missed)")
+    return Check("Twilio call log", Status.OK, "finished calls are deleted from Twilio's log, "
+                 "and swept every 15 minutes")
 
 
 def check_redis(settings: Settings, store: redis.Redis | None) -> Check:
@@ -145,6 +204,26 @@ def check_flows(settings: Settings) -> tuple[Check, FlowSet | None]:
     return Check("flows", Status.OK, f"{settings.flows_dir}: {lines}"), flowset
 
 
+def check_last_good(settings: Settings, store: redis.Redis | None,
+                    failed: Check) -> tuple[Check, FlowSet | None]:
+    """With the files on disk broken, what a process that starts now would serve: the last
+    good set (degraded), or nothing, since it would refuse to start."""
+    try:
+        load_flowset(settings.flows_dir)
+        return failed, None  # mended since the flows check: it says what it found
+    except FlowSetInvalid as exc:
+        broken = sorted({Path(error.where.path).name for error in exc.errors})
+    folder = Path(settings.flows_dir)
+    kept = LastGoodFlows(store, lambda: datetime.now(UTC)).restore(folder) if store else None
+    if kept is None:
+        return Check("flows", Status.FAIL, f"{failed.detail}; no last good set is kept, so a "
+                     "process that starts now refuses to start", failed.fix), None
+    flowset, snapshot = kept
+    return Check("flows", Status.WARN, f"degraded: serving the last good flows (kept "
+                 f"{snapshot.saved_at}); broken: {', '.join(broken)}: {failed.detail}",
+                 f"{failed.fix}; the service loads a good edit by itself"), flowset
+
+
 def check_twilio(settings: Settings, client: Client | None) -> Check:
     if client is None:
         return Check("Twilio account", Status.SKIP,
@@ -186,6 +265,8 @@ def run_checks(settings: Settings, *, store: redis.Redis | None = None,
     """Every check, in the order they depend on each other."""
     checks = [check_environment(settings), check_public_url(settings),
               check_secret_key(settings)]
+    checks += [check_audit_key(settings), check_audit_witness(settings)]
+    checks.append(check_twilio_purge(settings))
     if store is None and settings.shared_store:
         try:
             store = (connect_store or connect)(settings)
@@ -194,6 +275,8 @@ def run_checks(settings: Settings, *, store: redis.Redis | None = None,
     if not any(c.name == "Redis" for c in checks):
         checks.append(check_redis(settings, store))
     flows, flowset = check_flows(settings)
+    if flows.status == Status.FAIL:
+        flows, flowset = check_last_good(settings, store, flows)
     checks.append(flows)
     if client is None and settings.twilio_account_sid and settings.twilio_auth_token:
         client = make_client(settings)

@@ -30,7 +30,7 @@ from callflow.degraded import CONNECTED, degraded_dial_result, degraded_response
 from callflow.dialling import accept_or_refuse, screen_worker
 from callflow.errors import StoreUnavailable
 from callflow.flow import Flow, FlowSet
-from callflow.limits import MAX_CHAIN
+from callflow.limits import MAX_STEPS_PER_TURN
 from callflow.policy import policy_text, spoken_paragraphs
 from callflow.runtime import Runtime
 from callflow.steps import DEFAULT_WHISPER, Connect, Spoken, Step
@@ -259,13 +259,13 @@ class CallEngine:
         path: list[Step] = []
         name: str | None = entry
         while name is not None:
-            if len(path) == MAX_CHAIN:  # the validator refuses such chains; a reload raced
+            if len(path) == MAX_STEPS_PER_TURN:  # the validator refuses such chains; a reload raced
                 log.error("step chain too long; degraded path", extra={"call": call_sid,
                                                                        "flow": flow.id})
                 return self.degraded(flow, dialled, apology=True)
             step = flow.steps[name]
             path.append(step)
-            name = None if step.dynamic else step.follow(turn)
+            name = None if step.ends_turn else step.follow(turn)
         log.info("turn", extra={"call": call_sid, "flow": flow.id, "event": event,
                                 "step": " > ".join(step.name for step in path)})
         if path[-1].dynamic:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from callflow.errors import FlowError
+from callflow.limits import MAX_TEXT_CHARS
 from callflow.policy import NO_IDENTIFICATION_OR_RECORDING
 from callflow.source import Mapping, Sequence
 
@@ -91,7 +92,13 @@ def _text(value, where, spec):
         value = str(value)
     if not isinstance(value, str) or not value.strip():
         raise FlowError(where, "this should be some text", "write it in quotes if in doubt")
-    return value.strip()
+    value = value.strip()
+    if len(value) > MAX_TEXT_CHARS:
+        raise FlowError(where, f"this text is {len(value):,} characters; at most "
+                        f"{MAX_TEXT_CHARS:,} are allowed", f"Twilio's <Say> takes at most "
+                        f"{MAX_TEXT_CHARS:,} characters: shorten it, or split it over several "
+                        "steps")
+    return value
 
 
 def _name(value, where, spec):
@@ -216,12 +223,12 @@ def json_schema(spec: Spec) -> dict[str, Any]:
     """The JSON Schema for one declared key."""
     digit = {"type": ["string", "integer"], "pattern": r"^[0-9*#]$"}
     shapes: dict[str, dict[str, Any]] = {
-        "text": {"type": "string", "minLength": 1},
+        "text": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT_CHARS},
         "step": {"type": "string", "pattern": STEP_NAME.pattern},
         "team": {"type": "string", "pattern": STEP_NAME.pattern},
         "int": {"type": "integer"},
         "bool": {"type": "boolean"},
-        "url": {"type": "string", "pattern": "^https?://"},
+        "url": {"type": "string", "pattern": "^https?://", "maxLength": MAX_TEXT_CHARS},
         "choice": {"enum": list(spec.choices)},
         "digit": digit,
         "number": {"type": "string", "pattern": E164.pattern},

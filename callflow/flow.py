@@ -14,6 +14,7 @@ from callflow.fields import option
 from callflow.hours import OpeningHours
 from callflow.policy import DEFAULT_NOTICE
 from callflow.steps import Step
+from callflow.texts import fill
 
 OUT_OF_HOURS = (
     "{helpline} is closed at the moment. Please call again during our opening hours. "
@@ -103,8 +104,8 @@ class Flow:
         for name in self.reachable():
             step = self.steps[name]
             if step.is_notice:
-                return step.text.format(helpline=self.helpline)
-        return DEFAULT_NOTICE.format(helpline=self.helpline)
+                return fill(step.text, helpline=self.helpline)
+        return fill(DEFAULT_NOTICE, helpline=self.helpline)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -123,6 +124,8 @@ class FlowSet:
     flows: dict[str, Flow]
     teams: dict[str, Team]
     files: dict[str, str]  # path -> sha256 of its bytes, for the reload log
+    # path -> the text it was loaded from, so the set can be kept as the last good one
+    sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
     warnings: list[FlowError] = field(default_factory=list)
     manager_line: ManagerLine | None = None
     by_number: dict[str, Flow] = field(init=False)

@@ -11,11 +11,18 @@ from __future__ import annotations
 
 import logging
 
+from twilio.base.exceptions import TwilioRestException
+
 from callflow.bridge import Bridge
 from callflow.monitoring import MonitoringGate
+from callflow.provisioning import helpline_numbers
 from callflow.runtime import bound
 
 log = logging.getLogger(__name__)
+# The sweep asks Twilio for its largest pages, and deletes at most so many calls a run (the next
+# run, minutes later, goes on): each run stays well inside its job timeout.
+SWEEP_PAGE_SIZE = 1000
+SWEEP_LIMIT = 2000
 
 
 def ring_team(call_id: str) -> None:
@@ -46,6 +53,39 @@ def purge_call_records(call_sids: list[str]) -> None:
 
 
 # -- timed jobs (registered with RQ's cron scheduler in callflow.cron) ----------------------------
+
+def sweep_twilio_records() -> int:
+    """Every few minutes: delete from Twilio's log every finished call to a helpline number
+    (a caller's) and from one (a worker's or a manager's leg), whatever Redis remembers, so a
+    fast-path purge that failed, or state that was lost, leaves no caller's number behind.
+
+    Twilio is asked by the helplines' own numbers only. A delete Twilio refuses is logged and
+    left for the next run. Returns how many records were deleted."""
+    rt = bound()
+    if rt.twilio is None or not rt.settings.purge_twilio_logs:
+        return 0
+    numbers = [number for number, _ in helpline_numbers(rt.registry.current)]
+    found: list[str] = []
+    for number in numbers:
+        for direction in ({"to": number}, {"from_": number}):
+            if len(found) < SWEEP_LIMIT:
+                found += rt.twilio.finished_calls(**direction, page_size=SWEEP_PAGE_SIZE,
+                                                  limit=SWEEP_LIMIT - len(found))
+    deleted = refused = 0
+    for sid in dict.fromkeys(found):
+        try:
+            rt.twilio.delete_record(sid)
+            deleted += 1
+        except TwilioRestException as exc:
+            refused += 1
+            log.warning("a call record could not be deleted; the next sweep tries again",
+                        extra={"event": "sweep_refused", "status": exc.status})
+    log.info("Twilio's call log swept", extra={"event": "swept_twilio", "kind": str(deleted)})
+    if refused:
+        log.error(f"{refused} call record(s) could not be deleted from Twilio",
+                  extra={"event": "sweep_refused", "kind": str(refused)})
+    return deleted
+
 
 def purge_audit() -> int:
     """Daily: remove audit entries older than the retention, keeping the chain verifiable."""

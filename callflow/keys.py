@@ -90,3 +90,9 @@ def lockout_failures(subject: str) -> str:
 def lockout_locked(subject: str) -> str:
     """Present (with a TTL) while a subject is locked out of signing in."""
     return f"{PREFIX}:lockout:locked:{subject}"
+
+
+def last_good_flows() -> str:
+    """The sources of the last flow set proved good, for a process that starts on a broken
+    folder (a JSON string; no TTL: it is replaced whole by each good load)."""
+    return f"{PREFIX}:flows:last-good"

@@ -7,6 +7,8 @@ A file with a top-level ``teams:`` key holds teams of workers; every other file 
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
@@ -17,7 +19,7 @@ from callflow.errors import FlowError, FlowSetInvalid, Where
 from callflow.fields import did_you_mean, forbidden, policy_refusal
 from callflow.flow import Degraded, Flow, FlowSet, ManagerLine, Team, Worker
 from callflow.hours import parse_hours, parse_zone
-from callflow.source import Mapping, Sequence, load_text
+from callflow.source import Mapping, Sequence, decode, load_text, read_file
 from callflow.steps import STEP_KINDS, Step
 from callflow.validate import validate
 
@@ -25,8 +27,60 @@ FLOW_SECTIONS = ("hours", "closures", "steps", "degraded")
 T = TypeVar("T")
 
 
+# What editors leave beside a file while and after it is edited: lock files (Emacs' ".#name",
+# a link to nowhere; LibreOffice's ".~lock.name#"), autosaves ("#name#"), swap files
+# (".name.swp"), backups ("name~", "name.bak") and merge leftovers ("name.orig"). None is a
+# flow, and loading one would crash the load or bring back an old version of a flow.
+EDITOR_PREFIXES = (".", "#")
+EDITOR_SUFFIXES = ("~", "#", ".swp", ".swo", ".swx", ".bak", ".orig", ".rej", ".tmp")
+
+
+def is_editor_file(name: str) -> bool:
+    """Whether a file in the flows folder is an editor's artefact or hidden, never a flow."""
+    return name.startswith(EDITOR_PREFIXES) or name.endswith(EDITOR_SUFFIXES)
+
+
 def flow_files(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml"))
+    """The files of the folder that are loaded: .yaml and .yml, but no editor's artefact."""
+    return sorted(p for p in directory.iterdir()
+                  if p.suffix in (".yaml", ".yml") and not is_editor_file(p.name))
+
+
+def skipped_files(directory: Path) -> list[str]:
+    """The names of the editors' artefacts and hidden files in the folder, which are skipped."""
+    try:
+        return sorted(p.name for p in Path(directory).iterdir() if is_editor_file(p.name))
+    except OSError:
+        return []
+
+
+def describe_skipped(names: list[str]) -> str:
+    """One line that says which files were skipped, and why."""
+    files = "file that is not a flow" if len(names) == 1 else "files that are not flows"
+    return (f"skipped {len(names)} {files}: {', '.join(names)} (editors' lock files, backups "
+            "and hidden files are never loaded)")
+
+
+def _read(path: Path) -> bytes:
+    """A flow file's bytes. Opened without blocking, so a pipe named like a flow cannot hang
+    the load, and read only if it is a plain file (or a link to one)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise FlowError(Where(str(path)), f"this is a link to {os.readlink(path)}, which "
+                            "does not exist", "point it at a flow file, or remove it") from None
+        raise FlowError(Where(str(path)), "the file went away while it was read",
+                        "the next reload reads the folder again") from None
+    except OSError as exc:
+        raise FlowError(Where(str(path)), f"the file cannot be read ({exc.strerror})",
+                        "check that the service may read it") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise FlowError(Where(str(path)), "this is not a file (a folder, a pipe or a device)",
+                        "remove it, or rename it without .yaml")
+    with os.fdopen(fd, "rb") as file:
+        return read_file(file)
 
 
 def load_flowset(directory: str | Path) -> FlowSet:
@@ -35,20 +89,41 @@ def load_flowset(directory: str | Path) -> FlowSet:
     if not directory.is_dir():
         raise FlowSetInvalid([FlowError(Where(str(directory)), "there is no flows folder here",
                                         "set CALLFLOW_FLOWS to the folder of .yaml flows")])
-    errors: list[FlowError] = []
+    try:
+        paths = flow_files(directory)
+    except OSError as exc:
+        raise FlowSetInvalid([FlowError(Where(str(directory)), f"the flows folder cannot be read "
+                                        f"({exc.strerror})", "check that the service may read "
+                                        "it")]) from None
+    files: list[tuple[Path, bytes]] = []
+    unread: list[FlowError] = []
+    for path in paths:
+        try:
+            files.append((path, _read(path)))
+        except FlowError as exc:
+            unread.append(exc)
+    return load_files(directory, files, unread)
+
+
+def load_files(directory: Path, files: list[tuple[Path, bytes]],
+               unread: list[FlowError] | None = None) -> FlowSet:
+    """Parse and prove the files of a flows folder, given as (path, bytes): read from the folder,
+    or kept from the last good set (``callflow.lastgood``). ``unread`` are the files of the
+    folder that could not be read; they count as broken."""
+    errors: list[FlowError] = list(unread or [])
     hashes: dict[str, str] = {}
+    sources: dict[str, str] = {}
     flow_docs: list[tuple[Path, Mapping]] = []
     team_docs: list[tuple[Path, Mapping]] = []
     line_docs: list[tuple[Path, Mapping]] = []
-    teams_in_doubt = False  # a file that failed early might have been the teams file
-    for path in flow_files(directory):
-        raw = path.read_bytes()
+    teams_in_doubt = bool(errors)  # a file that failed early might have been the teams file
+    for path, raw in files:
         hashes[str(path)] = hashlib.sha256(raw).hexdigest()
         try:
-            doc = load_text(raw.decode("utf-8"), str(path))
-        except (FlowError, UnicodeDecodeError) as exc:
-            errors.append(exc if isinstance(exc, FlowError)
-                          else FlowError(Where(str(path)), "the file is not UTF-8 text"))
+            sources[str(path)] = decode(raw, str(path))
+            doc = load_text(sources[str(path)], str(path))
+        except FlowError as exc:
+            errors.append(exc)
             teams_in_doubt = True
             continue
         if not isinstance(doc, Mapping):
@@ -56,7 +131,7 @@ def load_flowset(directory: str | Path) -> FlowSet:
                                     "settings", "start with 'helpline:' or 'teams:'"))
             teams_in_doubt = True
             continue
-        refusals = list(_policy_refusals(doc))
+        refusals = _policy_refusals(doc)
         if refusals:
             errors.extend(refusals)
             teams_in_doubt = teams_in_doubt or "teams" in doc
@@ -75,7 +150,7 @@ def load_flowset(directory: str | Path) -> FlowSet:
     errors.extend(FlowError(line.where, "only one file may define the manager line",
                             "merge them") for line in lines[1:])
     flowset = FlowSet(flows={f.id: f for f in flows}, teams={t.name: t for t in teams},
-                      files=hashes, manager_line=lines[0] if lines else None)
+                      files=hashes, sources=sources, manager_line=lines[0] if lines else None)
     # Prove the flows that did parse, so one broken file does not hide another's mistakes; while
     # the teams file may be broken, a team "not found" would be noise, so those checks wait.
     problems, warnings = validate(flowset, check_teams=not (teams_in_doubt or team_errors))
@@ -103,18 +178,24 @@ def _collect(errors: list[FlowError], parses: Iterable[Callable[[], T]]) -> list
     return kept
 
 
-def _policy_refusals(node):
-    """Every key or step kind anywhere in a document that asks for what the policy forbids."""
-    if isinstance(node, Mapping):
-        for key, value in node.items():
-            if isinstance(key, str) and forbidden(key):
-                yield policy_refusal(node.key_where[key], f"'{key}'")
-            elif key == "kind" and isinstance(value, str) and forbidden(value):
-                yield policy_refusal(node.at(key), f"a '{value}' step")
-            yield from _policy_refusals(value)
-    elif isinstance(node, Sequence):
-        for item in node:
-            yield from _policy_refusals(item)
+def _policy_refusals(doc: Mapping) -> list[FlowError]:
+    """Every key or step kind anywhere in a document that asks for what the policy forbids.
+
+    A walk with a list of what is left to see, not a recursion: the document's depth is
+    bounded when it is read, and this needs no bound of its own."""
+    refusals, left = [], [doc]
+    while left:
+        node = left.pop()
+        if isinstance(node, Mapping):
+            for key, value in node.items():
+                if isinstance(key, str) and forbidden(key):
+                    refusals.append(policy_refusal(node.key_where[key], f"'{key}'"))
+                elif key == "kind" and isinstance(value, str) and forbidden(value):
+                    refusals.append(policy_refusal(node.at(key), f"a '{value}' step"))
+            left.extend(reversed(node.values()))
+        elif isinstance(node, Sequence):
+            left.extend(reversed(node))
+    return sorted(refusals, key=lambda error: (error.where.line, error.where.column))
 
 
 def _teams(doc: Mapping, errors: list[FlowError]) -> list[Team]:

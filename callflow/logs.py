@@ -67,3 +67,5 @@ def configure(level: str = "INFO", stream=None) -> None:
     root.setLevel(level.upper())
     # The twilio library logs each REST request's parameters (workers' numbers) at INFO.
     logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
+    # The audit witness's copy of each signed head is kept whatever the level (it is evidence).
+    logging.getLogger("callflow.audit_witness").setLevel(logging.INFO)

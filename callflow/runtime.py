@@ -26,6 +26,7 @@ from callflow.clock import utc_now
 from callflow.config import Settings
 from callflow.errors import AuditUnavailable, FlowSetInvalid
 from callflow.jobspec import QUEUE_NAME, REST_RETRY, Job
+from callflow.lastgood import LastGoodFlows
 from callflow.links import Links
 from callflow.live import LiveCalls
 from callflow.registry import FlowRegistry
@@ -89,9 +90,11 @@ def build(settings: Settings, *, links: Links, store: redis.Redis | None = None,
         log.warning("TWILIO_ACCOUNT_SID is not set: callers are put through by direct dial, "
                     "and live calls cannot be monitored", extra={"event": "no_rest_api"})
     audit = AuditLog.from_settings(store, settings)
-    registry = registry or FlowRegistry(settings.flows_dir, on_reload=audit_reloads(audit))
+    clock = clock or utc_now
+    registry = registry or FlowRegistry(settings.flows_dir, on_reload=audit_reloads(audit),
+                                        last_good=LastGoodFlows(store, clock))
     return Runtime(settings=settings, registry=registry, store=store, queue=queue,
-                   twilio=twilio, links=links, clock=clock or utc_now,
+                   twilio=twilio, links=links, clock=clock,
                    calls=CallStore(store, settings.call_ttl),
                    live=LiveCalls(store, settings.secret_key),
                    audit=audit, sync_jobs=sync_jobs)

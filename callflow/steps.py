@@ -44,6 +44,9 @@ class Step:
     is_notice: ClassVar[bool] = False  # plays the confidentiality notice
     contacts_person: ClassVar[bool] = False  # puts the caller in contact with a person
     takes_input: ClassVar[bool] = False  # waits for the caller, so a loop through it is no trap
+    # The turn (one answer to Twilio) ends here: it waits for Twilio or ends the call. Every
+    # other kind goes straight on (``follow``); the validator counts chains by this.
+    ends_turn: ClassVar[bool] = True
     # The webhook Twilio calls after this step (``/voice/<callback>``), if any.
     callback: ClassVar[str | None] = None
     # Whether the TwiML depends on more than the flow and the call's state (the bridge).
@@ -155,6 +158,7 @@ class Notice(Spoken):
 @dataclass(frozen=True, kw_only=True)
 class Say(Spoken):
     kind = "say"
+    ends_turn = False
     summary = "Speak some text, then go on."
 
     text: str = option("text", "What is said")
@@ -173,6 +177,7 @@ class Say(Spoken):
 @dataclass(frozen=True, kw_only=True)
 class Play(Step):
     kind = "play"
+    ends_turn = False
     summary = "Play an audio file, then go on."
 
     url: str = option("url", "Address of the audio file (https)")
@@ -244,6 +249,7 @@ class Menu(Spoken):
 @dataclass(frozen=True, kw_only=True)
 class Hours(Step):
     kind = "hours"
+    ends_turn = False
     summary = "Branch on whether the helpline is open now (closures included)."
 
     open: str = option("step", "Where to go when the helpline is open")
@@ -314,6 +320,7 @@ class Message(Spoken):
 @dataclass(frozen=True, kw_only=True)
 class Goto(Step):
     kind = "goto"
+    ends_turn = False
     summary = "Go to another step."
 
     next: str = option("step", "The step to go to")

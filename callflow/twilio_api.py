@@ -19,6 +19,8 @@ from callflow.config import TWILIO_API_DEFAULT, Settings
 
 log = logging.getLogger(__name__)
 LEG_EVENTS = ["initiated", "ringing", "answered", "completed"]
+# A call in one of these states is over; its record can be deleted.
+FINISHED = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
 # Twilio answers 21220 when a call is no longer in a state that can be changed.
 NOT_CHANGEABLE = 21220
 REST_TIMEOUT_SECONDS = 5
@@ -86,6 +88,19 @@ class TwilioApi:
     def redirect(self, call_sid: str, url: str) -> None:
         """Take a live call out of whatever it is doing and run the TwiML at ``url``."""
         self.client.calls(call_sid).update(url=url, method="POST")
+
+    def finished_calls(self, *, to: str | None = None, from_: str | None = None,
+                       page_size: int, limit: int) -> list[str]:
+        """The sids of finished calls in the account's log to (or from) one of the service's
+        own numbers, at most ``limit``, following Twilio's pages. Only ever asked by the
+        helplines' numbers: a caller's number is never sent to look anything up."""
+        found: list[str] = []
+        for call in self.client.calls.stream(to=to, from_=from_, page_size=page_size):
+            if call.status in FINISHED:
+                found.append(call.sid)
+                if len(found) >= limit:
+                    break
+        return found
 
     def delete_record(self, call_sid: str) -> None:
         """Delete a finished call's record (and with it the caller's number) from Twilio."""

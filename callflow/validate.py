@@ -3,6 +3,7 @@
 - every step an edge names exists;
 - no path from the start reaches a person without passing a notice (loops included);
 - no loop traps a caller without ever waiting for them;
+- no turn of a call runs more steps than the engine will (``MAX_STEPS_PER_TURN``);
 - every step can still reach an end of the call (no menu without a way out);
 - no number answers two flows; teams named exist.
 Unreachable steps are only warnings.
@@ -15,6 +16,8 @@ from collections import deque
 from callflow.errors import FlowError
 from callflow.fields import did_you_mean, specs
 from callflow.flow import Degraded, Flow, FlowSet
+from callflow.limits import MAX_STEPS_PER_TURN, MAX_TEXT_CHARS
+from callflow.texts import describe, fill, stray_braces
 
 
 def validate(flowset: FlowSet, *, check_teams: bool = True
@@ -41,7 +44,10 @@ def validate(flowset: FlowSet, *, check_teams: bool = True
         if missing:
             continue  # the graph checks below need every edge to land somewhere
         errors.extend(_notice_first(flow))
-        errors.extend(_traps(flow))
+        traps = _traps(flow)
+        errors.extend(traps)
+        if not traps:  # the turns below are measured on steps that form no loop
+            errors.extend(_long_turns(flow))
         errors.extend(_dead_ends(flow))
         warnings.extend(_unreachable(flow))
     errors.extend(_numbers_bound_twice(flowset))
@@ -60,8 +66,8 @@ def validate(flowset: FlowSet, *, check_teams: bool = True
 
 
 def _placeholders(flow: Flow) -> list[FlowError]:
-    """Spoken text is filled in with ``str.format(helpline=...)`` when a call reaches it: any
-    other ``{...}`` would fail there, mid-call, and send every caller down the degraded path."""
+    """Spoken text is filled in when a call reaches it: only the documented placeholders mean
+    anything between braces, and the filled text must still fit in one ``<Say>``."""
     texts = [(step.marks.get(key, step.where), f"step '{step.name}' {key}", getattr(step, key))
              for step in flow.steps.values() for key, spec in specs(type(step)).items()
              if spec.kind == "text"]
@@ -71,12 +77,20 @@ def _placeholders(flow: Flow) -> list[FlowError]:
     for where, what, text in texts:
         if not isinstance(text, str):
             continue
-        try:
-            text.format(helpline="")
-        except (KeyError, IndexError, ValueError, AttributeError):
-            errors.append(FlowError(where, f"{what} has braces that are not {{helpline}}: "
-                                    f"{text!r}", "write {helpline} for the helpline's name, and "
-                                    "{{ or }} for a brace itself"))
+        stray = stray_braces(text)
+        if stray:
+            pieces = " and ".join(repr(piece) for piece in stray)
+            which = "is not a placeholder" if len(stray) == 1 else "are not placeholders"
+            errors.append(FlowError(where, f"{what} has {pieces}, which {which}",
+                                    f"the placeholders are {describe()}; write {{{{ or }}}} "
+                                    "for a brace itself"))
+            continue
+        filled = len(fill(text, helpline=flow.helpline))
+        if filled > MAX_TEXT_CHARS:
+            errors.append(FlowError(where, f"{what} is {filled:,} characters once its "
+                                    "placeholders are filled in; Twilio's <Say> takes at most "
+                                    f"{MAX_TEXT_CHARS:,}",
+                                    "shorten it, or split it over several steps"))
     return errors
 
 
@@ -140,6 +154,52 @@ def _traps(flow: Flow) -> list[FlowError]:
                                     " loop without ever waiting for the caller, who would be "
                                     "stuck forever",
                                     "put a menu in the loop, or end it with a message"))
+    return errors
+
+
+def _long_turns(flow: Flow) -> list[FlowError]:
+    """Chains of steps that one turn would run, longer than the engine runs in one turn.
+
+    Any reachable step may start a turn (the start, and every step after a gather or a dial),
+    so each step's longest turn is measured, from the steps that end turns backwards; a chain
+    is named once, from its first step. Steps on a loop are never measured: ``_traps`` has
+    refused the flow already.
+    """
+    reached = flow.reachable()
+    targets = {name: set() if flow.steps[name].ends_turn else set(flow.steps[name].edges()
+                                                                   .values())
+               for name in reached}
+    callers: dict[str, list[str]] = {name: [] for name in reached}
+    for name, after in targets.items():
+        for target in after:
+            callers[target].append(name)
+    waiting = {name: len(after) for name, after in targets.items()}
+    length: dict[str, int] = {}
+    longest_next: dict[str, str | None] = {}
+    ready = deque(name for name, count in waiting.items() if count == 0)
+    while ready:
+        name = ready.popleft()
+        best = max(targets[name], key=length.__getitem__, default=None)
+        length[name] = 1 + (length[best] if best else 0)
+        longest_next[name] = best
+        for caller in callers[name]:
+            waiting[caller] -= 1
+            if not waiting[caller]:
+                ready.append(caller)
+    too_long = {name for name, steps in length.items() if steps > MAX_STEPS_PER_TURN}
+    errors = []
+    for first in (name for name in reached if name in too_long):
+        if any(caller in too_long for caller in callers[first]):
+            continue  # inside a longer chain, named from where that one starts
+        chain, node = [], first
+        while node is not None:
+            chain.append(node)
+            node = longest_next[node]
+        shown = chain if len(chain) <= 7 else [*chain[:3], "…", *chain[-3:]]
+        errors.append(FlowError(flow.steps[first].where, f"steps {' → '.join(shown)} "
+                                f"({len(chain)} steps) run one after another in one turn of a "
+                                f"call; a turn runs at most {MAX_STEPS_PER_TURN} steps",
+                                "put a menu among them, or shorten the chain"))
     return errors
 
 

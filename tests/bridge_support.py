@@ -10,7 +10,7 @@ import secrets
 import xml.etree.ElementTree as ET
 import zlib
 from dataclasses import dataclass, field
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import redis as redis_lib
 import requests
@@ -26,6 +26,7 @@ MOCK_API = "https://twilio-mock.test"
 
 _ACCOUNT = r"/2010-04-01/Accounts/(?P<account>AC\w+)"
 CALLS = re.compile(re.escape(MOCK_API) + _ACCOUNT + r"/Calls\.json$")
+CALLS_LIST = re.compile(re.escape(MOCK_API) + _ACCOUNT + r"/Calls\.json(?:\?.*)?$")
 CALL = re.compile(re.escape(MOCK_API) + _ACCOUNT + r"/Calls/(?P<sid>\w+)\.json$")
 PARTICIPANTS = re.compile(re.escape(MOCK_API) + _ACCOUNT
                           + r"/Conferences/(?P<conf>[\w-]+)/Participants\.json$")
@@ -46,7 +47,7 @@ def twilio_error(status: int, code: int) -> tuple[int, dict, str]:
 class Sent:
     """One request the service sent: what Twilio would have received."""
 
-    kind: str  # ring, listen, hang_up, redirect, delete
+    kind: str  # ring, listen, hang_up, redirect, delete, list
     method: str
     url: str
     body: str
@@ -70,9 +71,17 @@ class TwilioMock:
     Every request is kept (``sent``) and checked against Twilio's OpenAPI description
     (``problems``); one sent anywhere but ``MOCK_API`` is kept in ``strays``. ``fail(kind,
     ...)`` makes the next requests of a kind fail with an HTTP error or an exception.
+
+    ``calls`` is the account's call log, as Twilio keeps it: each call the service creates, and
+    any a test adds with ``keep_call`` (a caller's call, which reaches Twilio by phone, not by
+    REST). Listing it (``GET Calls.json``) filters by ``To``, ``From`` and ``Status``, newest
+    first, in pages of ``PageSize`` (50 unless asked) with a ``next_page_uri`` that carries a
+    ``PageToken`` cursor, as Twilio's does; deleting a call takes it out of the log.
     """
 
     sent: list[Sent] = field(default_factory=list)
+    calls: dict[str, dict] = field(default_factory=dict)
+    order: list[str] = field(default_factory=list)  # every sid the log ever held, oldest first
     strays: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     failures: dict[str, list] = field(default_factory=dict)
@@ -84,6 +93,7 @@ class TwilioMock:
     def __enter__(self) -> TwilioMock:
         self.mock.start()
         self.mock.add_callback(responses.POST, CALLS, callback=self._create_call)
+        self.mock.add_callback(responses.GET, CALLS_LIST, callback=self._list_calls)
         self.mock.add_callback(responses.POST, CALL, callback=self._update_call)
         self.mock.add_callback(responses.DELETE, CALL, callback=self._delete_call)
         self.mock.add_callback(responses.POST, PARTICIPANTS, callback=self._participant)
@@ -109,6 +119,17 @@ class TwilioMock:
     def requests(self) -> list[RestRequest]:
         """The requests in TwilioDouble's shape, so the same driver works with either."""
         return [s.as_double() for s in self.sent]
+
+    def keep_call(self, *, to: str, from_: str, status: str = "completed",
+                  direction: str = "inbound") -> str:
+        """A call in the account's log (as Twilio keeps every call); its sid."""
+        sid = "CA" + secrets.token_hex(16)
+        self.order.append(sid)
+        self.calls[sid] = {"sid": sid, "account_sid": ACCOUNT_SID, "to": to, "from": from_,
+                           "status": status, "direction": direction, "parent_call_sid": None,
+                           "api_version": "2010-04-01",
+                           "uri": f"/2010-04-01/Accounts/{ACCOUNT_SID}/Calls/{sid}.json"}
+        return sid
 
     def take_new(self) -> list[RestRequest]:
         new = self.requests[self.seen:]
@@ -142,8 +163,45 @@ class TwilioMock:
 
     def _create_call(self, request):
         sent = self._record("ring", request, "CA" + secrets.token_hex(16))
-        return self._failure("ring") or _json(201, {"sid": sent.sid, "status": "queued",
-                                                    "to": sent.one("To")})
+        failure = self._failure("ring")
+        if failure is not None:
+            return failure
+        self.order.append(sent.sid)
+        self.calls[sent.sid] = {"sid": sent.sid, "account_sid": ACCOUNT_SID,
+                                "to": sent.one("To"), "from": sent.one("From"),
+                                "status": "queued", "direction": "outbound-api",
+                                "parent_call_sid": None, "api_version": "2010-04-01"}
+        return _json(201, {"sid": sent.sid, "status": "queued", "to": sent.one("To")})
+
+    def _list_calls(self, request):
+        self._record("list", request)
+        failure = self._failure("list")
+        if failure is not None:
+            return failure
+        asked = {k: v[0] for k, v in parse_qs(urlsplit(request.url).query).items()}
+        size = min(int(asked.get("PageSize", 50)), 1000)
+        number = int(asked.get("Page", 0))
+        wanted = {field: asked[name] for name, field in
+                  (("To", "to"), ("From", "from"), ("Status", "status")) if name in asked}
+        newest_first = list(reversed(self.order))
+        # The cursor: the page goes on after this call, whatever was deleted since.
+        after = asked.get("PageToken", "").removeprefix("PA")
+        if after in newest_first:
+            newest_first = newest_first[newest_first.index(after) + 1:]
+        matching = [self.calls[sid] for sid in newest_first if sid in self.calls
+                    and all(self.calls[sid][f] == v for f, v in wanted.items())]
+        page = matching[:size]
+        base = f"/2010-04-01/Accounts/{CALLS_LIST.match(request.url)['account']}/Calls.json"
+        keep = {k: v for k, v in asked.items() if k in ("To", "From", "Status")}
+        first = f"{base}?{urlencode({**keep, 'PageSize': size})}"
+        next_uri = None
+        if len(matching) > size:
+            next_uri = f"{base}?" + urlencode({**keep, "PageSize": size, "Page": number + 1,
+                                               "PageToken": "PA" + page[-1]["sid"]})
+        return _json(200, {"calls": page, "page": number, "page_size": size,
+                           "start": number * size, "end": number * size + len(page) - 1,
+                           "uri": request.url.removeprefix(MOCK_API), "first_page_uri": first,
+                           "next_page_uri": next_uri, "previous_page_uri": None})
 
     def _update_call(self, request):
         sid = CALL.match(request.url)["sid"]
@@ -156,7 +214,11 @@ class TwilioMock:
     def _delete_call(self, request):
         sid = CALL.match(request.url)["sid"]
         self._record("delete", request, sid)
-        return self._failure("delete") or (204, {}, "")
+        failure = self._failure("delete")
+        if failure is not None:
+            return failure
+        self.calls.pop(sid, None)
+        return 204, {}, ""
 
     def _participant(self, request):
         sent = self._record("listen", request, "CA" + secrets.token_hex(16))

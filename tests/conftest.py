@@ -115,10 +115,25 @@ def flows_dir() -> Path:
     return FLOWS
 
 
+@pytest.fixture(autouse=True)
+def audit_environment(tmp_path, monkeypatch) -> Path:
+    """Every test signs the audit log with the tests' key and keeps its own witness file,
+    the command line (which reads the environment) and the app alike."""
+    from tests.audit_keys import SIGNING_PEM
+
+    witness = tmp_path / "audit-witness.jsonl"
+    monkeypatch.setenv("CALLFLOW_AUDIT_SIGNING_KEY", SIGNING_PEM)
+    monkeypatch.setenv("CALLFLOW_AUDIT_WITNESS", str(witness))
+    return witness
+
+
 @pytest.fixture
-def settings(redis_url, flows_dir) -> Settings:
+def settings(redis_url, flows_dir, audit_environment) -> Settings:
+    from tests.audit_keys import SIGNING_PEM
+
     return Settings(twilio_auth_token=TOKEN, public_url=PUBLIC_URL, secret_key="test-secret",
-                    redis_url=redis_url, flows_dir=str(flows_dir), reload_interval=0)
+                    redis_url=redis_url, flows_dir=str(flows_dir), reload_interval=0,
+                    audit_signing_key=SIGNING_PEM, audit_witness=str(audit_environment))
 
 
 @pytest.fixture

@@ -22,8 +22,10 @@ from callflow.audit import (
     canonical,
     sha256,
 )
+from callflow.audit_export import export_lines
 from callflow.config import Settings
 from callflow.errors import AuditChainBroken, AuditUnavailable, CallflowError, ConfigError
+from tests.audit_keys import KEYS, other_keys
 from tests.conftest import CANARY_NUMBER, assert_no_canary, free_port, store_dump
 
 SECRET = "test-secret"
@@ -52,7 +54,7 @@ def ticker() -> Ticker:
 
 @pytest.fixture
 def audit(redis, ticker) -> AuditLog:
-    return AuditLog(redis, SECRET, retention_days=30, clock=ticker)
+    return AuditLog(redis, KEYS, retention_days=30, clock=ticker)
 
 
 def fill(audit: AuditLog, count: int) -> list[Entry]:
@@ -125,9 +127,9 @@ def test_entries_filter_by_time_kind_and_limit(audit):
 
 def test_export_writes_json_lines_with_hashes(audit):
     entries = fill(audit, 3)
-    lines = list(audit.export(since=START + timedelta(days=1)))
+    lines = export_lines(audit, since=START + timedelta(days=1))
     assert all(line.endswith("\n") for line in lines)
-    assert [json.loads(line) for line in lines] == [e.to_dict() for e in entries[1:]]
+    assert [json.loads(line) for line in lines[1:-1]] == [e.to_dict() for e in entries[1:]]
 
 
 @pytest.mark.parametrize("kind", ["monitor_granted", "nonsense", ""])
@@ -146,15 +148,16 @@ def test_every_kind_in_the_brief_exists():
         "flow_reload_refused", "exception_recorded", "purged"}
 
 
-@pytest.mark.parametrize("secret, days", [("", 183), (SECRET, 0), (SECRET, -1)])
-def test_misconfiguration_is_refused(redis, secret, days):
+@pytest.mark.parametrize("signing, days", [(SECRET, 183), (KEYS, 0), (KEYS, -1)])
+def test_misconfiguration_is_refused(redis, signing, days):
     with pytest.raises(ConfigError):
-        AuditLog(redis, secret, retention_days=days)
+        AuditLog(redis, signing, retention_days=days)
 
 
-def test_settings_carry_the_retention(redis):
+def test_settings_carry_the_retention(redis, tmp_path):
     assert Settings.from_env({}).retention_days == 183
-    settings = Settings.from_env({"CALLFLOW_AUDIT_RETENTION_DAYS": "30", "SECRET_KEY": "k"})
+    settings = Settings.from_env({"CALLFLOW_AUDIT_RETENTION_DAYS": "30", "SECRET_KEY": "k",
+                                  "CALLFLOW_EMBEDDED_DB": str(tmp_path / "callflow.db")})
     assert AuditLog.from_settings(redis, settings).retention_days == 30
 
 
@@ -289,7 +292,7 @@ def test_nothing_is_appended_to_a_log_with_a_broken_head(audit, redis, tamper):
 
 def test_a_different_key_cannot_vouch_for_the_log(audit, redis):
     fill(audit, 2)
-    result = AuditLog(redis, "another-secret").verify()
+    result = AuditLog(redis, other_keys()).verify()
     assert result.problem is Problem.FORGED_HEAD
 
 
@@ -302,7 +305,7 @@ def test_concurrent_appends_keep_one_chain(redis_url, redis):
     def write(n: int) -> list[int]:
         client = redis_lib.Redis.from_url(redis_url, decode_responses=True)
         try:
-            log = AuditLog(client, SECRET)
+            log = AuditLog(client, KEYS)
             return [log.append(AuditKind.MONITOR_REQUESTED, actor=f"m{n}", i=i).seq
                     for i in range(each)]
         finally:
@@ -311,7 +314,7 @@ def test_concurrent_appends_keep_one_chain(redis_url, redis):
     with ThreadPoolExecutor(max_workers=writers) as pool:
         seqs = [seq for result in pool.map(write, range(writers)) for seq in result]
     assert sorted(seqs) == list(range(1, writers * each + 1))
-    result = AuditLog(redis, SECRET).verify()
+    result = AuditLog(redis, KEYS).verify()
     assert result.ok, result.reason
     assert result.count == writers * each
 
@@ -409,8 +412,9 @@ def test_a_tampered_log_is_not_purged(audit, redis):
     assert redis.get(keys.audit_checkpoint()) is None
 
 
-def test_a_purge_job_can_build_the_log_from_settings(redis):
-    settings = Settings(secret_key=SECRET, retention_days=1)
+def test_a_purge_job_can_build_the_log_from_settings(redis, tmp_path):
+    settings = Settings(secret_key=SECRET, retention_days=1,
+                        embedded_db=str(tmp_path / "callflow.db"))
     audit = AuditLog.from_settings(redis, settings)
     audit.append(AuditKind.LOGIN)
     assert audit.purge(now=datetime.now(UTC) + timedelta(days=2)) == 1
@@ -424,13 +428,13 @@ def test_a_purge_job_can_build_the_log_from_settings(redis):
     lambda log: log.append(AuditKind.MONITOR_REQUESTED, actor="alice", purpose="quality"),
     lambda log: log.verify(),
     lambda log: log.entries(),
-    lambda log: log.export(),
+    lambda log: export_lines(log),
     lambda log: log.purge(),
 ], ids=["append", "verify", "entries", "export", "purge"])
 def test_an_unreachable_store_raises_audit_unavailable(action):
     client = dead_client()
     with pytest.raises(AuditUnavailable) as caught:
-        action(AuditLog(client, SECRET))
+        action(AuditLog(client, KEYS))
     assert isinstance(caught.value, CallflowError)
     client.close()
 
@@ -499,5 +503,5 @@ def test_the_canary_number_is_never_stored(audit, redis, caplog):
             audit.append(AuditKind.MONITOR_REQUESTED, actor="alice", **attempt)
     audit.append(AuditKind.MONITOR_REQUESTED, actor="alice", purpose="quality")
     audit.purge(now=START + timedelta(days=100))
-    list(audit.export())
+    export_lines(audit)
     assert_no_canary(store_dump(redis), caplog.text)

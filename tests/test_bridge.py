@@ -71,6 +71,12 @@ def waiting(caller: Caller) -> Caller:
     return caller
 
 
+def leg_requests(twilio_api) -> list[str]:
+    """What the service asked of Twilio for the legs, in order (the deletion of the call's
+    records once it is over is tested on its own, below)."""
+    return [s.kind for s in twilio_api.sent if s.kind != "delete"]
+
+
 def state(live, caller: Caller) -> LiveState:
     return live.get(caller.call_id).state
 
@@ -179,7 +185,7 @@ def test_two_workers_ring_and_the_one_who_presses_1_is_joined(caller, twilio_api
     assert [v.tag for v in verbs(after_dial)] == ["Hangup"]
     assert state(live, caller) is LiveState.ENDED
     assert_gone(redis, caller)
-    assert [s.kind for s in twilio_api.sent] == ["ring", "ring", "hang_up"]
+    assert leg_requests(twilio_api) == ["ring", "ring", "hang_up"]
     assert_twilio_ok(twilio_api)
 
 
@@ -242,7 +248,7 @@ def test_callbacks_sent_twice_and_out_of_order_change_nothing_wrongly(caller, tw
 
     ended = live.get(caller.call_id)
     assert ended.accepted == 1
-    assert [s.kind for s in twilio_api.sent] == ["ring", "ring", "hang_up"]
+    assert leg_requests(twilio_api) == ["ring", "ring", "hang_up"]
     assert_twilio_ok(twilio_api)
 
 
@@ -410,7 +416,7 @@ def test_the_caller_hanging_up_while_workers_ring_cancels_their_legs(caller, twi
         caller.leg_status(leg, "canceled")
     for other in HANG_UPS.values():
         other(caller)
-    assert [s.kind for s in twilio_api.sent] == ["ring", "ring", "hang_up", "hang_up"]
+    assert leg_requests(twilio_api) == ["ring", "ring", "hang_up", "hang_up"]
     assert said(caller.screen(0)) == [TAKEN]
     assert_twilio_ok(twilio_api)
 
@@ -535,7 +541,8 @@ def test_the_simulator_plays_both_sides_with_the_twilio_double(bridge_settings, 
         twilio_openapi.check(request.method, request.url, body)
         if request.kind == "ring":
             assert (request.data["From"], request.data["Record"]) == (RESPECT, "false")
-    assert {r.kind for r in double.requests} == {"ring"}
+    # Rung, and once the call is over its records deleted from Twilio's log (the default).
+    assert {r.kind for r in double.requests} == {"ring", "delete"}
 
 
 def test_both_helplines_are_bridged_with_their_own_number_and_team(bridge_sim, twilio_api):
@@ -792,8 +799,20 @@ def test_with_purging_on_a_finished_calls_records_are_deleted(purging, twilio_ap
     assert_twilio_ok(twilio_api)
 
 
-def test_with_purging_off_nothing_is_deleted(caller, twilio_api):
-    waiting(caller).press(1, "1")
+def test_by_default_a_finished_calls_records_are_deleted(caller, twilio_api):
+    legs = waiting(caller).legs()
+    caller.press(1, "1")
+    caller.status("completed")
+
+    assert {d.sid for d in twilio_api.of("delete")} == {caller.sid, legs[0].sid, legs[1].sid}
+
+
+def test_with_purging_turned_off_nothing_is_deleted(bridge_settings, redis, clock, twilio_api):
+    settings = dataclasses.replace(bridge_settings, purge_twilio_logs=False)
+    sim = TwilioSim(app_with(settings, redis, clock), extra_fields=CANARY_FIELDS,
+                    rest=twilio_api)
+    caller = waiting(Caller(sim, twilio_api, to=RESPECT, number=CANARY_NUMBER))
+    caller.press(1, "1")
     caller.status("completed")
 
     assert twilio_api.of("delete") == []

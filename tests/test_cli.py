@@ -94,6 +94,28 @@ def test_validate_refuses_a_bad_folder_naming_file_line_and_column(runner, tmp_p
     ]
 
 
+def test_validate_names_the_editor_files_it_skipped_in_one_line(runner, tmp_path):
+    folder = write_folder(tmp_path / "flows", {"test.yaml": BASE})
+    (folder / ".#test.yaml").symlink_to("admin@laptop.12345:1700000000")
+    (folder / "test.yaml~").write_text("kind: record", encoding="utf-8")
+    result = runner.invoke(cli, ["validate", str(folder)])
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ("skipped 2 files that are not flows: .#test.yaml, test.yaml~ "
+                             "(editors' lock files, backups and hidden files are never loaded)\n")
+
+
+def test_validate_names_the_skipped_files_beside_the_errors(runner, tmp_path):
+    folder = write_folder(tmp_path / "flows", {"test.yaml": edit("start: welcome",
+                                                                 "start: menu1")})
+    (folder / ".#test.yaml").symlink_to("admin@laptop.12345:1700000000")
+    result = runner.invoke(cli, ["validate", str(folder)])
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == (
+        "skipped 1 file that is not a flow: .#test.yaml (editors' lock files, backups and "
+        "hidden files are never loaded)")
+    assert "without hearing the confidentiality notice" in result.stderr
+
+
 def test_validate_reads_the_folder_from_the_environment(runner, tmp_path, monkeypatch):
     folder = write_folder(tmp_path / "flows", {"test.yaml": edit("start: welcome",
                                                                  "start: menu1")})

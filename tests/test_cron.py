@@ -1,6 +1,6 @@
-"""The timed jobs on RQ's cron scheduler: the daily audit purge and the job that closes listen-ins
-no callback closed, registered by name, enqueued on their own queue, and run in-process on the
-runtime the way the worker's timed-job thread runs them."""
+"""The timed jobs on RQ's cron scheduler: the daily audit purge, the sweep of Twilio's call log
+and the job that closes listen-ins no callback closed, registered by name, enqueued on their own
+queue, and run in-process on the runtime the way the worker's timed-job thread runs them."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ from tests.monitoring_support import connected_caller, later, signed_in
 pytest_plugins = ("tests.monitoring_fixtures",)
 
 JOB_NAMES = {"purge-audit": jobs.purge_audit,
-             "close-stale-monitoring": jobs.close_stale_monitoring}
+             "close-stale-monitoring": jobs.close_stale_monitoring,
+             "sweep-twilio-records": jobs.sweep_twilio_records}
 
 
 @pytest.fixture
@@ -43,7 +44,7 @@ def run_timed_jobs(rt: Runtime) -> None:
 def old_entries(rt: Runtime, days: int, count: int) -> None:
     """``count`` audit entries written ``days`` ago, on the runtime's own log."""
     then = datetime.now(UTC) - timedelta(days=days)
-    past = AuditLog(rt.store, rt.settings.secret_key, rt.settings.retention_days,
+    past = AuditLog(rt.store, rt.audit.keys, rt.settings.retention_days,
                     clock=lambda: then)
     for n in range(count):
         past.append(AuditKind.STAFF_CHANGED, "cli:test", name=f"old-{n}", change="added")
@@ -52,7 +53,7 @@ def old_entries(rt: Runtime, days: int, count: int) -> None:
 # -- registration --------------------------------------------------------------------------------
 
 
-def test_the_two_timed_jobs_are_named_and_point_at_the_jobs():
+def test_the_timed_jobs_are_named_and_point_at_the_jobs():
     assert {job["name"]: job["func"] for job in cron.TIMED_JOBS} == JOB_NAMES
 
 
@@ -67,14 +68,15 @@ def test_the_purge_runs_daily_and_stale_listens_are_closed_every_few_minutes(set
     assert 60 <= interval <= settings.monitor_max_minutes * 60 // 4
 
 
-def test_the_scheduler_registers_both_on_the_timed_queue(app_rt):
+def test_the_scheduler_registers_every_one_on_the_timed_queue(app_rt):
     before = signal.getsignal(signal.SIGINT)
 
     registered = cron.scheduler(app_rt.queue.connection).get_jobs()
 
     assert {(j.name, j.func_name, j.queue_name) for j in registered} == {
         ("purge-audit", "callflow.jobs.purge_audit", cron.TIMED_QUEUE),
-        ("close-stale-monitoring", "callflow.jobs.close_stale_monitoring", cron.TIMED_QUEUE)}
+        ("close-stale-monitoring", "callflow.jobs.close_stale_monitoring", cron.TIMED_QUEUE),
+        ("sweep-twilio-records", "callflow.jobs.sweep_twilio_records", cron.TIMED_QUEUE)}
     assert signal.getsignal(signal.SIGINT) is before
 
 
@@ -83,13 +85,13 @@ def test_the_scheduler_enqueues_what_is_due_and_the_worker_runs_it(app_rt):
 
     due = scheduler.enqueue_jobs()
 
-    # An interval job runs at once; the daily purge waits for its hour.
-    assert [job.name for job in due] == ["close-stale-monitoring"]
-    assert timed_queue(app_rt).count == 1
+    # The interval jobs run at once; the daily purge waits for its hour.
+    assert sorted(job.name for job in due) == ["close-stale-monitoring", "sweep-twilio-records"]
+    assert timed_queue(app_rt).count == 2
     run_timed_jobs(app_rt)
     assert timed_queue(app_rt).count == 0
-    [job_id] = timed_queue(app_rt).finished_job_registry.get_job_ids()
-    assert timed_queue(app_rt).fetch_job(job_id).return_value() == 0
+    done = timed_queue(app_rt).finished_job_registry.get_job_ids()
+    assert [timed_queue(app_rt).fetch_job(job_id).return_value() for job_id in done] == [0, 0]
 
 
 # -- the purge ---------------------------------------------------------------------------------

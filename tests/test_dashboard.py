@@ -166,18 +166,37 @@ def test_static_files_load_nothing_from_another_site():
 def test_the_trail_is_newest_first_with_a_verified_badge(manager, app):
     rt(app).audit.append(AuditKind.FLOW_RELOADED, "system", files={"a.yaml": "f" * 64})
     page = manager.get("/manager/audit").get_data(as_text=True)
-    assert "Chain verified: all 3 entries intact" in page
+    assert "Chain verified from entry 3, the newest its witness saw, to entry 3" in page
     table = page.split("<tbody>")[1]
     assert table.index("Flows reloaded") < table.index("Signed in") < table.index(
         "Staff account changed")
 
 
 def test_a_broken_chain_shows_where(manager, app, redis):
+    raw = redis.lindex(keys.audit_entries(), -1)
+    redis.lset(keys.audit_entries(), -1, raw.replace('"web"', '"phone"'))
+    page = manager.get("/manager/audit").get_data(as_text=True)
+    assert "Chain broken at entry 2" in page
+
+
+def test_the_page_checks_from_the_witness_and_check_again_walks_everything(manager, redis):
+    # An old entry edited: the page's quick check starts at the newest witnessed head, so it
+    # does not claim every entry is intact; the whole walk ("check again") finds it.
     raw = redis.lindex(keys.audit_entries(), 0)
     redis.lset(keys.audit_entries(), 0, raw.replace('"added"', '"removed"'))
     page = manager.get("/manager/audit").get_data(as_text=True)
-    assert "Chain broken at entry 1" in page
+    assert "Chain verified from entry 2" in page and "intact" not in page
     assert manager.get("/manager/api/audit/verify").get_json()["first_bad_seq"] == 1
+
+
+def test_a_rolled_back_log_shows_on_the_page(manager, app, redis):
+    saved = redis.lrange(keys.audit_entries(), 0, -1), redis.get(keys.audit_head())
+    rt(app).audit.append(AuditKind.FLOW_RELOADED, "system", files={"a.yaml": "f" * 64})
+    redis.delete(keys.audit_entries())
+    redis.rpush(keys.audit_entries(), *saved[0])
+    redis.set(keys.audit_head(), saved[1])
+    page = manager.get("/manager/audit").get_data(as_text=True)
+    assert "Chain broken at entry 3" in page and "rolled back" in page
 
 
 def test_the_trail_filters_by_kind_and_date(manager, app):
@@ -240,7 +259,7 @@ def test_csv_cells_are_never_formulas(value, cell):
 
 def exception_form(client, **fields):
     data = {"csrf_token": client.csrf, "call": "CA0123abcd", "grounds": ["threat_to_worker"],
-            "agency": "police", "caller_informed": "yes", "not_informed_reason": "", **fields}
+            "agency": "police", "caller_informed": "yes", "why_not": "", "detail": "", **fields}
     return client.post("/manager/exceptions", data=data)
 
 
@@ -257,11 +276,41 @@ def test_an_exception_is_recorded_and_listed(manager, app):
 
 
 def test_not_informed_needs_a_reason(manager):
-    response = exception_form(manager, caller_informed="no")
+    response = exception_form(manager, caller_informed="no", detail="the call had ended")
     assert response.status_code == 400
     page = response.get_data(as_text=True)
-    assert "Say why it was not possible or safe to tell the caller" in page
+    assert "Say why the caller was not told: it was not safe, or not possible." in page
     assert 'value="CA0123abcd"' in page  # what was typed is kept
+    assert 'value="the call had ended"' in page
+
+
+def test_not_informed_is_recorded_with_its_reason_and_shown(manager, app):
+    response = exception_form(manager, caller_informed="no", why_not="not_possible",
+                              detail="the call had ended before the worker could say")
+    assert response.status_code == 302
+    entry = rt(app).audit.entries(kind=AuditKind.EXCEPTION_RECORDED)[-1]
+    assert (entry.data["why_not"], entry.data["detail"]) == (
+        "not_possible", "the call had ended before the worker could say")
+    page = manager.get("/manager/exceptions").get_data(as_text=True)
+    assert "it was not possible: the call had ended or they could not be reached" in page
+    assert "the call had ended before the worker could say" in page
+
+
+def test_the_form_warns_before_anything_is_typed(manager):
+    page = manager.get("/manager/exceptions").get_data(as_text=True)
+    assert "never who or where" in page
+    assert 'name="detail"' in page and 'maxlength="140"' in page
+    assert 'name="not_informed_reason"' not in page
+    for value in ("not_safe", "not_possible"):
+        assert f'name="why_not" value="{value}"' in page
+
+
+def test_an_entry_recorded_before_the_structured_reasons_is_still_shown(manager, app):
+    rt(app).audit.append(AuditKind.EXCEPTION_RECORDED, "maria", call="CA0123abcd",
+                         grounds=["threat_to_worker"], agency="police", caller_informed=False,
+                         not_informed_reason="an older free-text reason")
+    page = manager.get("/manager/exceptions").get_data(as_text=True)
+    assert "an older free-text reason" in page
 
 
 @pytest.mark.parametrize(("fields", "message"), [
@@ -269,8 +318,11 @@ def test_not_informed_needs_a_reason(manager):
     ({"agency": "newspaper"}, "Choose who the information was shared with."),
     ({"grounds": []}, "Give at least one of the policy&#39;s grounds"),
     ({"call": "+447700900666"}, "never a phone number"),
-    ({"caller_informed": "no", "not_informed_reason": "ring them on 07700 900666"},
+    ({"caller_informed": "no", "why_not": "not_safe", "detail": "ring them on 07700 900666"},
      "looks like a phone number"),
+    ({"caller_informed": "no", "why_not": "not_safe", "detail": "lives at 14 Acacia Avenue"},
+     "never who or where"),
+    ({"caller_informed": "no", "why_not": "because"}, "Say why the caller was not told"),
 ])
 def test_a_bad_exception_is_refused_in_words(manager, app, fields, message):
     before = len(rt(app).audit.entries())

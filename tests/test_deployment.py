@@ -28,6 +28,7 @@ from twilio.request_validator import RequestValidator
 
 from callflow.config import Settings
 from callflow.jobspec import QUEUE_NAME
+from tests.audit_keys import SIGNING_PEM
 from tests.conftest import (
     CANARY_FIELDS,
     CANARY_NUMBER,
@@ -56,7 +57,9 @@ def service_env(redis_url: str, folder: Path, **extra: str) -> dict[str, str]:
     flows = write_folder(folder / "flows", {"test-line.yaml": ALWAYS_OPEN})
     return {**env, "REDIS_URL": redis_url, "TWILIO_AUTH_TOKEN": TOKEN,
             "CALLFLOW_PUBLIC_URL": PUBLIC_URL, "SECRET_KEY": "s" * 48,
-            "CALLFLOW_FLOWS": str(flows), "CALLFLOW_RELOAD_INTERVAL": "0", **extra}
+            "CALLFLOW_FLOWS": str(flows), "CALLFLOW_RELOAD_INTERVAL": "0",
+            "CALLFLOW_AUDIT_SIGNING_KEY": SIGNING_PEM,
+            "CALLFLOW_AUDIT_WITNESS": str(folder / "audit-witness.jsonl"), **extra}
 
 
 def wait_until_up(url: str, proc: subprocess.Popen, log: Path) -> None:

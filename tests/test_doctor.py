@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import shutil
+from datetime import UTC, datetime
 
 import pytest
 import redis as redis_lib
@@ -11,7 +14,10 @@ from callflow import doctor
 from callflow.cli import cli
 from callflow.config import Settings
 from callflow.doctor import Status, run_checks
+from callflow.lastgood import LastGoodFlows
+from callflow.loader import load_flowset
 from callflow.twilio_api import make_client
+from tests.audit_keys import SIGNING_PEM
 from tests.bridge_support import ACCOUNT_SID, MOCK_API, dead_store
 from tests.conftest import FLOWS, MENS_ADVICE, RESPECT
 from tests.twilio_numbers import PUBLIC_URL, TwilioNumbers, wanted
@@ -31,6 +37,9 @@ class Store:
     def ping(self) -> bool:
         return True
 
+    def get(self, key: str) -> None:
+        return None  # no last good flows kept
+
     def config_get(self, name: str) -> dict[str, str]:
         if not self.config:
             raise redis_lib.ResponseError("unknown command 'CONFIG'")
@@ -47,10 +56,12 @@ def account():
 
 
 @pytest.fixture
-def good() -> Settings:
+def good(tmp_path) -> Settings:
     return Settings(twilio_account_sid=ACCOUNT_SID, twilio_auth_token="test-token",
                     twilio_api_url=MOCK_API, public_url=PUBLIC_URL, secret_key=STRONG,
-                    redis_url="redis://redis.internal:6379/0", flows_dir=str(FLOWS))
+                    redis_url="redis://redis.internal:6379/0", flows_dir=str(FLOWS),
+                    audit_signing_key=SIGNING_PEM,
+                    audit_witness=str(tmp_path / "witness" / "audit-witness.jsonl"))
 
 
 def checks(settings: Settings, store=None) -> dict[str, doctor.Check]:
@@ -65,7 +76,8 @@ def failed(results: dict[str, doctor.Check]) -> list[str]:
 def test_a_good_deployment_passes_every_check(good, account):
     results = checks(good)
     assert {c.status for c in results.values()} == {Status.OK}
-    assert list(results) == ["environment", "public URL", "secret key", "Redis", "flows",
+    assert list(results) == ["environment", "public URL", "secret key", "audit signing key",
+                             "audit witness", "Twilio call log", "Redis", "flows",
                              "Twilio account", "numbers"]
     assert "AOF persistence on" in results["Redis"].detail
 
@@ -112,7 +124,7 @@ def test_a_short_secret_key_fails(good, account):
     assert result.status == Status.FAIL
     assert "3 characters" in result.detail
     assert "token_urlsafe" in result.fix
-    assert "audit export" in result.fix
+    assert "signed the old way" in result.fix
 
 
 def test_an_unreachable_redis_fails(good, account):
@@ -157,6 +169,30 @@ def test_invalid_flows_fail_with_where_and_how(good, account, tmp_path):
     assert results["numbers"].status == Status.SKIP
 
 
+def test_broken_flows_with_a_last_good_set_kept_are_degraded_not_down(good, account, redis,
+                                                                      tmp_path):
+    folder = tmp_path / "flows"
+    shutil.copytree(FLOWS, folder)
+    LastGoodFlows(redis, lambda: datetime(2026, 11, 25, 12, 0, tzinfo=UTC)).save(
+        load_flowset(folder))
+    (folder / "mens-advice-line.yaml").write_text("helpline: [\n", encoding="utf-8")
+    results = checks(dataclasses.replace(good, flows_dir=str(folder)), store=redis)
+    flows = results["flows"]
+    assert flows.status == Status.WARN
+    assert flows.detail.startswith("degraded: serving the last good flows (kept "
+                                   "2026-11-25T12:00:00+00:00); broken: mens-advice-line.yaml: ")
+    assert f"{folder}/mens-advice-line.yaml:2:1: this is not valid YAML" in flows.detail
+    assert results["numbers"].status == Status.OK  # the numbers of the set that is served
+
+
+def test_broken_flows_without_a_last_good_set_fail(good, account, redis, tmp_path):
+    (tmp_path / "broken.yaml").write_text("helpline: [\n", encoding="utf-8")
+    results = checks(dataclasses.replace(good, flows_dir=str(tmp_path)), store=redis)
+    assert results["flows"].status == Status.FAIL
+    assert results["flows"].detail.endswith("no last good set is kept, so a process that starts "
+                                            "now refuses to start")
+
+
 def test_refused_credentials_fail(good, account):
     account.fail_with["account"] = (401, 20003)
     results = checks(good)
@@ -190,7 +226,7 @@ def test_a_number_the_account_does_not_own_fails(good, account):
 
 def test_the_client_is_reused_when_given(good, account):
     results = run_checks(good, store=Store(), client=make_client(good))
-    assert [c.status for c in results] == [Status.OK] * 7
+    assert {c.status for c in results} == {Status.OK}
 
 
 def env_of(settings: Settings) -> dict[str, str]:
@@ -199,14 +235,18 @@ def env_of(settings: Settings) -> dict[str, str]:
             "TWILIO_API_URL": settings.twilio_api_url,
             "CALLFLOW_PUBLIC_URL": settings.public_url, "SECRET_KEY": settings.secret_key,
             "REDIS_URL": settings.redis_url, "REDIS_SENTINELS": "",
-            "CALLFLOW_FLOWS": settings.flows_dir}
+            "CALLFLOW_FLOWS": settings.flows_dir,
+            "CALLFLOW_AUDIT_SIGNING_KEY": settings.audit_signing_key,
+            "CALLFLOW_AUDIT_WITNESS": settings.audit_witness}
 
 
 def test_the_command_prints_a_checklist_and_exits_0(good, account, runner, monkeypatch):
     monkeypatch.setattr(doctor, "connect", lambda settings: Store())
     result = runner.invoke(cli, ["doctor"], env=env_of(good))
     assert result.exit_code == 0, result.output
-    assert result.stdout.count("[ok]") == 7
+    lines = result.stdout.splitlines()
+    assert lines[-1] == "all checks passed"
+    assert all(line.startswith("[ok]") for line in lines[:-1])
     assert "all checks passed" in result.stdout
 
 
@@ -219,3 +259,66 @@ def test_the_command_exits_1_with_what_to_fix(good, account, runner, monkeypatch
     assert [line.split(":")[0] for line in failing] == ["[FAIL] secret key", "[FAIL] Redis"]
     assert sum(1 for line in lines if line.strip().startswith("fix:")) == 2
     assert "2 check(s) failed: secret key, Redis" in result.stderr
+
+
+# -- the audit log's key and witness -------------------------------------------------------------
+
+def test_a_shared_store_without_an_audit_signing_key_fails(good, account):
+    result = checks(dataclasses.replace(good, audit_signing_key=""))["audit signing key"]
+    assert result.status == Status.FAIL
+    assert "will not start" in result.detail
+    assert "openssl genpkey -algorithm ed25519" in result.fix
+
+
+def test_the_audit_signing_key_is_named_by_its_fingerprint(good, account):
+    from tests.audit_keys import KEYS
+
+    result = checks(good)["audit signing key"]
+    assert result.status == Status.OK
+    assert KEYS.fingerprint() in result.detail
+
+
+@pytest.mark.parametrize("value, words", [
+    ("/nowhere/audit-signing-key.pem", "cannot be read"),
+    ("-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----", "not an "),
+])
+def test_an_unusable_audit_signing_key_fails(good, account, value, words):
+    result = checks(dataclasses.replace(good, audit_signing_key=value))["audit signing key"]
+    assert result.status == Status.FAIL
+    assert words in result.detail
+
+
+def test_doctor_makes_no_key_in_local_mode(tmp_path, account):
+    local = Settings(flows_dir=str(FLOWS), embedded_db=str(tmp_path / "data" / "callflow.db"))
+    result = checks(local)["audit signing key"]
+    assert result.status == Status.SKIP
+    assert not (tmp_path / "data").exists()
+
+
+def test_a_witness_that_cannot_be_written_fails(good, account, tmp_path):
+    if os.geteuid() == 0:
+        pytest.skip("root may write anywhere")
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        settings = dataclasses.replace(good, audit_witness=str(folder / "w.jsonl"))
+        result = checks(settings)["audit witness"]
+    finally:
+        folder.chmod(0o700)
+    assert result.status == Status.FAIL
+
+
+def test_a_shared_store_with_the_default_witness_is_a_warning(good, account):
+    result = checks(dataclasses.replace(good, audit_witness=""))["audit witness"]
+    assert result.status == Status.WARN
+    assert "ship the JSON logs" in result.fix
+
+
+# -- Twilio's call log ---------------------------------------------------------------------------
+
+def test_turning_the_twilio_log_purge_off_is_warned_of(good, account):
+    result = checks(dataclasses.replace(good, purge_twilio_logs=False))["Twilio call log"]
+    assert result.status == Status.WARN
+    assert "every caller's number" in result.detail
+    assert "unset CALLFLOW_PURGE_TWILIO_LOGS" in result.fix

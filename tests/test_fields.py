@@ -154,7 +154,7 @@ def test_international_numbers(number):
 def test_json_schema_of_each_key_kind():
     declared = specs(Sample)
     assert json_schema(declared["text"]) == {"type": "string", "minLength": 1,
-                                             "description": "Some text"}
+                                             "maxLength": 4096, "description": "Some text"}
     assert json_schema(declared["count"]) == {"type": "integer", "description": "A count",
                                               "minimum": 1, "maximum": 9, "default": 3}
     assert json_schema(declared["flag"]) == {"type": "boolean", "description": "A flag",

@@ -19,7 +19,7 @@ from twilio.base.exceptions import TwilioRestException
 
 from callflow import jobs, jobspec, keys, runtime
 from callflow.config import Settings
-from callflow.errors import StoreUnavailable
+from callflow.errors import ConfigError, StoreUnavailable
 from callflow.jobspec import Job as Named
 from callflow.live import LiveState
 from callflow.worker import JobRunner
@@ -338,7 +338,7 @@ def test_purge_without_a_twilio_account_does_nothing(app, twilio_api):
 
 
 @pytest.mark.parametrize("raw, on", [
-    (None, False), ("", False), ("0", False), ("false", False), ("False", False), ("no", False),
+    (None, True), ("", True), ("0", False), ("false", False), ("False", False), ("no", False),
     ("off", False), ("1", True), ("true", True), ("TRUE", True), (" yes ", True), ("on", True),
 ])
 def test_purge_setting_from_the_environment(raw, on):
@@ -370,3 +370,10 @@ def test_two_apps_in_one_process_run_their_jobs_each_with_its_own_runtime(
 
     urls = [str(leg.data["Url"]) for leg in caller.legs()]
     assert urls and all(url.startswith("https://callflow.example.org/") for url in urls)
+
+
+@pytest.mark.parametrize("raw", ["flase", "disabled", "2"])
+def test_an_opt_out_must_be_said_plainly(raw):
+    """A typo must not turn the purge off: only false, 0, no or off do."""
+    with pytest.raises(ConfigError, match="CALLFLOW_PURGE_TWILIO_LOGS"):
+        Settings.from_env({"CALLFLOW_PURGE_TWILIO_LOGS": raw})

@@ -6,10 +6,13 @@ loader must report. The graph proofs (notice first, traps, dead ends) are in tes
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from callflow.errors import FlowSetInvalid
-from callflow.loader import load_flowset
+from callflow.limits import MAX_FILE_BYTES
+from callflow.loader import load_flowset, skipped_files
 from tests.conftest import FLOWS
 from tests.flowfiles import BASE, edit, errors_of, warnings_of, write_folder
 
@@ -82,11 +85,12 @@ def test_forbidden_keys_are_refused_in_the_teams_file(tmp_path):
     assert errors_of(folder) == [f"teams.yaml:18:9: 'callerIdLookup' {POLICY}"]
 
 
-def test_a_forbidden_key_merged_from_an_anchor_is_refused(tmp_path):
+def test_a_forbidden_key_in_a_merge_is_refused_with_the_merge(tmp_path):
     text = edit("  busy:\n    kind: message\n",
                 "  busy:\n    <<: {record: true}\n    kind: message\n")
     assert errors_of(write_folder(tmp_path, {"test.yaml": text})) == [
-        f"test.yaml:23:10: 'record' {POLICY}"]
+        "test.yaml:23:5: '<<' merges one mapping into another, which flows do not do (write the "
+        "value out in each place it is used (quote it for the text '<<'))"]
 
 
 # -- YAML itself ---------------------------------------------------------------------------
@@ -108,12 +112,21 @@ def test_a_forbidden_key_merged_from_an_anchor_is_refused(tmp_path):
                  ["test.yaml:23:18: this is not valid YAML: mapping values are not allowed here"],
                  id="colon in a plain value"),
     pytest.param(BASE + "---\nhelpline: Another\n",
-                 ["test.yaml:25:1: this is not valid YAML: but found another document"],
-                 id="two documents"),
+                 ["test.yaml:25:1: a second YAML document starts here (a flow file is one "
+                  "document: remove the '---' and what follows, or move it to a file of its "
+                  "own)"], id="two documents"),
     pytest.param(edit("    text: Sorry, everyone is busy. In an emergency call 999.",
                       "    text: !!python/object:os.system echo"),
-                 ["test.yaml:24:11: this is not valid YAML: could not determine a constructor for "
-                  "the tag 'tag:yaml.org,2002:python/object:os.system'"], id="python tag"),
+                 ["test.yaml:24:11: the tag '!!python/object:os.system' means nothing in a flow "
+                  "(remove it: a flow holds text, numbers, true or false, lists and mappings)"],
+                 id="python tag"),
+    pytest.param(edit("    text: Sorry, everyone is busy. In an emergency call 999.",
+                      '    text: "Sorry\\0, everyone is busy."'),
+                 ["test.yaml:24:11: this text holds the character U+0000, which cannot be said "
+                  "or sent to Twilio (remove its escape)"], id="an escaped NUL in a text"),
+    pytest.param(edit("  busy:\n", "  busy: &busy\n"),
+                 ["test.yaml:22:9: '&busy' is a YAML anchor, which flows do not use (write the "
+                  "value out in each place it is used)"], id="an anchor"),
     pytest.param("", ["test.yaml:1:1: the file is empty (write a flow or remove it)"],
                  id="empty"),
     pytest.param("# only a comment\n",
@@ -127,10 +140,19 @@ def test_yaml_mistakes(tmp_path, text, expected):
     assert errors_of(write_folder(tmp_path, {"test.yaml": text})) == expected
 
 
-def test_a_file_that_is_not_utf8(tmp_path):
+def test_a_file_that_is_not_utf8_is_refused_at_the_bad_byte(tmp_path):
     folder = write_folder(tmp_path, {})
-    (folder / "test.yaml").write_bytes(BASE.encode("utf-8") + b"# caf\xe9\n")
-    assert errors_of(folder) == ["test.yaml: the file is not UTF-8 text"]
+    (folder / "test.yaml").write_bytes(BASE.encode("utf-8") + "# café, ".encode() + b"caf\xe9\n")
+    assert errors_of(folder) == [
+        "test.yaml:25:12: the byte 0xE9 is not UTF-8 text (save the file as UTF-8 (an editor's "
+        "'save with encoding'))"]
+
+
+def test_a_file_bigger_than_a_flow_file_may_be_is_refused_unread(tmp_path):
+    folder = write_folder(tmp_path, {"test.yaml": BASE + "#" * MAX_FILE_BYTES + "\n"})
+    assert errors_of(folder) == [
+        f"test.yaml: the file is more than {MAX_FILE_BYTES:,} bytes, the most a flow file may "
+        "hold (split it: one helpline per file, the teams in teams.yaml)"]
 
 
 @pytest.mark.parametrize(("old", "new", "expected"), [
@@ -149,15 +171,6 @@ def test_a_file_that_is_not_utf8(tmp_path):
 ])
 def test_something_written_twice(tmp_path, old, new, expected):
     assert errors_of(write_folder(tmp_path, {"test.yaml": edit(old, new)})) == [expected]
-
-
-def test_a_merged_anchor_may_be_overridden(tmp_path):
-    text = BASE + ("  busy-later: &later\n    kind: message\n    text: Call back later.\n"
-                   "  busy-tonight:\n    <<: *later\n    text: Call back tonight.\n")
-    folder = write_folder(tmp_path, {"test.yaml": text})
-    flowset = load_flowset(folder)
-    assert flowset.flows["test"].steps["busy-tonight"].text == "Call back tonight."
-    assert flowset.flows["test"].steps["busy-later"].text == "Call back later."
 
 
 # -- kinds, keys and values ----------------------------------------------------------------
@@ -349,6 +362,62 @@ def test_a_missing_folder(tmp_path):
 def test_files_other_than_yaml_are_ignored(tmp_path):
     folder = write_folder(tmp_path, {"test.yaml": BASE, "README.md": "- not: [yaml",
                                      "test.yaml.orig": "kind: record"})
+    assert sorted(load_flowset(folder).flows) == ["test"]
+
+
+# -- what editors leave in the folder ----------------------------------------------------------
+
+EDITOR_FILES = {
+    ".#test.yaml": None,  # Emacs' lock while the file is edited: a link to nowhere
+    "#test.yaml#": "helpline: [autosave",  # Emacs' autosave
+    "test.yaml~": "kind: record",  # a backup
+    ".test.yaml.swp": "\x00binary",  # vim's swap file
+    "test.yaml.swo": "\x00binary",
+    "test.yaml.bak": "kind: record",
+    ".hidden.yaml": "kind: record",
+    ".~lock.test.yaml#": "locked",  # LibreOffice's lock
+}
+
+
+def write_editor_files(folder) -> None:
+    for name, text in EDITOR_FILES.items():
+        if text is None:
+            (folder / name).symlink_to("admin@laptop.12345:1700000000")
+        else:
+            (folder / name).write_text(text, encoding="utf-8")
+
+
+def test_editor_lock_files_backups_and_hidden_files_are_skipped_and_named(tmp_path):
+    folder = write_folder(tmp_path, {"test.yaml": BASE, "README.md": "notes"})
+    write_editor_files(folder)
+    assert sorted(load_flowset(folder).flows) == ["test"]
+    assert skipped_files(folder) == sorted(EDITOR_FILES)
+
+
+def test_the_dangling_lock_emacs_leaves_beside_a_shipped_flow_is_skipped(tmp_path):
+    folder = write_folder(tmp_path, {"respect-phoneline.yaml":
+                                     (FLOWS / "respect-phoneline.yaml").read_text()})
+    (folder / ".#respect-phoneline.yaml").symlink_to("admin@laptop.4242:1700000000")
+    assert sorted(load_flowset(folder).flows) == ["respect-phoneline"]
+
+
+@pytest.mark.parametrize("make", [
+    pytest.param(lambda path: path.symlink_to("nowhere.yaml"), id="a link to nothing"),
+    pytest.param(lambda path: path.mkdir(), id="a folder"),
+    pytest.param(lambda path: os.mkfifo(path), id="a pipe"),
+])
+def test_a_flow_file_that_is_not_a_file_is_an_error_not_a_crash_or_a_hang(tmp_path, make):
+    folder = write_folder(tmp_path, {"test.yaml": BASE})
+    make(folder / "other.yaml")
+    [error] = errors_of(folder)
+    assert error.startswith("other.yaml: ")
+    assert "not a file" in error or "link to" in error
+
+
+def test_a_link_to_a_flow_is_loaded(tmp_path):
+    write_folder(tmp_path / "elsewhere", {"test.yaml": BASE}, teams=False)
+    folder = write_folder(tmp_path / "flows", {})
+    (folder / "test.yaml").symlink_to(tmp_path / "elsewhere" / "test.yaml")
     assert sorted(load_flowset(folder).flows) == ["test"]
 
 

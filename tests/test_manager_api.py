@@ -464,7 +464,7 @@ def test_a_bad_audit_query_is_a_clear_400(maria, query, words):
 
 
 def test_the_audit_log_down_is_a_503_not_an_error(maria, rt, monkeypatch):
-    monkeypatch.setattr(rt, "audit", AuditLog(dead_store(), rt.settings.secret_key))
+    monkeypatch.setattr(rt, "audit", AuditLog(dead_store(), rt.audit.keys))
 
     for path in ("/manager/api/audit", "/manager/api/audit/verify"):
         response = maria.get(path)
@@ -524,8 +524,8 @@ def test_verify_catches_tampering(monitor_app, maria, redis, tamper, bad_seq, wo
 
 
 EXCEPTION = {"call": "callid-0001", "grounds": ["threat_to_worker"], "agency": "police",
-             "caller_informed": False,
-             "not_informed_reason": "Telling the caller would put the worker at risk."}
+             "caller_informed": False, "why_not": "not_safe",
+             "detail": "Telling the caller would put the worker at risk."}
 
 
 def test_an_exception_is_recorded_in_the_chain(maria, rt):
@@ -536,7 +536,7 @@ def test_an_exception_is_recorded_in_the_chain(maria, rt):
     assert (entry["kind"], entry["actor"]) == ("exception_recorded", MANAGER)
     assert entry["data"] == {"call": "callid-0001", "grounds": ["threat_to_worker"],
                              "agency": "police", "caller_informed": False,
-                             "not_informed_reason": EXCEPTION["not_informed_reason"]}
+                             "why_not": "not_safe", "detail": EXCEPTION["detail"]}
     last = rt.audit.entries()[-1]
     assert (last.seq, last.hash) == (entry["seq"], entry["hash"])
     assert rt.audit.verify().ok
@@ -547,21 +547,25 @@ def test_an_admin_may_record_an_exception(monitor_app):
     admin = signed_in(monitor_app, ADMIN)
 
     response = admin.post("/manager/api/exceptions", {**EXCEPTION, "caller_informed": True,
-                                                      "not_informed_reason": None,
+                                                      "why_not": None, "detail": None,
                                                       "grounds": ["caller_consent"]})
 
     assert response.status_code == 201
 
 
 @pytest.mark.parametrize(("change", "words"), [
-    ({"not_informed_reason": None}, "not_informed_reason: say why it was not possible or safe"),
-    ({"not_informed_reason": "   "}, "not_informed_reason: say why"),
+    ({"why_not": None}, "why_not: say why it was not possible or safe"),
+    ({"why_not": "   "}, "why_not: say why"),
+    ({"why_not": "unsafe"}, "why_not 'unsafe' is not one the policy allows"),
+    ({"detail": "x" * 141}, "longer than 140"),
+    ({"detail": ["not", "text"]}, "detail must be text"),
+    ({"not_informed_reason": "it was not safe"}, "not_informed_reason is no longer taken"),
     ({"grounds": []}, "give at least one of the policy's grounds"),
     ({"grounds": ["threat_to_workers"]}, "did you mean 'threat_to_worker'"),
     ({"agency": "press"}, "agency 'press' is not one the policy allows"),
     ({"caller_informed": "no"}, "caller_informed must be true or false"),
     ({"call": CANARY_NUMBER}, "never a phone number"),
-    ({"not_informed_reason": f"Caller on {CANARY_NUMBER}"}, "looks like a phone number"),
+    ({"detail": f"Caller on {CANARY_NUMBER}"}, "looks like a phone number"),
 ])
 def test_an_exception_that_says_too_little_or_too_much_is_a_clear_400(maria, rt, change,
                                                                       words):
@@ -573,6 +577,20 @@ def test_an_exception_that_says_too_little_or_too_much_is_a_clear_400(maria, rt,
     assert response.get_json()["reason"] == "bad_request"
     assert words in response.get_json()["message"]
     assert_no_canary(response.get_data(as_text=True))
+    assert new_entries(rt, seq) == []
+
+
+@pytest.mark.parametrize("detail", ["He lives at 14 Acacia Avenue, CN1 1AA",
+                                    "write to canary@example.org", "Mr Canaryname agreed"])
+def test_an_exception_that_names_or_locates_the_caller_is_refused(maria, rt, detail):
+    """The register once took a caller's name, street and postcode as free text."""
+    seq = last_seq(rt)
+
+    response = maria.post("/manager/api/exceptions", {**EXCEPTION, "detail": detail})
+
+    assert response.status_code == 400
+    assert "never who or where" in response.get_json()["message"]
+    assert "Acacia" not in response.get_data(as_text=True)
     assert new_entries(rt, seq) == []
 
 

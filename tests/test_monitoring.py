@@ -642,7 +642,7 @@ def _append_raises(rt, monkeypatch, *only: AuditKind) -> None:
 
 
 def _dead_audit(rt, monkeypatch) -> None:
-    monkeypatch.setattr(rt, "audit", AuditLog(dead_store(), rt.settings.secret_key))
+    monkeypatch.setattr(rt, "audit", AuditLog(dead_store(), rt.audit.keys))
 
 
 @pytest.mark.parametrize("break_audit", [_append_raises, _dead_audit],

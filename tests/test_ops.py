@@ -5,6 +5,7 @@ figures from Redis, need the bearer token, and hold no caller data."""
 from __future__ import annotations
 
 import dataclasses
+import shutil
 
 import pytest
 from prometheus_client import REGISTRY
@@ -13,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from callflow import keys, metrics
 from callflow.audit import AuditKind
 from tests.bridge_support import Caller, dead_store
-from tests.conftest import CANARY_NUMBER, RESPECT, assert_no_canary
+from tests.conftest import CANARY_NUMBER, FLOWS, RESPECT, assert_no_canary
 from tests.monitoring_support import connected_caller, signed_in
 from webhooks import create_app
 from webhooks.simulator import ACCOUNT_SID, Keypad, TwilioSim, new_call_sid
@@ -86,6 +87,50 @@ def test_degraded_when_redis_is_down(settings, clock):
     assert body["checks"] == {"flows": "ok", "store": "unreachable"}
     assert "degraded path" in body["detail"]
     assert app.test_client().get("/healthz").status_code == 200  # still alive
+
+
+def flows_copy(tmp_path):
+    folder = tmp_path / "flows"
+    shutil.copytree(FLOWS, folder)
+    return folder
+
+
+def test_degraded_while_the_files_on_disk_are_broken_and_ready_again_once_fixed(
+        settings, redis, clock, tmp_path):
+    folder = flows_copy(tmp_path)
+    app = create_app({"TESTING": True, "SETTINGS": dataclasses.replace(
+        settings, flows_dir=str(folder)), "STORE": redis, "CLOCK": clock})
+    teams = (folder / "teams.yaml").read_text(encoding="utf-8")
+    (folder / "teams.yaml").write_text(teams.replace('"+447700900201"', '"07700900201"'),
+                                       encoding="utf-8")
+    assert app.extensions["callflow"]["registry"].reload() is False
+    response = app.test_client().get("/readyz")
+    assert response.status_code == 503
+    assert response.get_json() == {
+        "status": "degraded", "checks": {"flows": "last good", "store": "ok"},
+        "broken": ["teams.yaml"],
+        "detail": "serving the last good flows: teams.yaml is broken (`callflow validate` "
+                  "names each mistake; a good edit is loaded by itself)"}
+    assert "07700900201" not in response.get_data(as_text=True)  # the error's words stay out
+    (folder / "teams.yaml").write_text(teams, encoding="utf-8")
+    assert app.extensions["callflow"]["registry"].reload() is True
+    assert app.test_client().get("/readyz").status_code == 200
+
+
+def test_a_process_started_on_a_broken_folder_serves_the_last_good_flows_and_says_so(
+        settings, redis, clock, tmp_path):
+    folder = flows_copy(tmp_path)
+    config = {"TESTING": True, "SETTINGS": dataclasses.replace(settings, flows_dir=str(folder)),
+              "STORE": redis, "CLOCK": clock}
+    create_app(config)  # a process that ran on these flows kept them
+    (folder / "respect-phoneline.yaml").write_text("steps: &a [*a]\n", encoding="utf-8")
+    app = create_app(config)
+    body = app.test_client().get("/readyz").get_json()
+    assert body["checks"]["flows"] == "last good"
+    assert body["broken"] == ["respect-phoneline.yaml"]
+    assert body["detail"].startswith("serving the last good flows")
+    heard = TwilioSim(app).call(RESPECT, Keypad(["", "1"], [])).heard()
+    assert heard[0].startswith("Thank you for calling Respect Phoneline")
 
 
 # -- /metrics: who may read it ------------------------------------------------------------------

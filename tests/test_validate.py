@@ -7,11 +7,22 @@ must report, with file:line:col. Unreachable steps are warnings, never errors.
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import pytest
+from twilio.twiml.voice_response import VoiceResponse
 
+from callflow.context import CallState, Turn
+from callflow.degraded import APOLOGY
+from callflow.limits import MAX_STEPS_PER_TURN, MAX_TEXT_CHARS
+from callflow.links import Links
 from callflow.loader import load_flowset
+from callflow.steps import STEP_KINDS
+from callflow.texts import fill
+from tests.conftest import OPEN_TIME
 from tests.flowfiles import BASE, edit, errors_of, warnings_of, write_folder
+from webhooks import create_app, routes
+from webhooks.simulator import Keypad, TwilioSim
 
 NOTICE_HINT = "(put a notice step on that path, e.g. start the flow with one)"
 TRAP_HINT = "(put a menu in the loop, or end it with a message)"
@@ -200,37 +211,162 @@ def test_a_menu_with_no_way_out_is_refused(tmp_path):
     ]
 
 
-# -- spoken text: only {helpline} is filled in ---------------------------------------------
+# -- spoken text: only the placeholders the language documents, and no longer than a <Say> ----
 
-BRACES_HINT = "(write {helpline} for the helpline's name, and {{ or }} for a brace itself)"
+BRACES_HINT = ("(the placeholders are {helpline} (the helpline's name); write {{ or }} for a "
+               "brace itself)")
+BUSY_TEXT = "    text: Sorry, everyone is busy. In an emergency call 999."
 
 
 @pytest.mark.parametrize(("old", "new", "expected"), [
-    pytest.param("    text: Sorry, everyone is busy. In an emergency call 999.",
-                 "    text: Sorry {caller}, call 999.",
-                 "test.yaml:24:11: step 'busy' text has braces that are not {helpline}: "
-                 f"'Sorry {{caller}}, call 999.' {BRACES_HINT}", id="unknown name"),
-    pytest.param("    prompt: Press 1 to talk to someone",
-                 "    prompt: Press 1 {to talk",
-                 "test.yaml:14:13: step 'menu1' prompt has braces that are not {helpline}: "
-                 f"'Press 1 {{to talk' {BRACES_HINT}", id="unclosed"),
+    pytest.param(BUSY_TEXT, "    text: Sorry {caller}, call 999.",
+                 "test.yaml:24:11: step 'busy' text has '{caller}', which is not a placeholder "
+                 f"{BRACES_HINT}", id="unknown name"),
+    pytest.param("    prompt: Press 1 to talk to someone", "    prompt: Press 1 {to talk",
+                 "test.yaml:14:13: step 'menu1' prompt has '{to talk', which is not a "
+                 f"placeholder {BRACES_HINT}", id="unclosed"),
     pytest.param("    on_no_answer: busy", "    on_no_answer: busy\n    whisper: Call {0}",
-                 "test.yaml:22:14: step 'connect' whisper has braces that are not {helpline}: "
-                 f"'Call {{0}}' {BRACES_HINT}", id="a position"),
+                 "test.yaml:22:14: step 'connect' whisper has '{0}', which is not a placeholder "
+                 f"{BRACES_HINT}", id="a position"),
     pytest.param("  team: respect-workers\nstart",
                  "  team: respect-workers\n  closed_message: Closed {today}.\nstart",
-                 "test.yaml:1:1: the degraded closed_message has braces that are not {helpline}: "
-                 f"'Closed {{today}}.' {BRACES_HINT}", id="degraded message"),
+                 "test.yaml:1:1: the degraded closed_message has '{today}', which is not a "
+                 f"placeholder {BRACES_HINT}", id="degraded message"),
+    pytest.param(BUSY_TEXT, "    text: '{helpline:>50000000}'",
+                 "test.yaml:24:11: step 'busy' text has '{helpline:>50000000}', which is not a "
+                 f"placeholder {BRACES_HINT}", id="a width of fifty million"),
+    pytest.param(BUSY_TEXT, "    text: '{helpline.__class__}'",
+                 "test.yaml:24:11: step 'busy' text has '{helpline.__class__}', which is not a "
+                 f"placeholder {BRACES_HINT}", id="an attribute"),
+    pytest.param(BUSY_TEXT, "    text: '{helpline[0]} and {helpline!r}'",
+                 "test.yaml:24:11: step 'busy' text has '{helpline[0]}' and '{helpline!r}', "
+                 f"which are not placeholders {BRACES_HINT}", id="an index and a conversion"),
+    pytest.param(BUSY_TEXT, "    text: 'Call {helpline:}'",
+                 "test.yaml:24:11: step 'busy' text has '{helpline:}', which is not a "
+                 f"placeholder {BRACES_HINT}", id="an empty format spec"),
+    pytest.param(BUSY_TEXT, "    text: 'Call } now'",
+                 "test.yaml:24:11: step 'busy' text has '}', which is not a placeholder "
+                 f"{BRACES_HINT}", id="a lone closing brace"),
 ])
 def test_spoken_text_with_stray_braces_is_refused(tmp_path, old, new, expected):
     assert errors_of(write_folder(tmp_path, {"test.yaml": edit(old, new)})) == [expected]
 
 
 def test_spoken_text_may_name_the_helpline_and_write_braces_doubled(tmp_path):
-    text = edit("    text: Sorry, everyone is busy. In an emergency call 999.",
-                "    text: '{helpline}: {{sorry}}, call 999.'")
+    text = edit(BUSY_TEXT, "    text: '{helpline}: {{sorry}}, call 999.'")
     flowset = load_flowset(write_folder(tmp_path, {"test.yaml": text}))
     assert flowset.warnings == []
+    assert fill(flowset.flows["test"].steps["busy"].text, helpline="Test Line") == (
+        "Test Line: {sorry}, call 999.")
+
+
+def test_a_text_longer_than_a_say_is_refused_where_it_is_written(tmp_path):
+    text = edit(BUSY_TEXT, f"    text: {'a' * MAX_TEXT_CHARS}b")
+    assert errors_of(write_folder(tmp_path, {"test.yaml": text})) == [
+        "test.yaml:24:11: this text is 4,097 characters; at most 4,096 are allowed (Twilio's "
+        "<Say> takes at most 4,096 characters: shorten it, or split it over several steps)"]
+
+
+def test_a_text_of_exactly_a_say_is_accepted(tmp_path):
+    text = edit(BUSY_TEXT, f"    text: {'a' * MAX_TEXT_CHARS}")
+    assert load_flowset(write_folder(tmp_path, {"test.yaml": text})).warnings == []
+
+
+def test_a_text_that_grows_past_a_say_once_filled_in_is_refused(tmp_path):
+    """The helpline's name, filled in 200 times, would make every call that reaches the step
+    send Twilio a <Say> it refuses."""
+    text = edit(BUSY_TEXT, "    text: '" + "{helpline} " * 200 + "'",
+                edit("helpline: Test Line", "helpline: A Rather Long Test Line Name"))
+    assert errors_of(write_folder(tmp_path, {"test.yaml": text})) == [
+        "test.yaml:24:11: step 'busy' text is 5,799 characters once its placeholders are filled "
+        "in; Twilio's <Say> takes at most 4,096 (shorten it, or split it over several steps)"]
+
+
+# -- one turn of a call runs at most MAX_STEPS_PER_TURN steps, in the validator as in the engine -
+
+def chained(gotos: int) -> str:
+    """The base flow with ``gotos`` goto steps between the notice and the menu: a caller who
+    lets the notice pass runs all of them, and the menu, in one turn."""
+    chain = "".join(f"  g{n}:\n    kind: goto\n"
+                    f"    next: {f'g{n + 1}' if n + 1 < gotos else 'menu1'}\n"
+                    for n in range(gotos))
+    return edit("    next: menu1\n  menu1:\n", f"    next: g0\n{chain}  menu1:\n")
+
+
+def test_a_chain_longer_than_one_turn_is_refused_and_named(tmp_path):
+    assert errors_of(write_folder(tmp_path, {"test.yaml": chained(150)})) == [
+        "test.yaml:12:3: steps g0 → g1 → g2 → … → g148 → g149 → menu1 (151 steps) run one "
+        f"after another in one turn of a call; a turn runs at most {MAX_STEPS_PER_TURN} steps "
+        "(put a menu among them, or shorten the chain)"]
+
+
+def test_the_longest_chain_accepted_is_one_turn_of_exactly_the_limit(tmp_path):
+    assert errors_of(write_folder(tmp_path, {"test.yaml": chained(MAX_STEPS_PER_TURN)}))[0] \
+        .startswith(f"test.yaml:12:3: steps g0 → g1 → g2 → … → g{MAX_STEPS_PER_TURN - 2} → "
+                    f"g{MAX_STEPS_PER_TURN - 1} → menu1 "
+                    f"({MAX_STEPS_PER_TURN + 1} steps)")
+    flowset = load_flowset(write_folder(tmp_path, {"test.yaml": chained(MAX_STEPS_PER_TURN - 1)}))
+    assert flowset.warnings == []
+
+
+def test_each_overlong_chain_is_named_once_from_where_it_starts(tmp_path):
+    """The menu ends one turn; its fallback starts another, with a chain of its own."""
+    says = "".join(f"  h{n}:\n    kind: say\n    text: Part {n}.\n"
+                   f"    next: {f'h{n + 1}' if n + 1 < 120 else 'connect'}\n" for n in range(120))
+    text = edit("    on_no_input: connect\n", "    on_no_input: h0\n", chained(120)) + says
+    errors = errors_of(write_folder(tmp_path, {"test.yaml": text}))
+    assert [error.split(": steps ")[1].split(" → ")[0] for error in errors] == ["g0", "h0"]
+    assert "h118 → h119 → connect (121 steps)" in errors[1]
+
+
+EVERY_KIND = edit("  welcome:\n    kind: notice\n    next: menu1\n", """\
+  welcome:
+    kind: notice
+    next: say1
+  say1:
+    kind: say
+    text: Hello.
+    next: play1
+  play1:
+    kind: play
+    url: https://audio.example.org/hello.mp3
+    next: hours1
+  hours1:
+    kind: hours
+    open: menu1
+    closed: busy
+  goto1:
+    kind: goto
+    next: end
+  end:
+    kind: hangup
+""", edit("      1: connect\n", "      1: connect\n      2: goto1\n"))
+
+
+@pytest.mark.parametrize("kind", list(STEP_KINDS))
+def test_a_turn_ends_where_the_engine_ends_it(tmp_path, kind):
+    """``ends_turn``, which the chain limit counts by, says of each kind what the engine does:
+    no step follows in the same answer (the turn ends), or the next step's name does."""
+    flowset = load_flowset(write_folder(tmp_path, {"test.yaml": EVERY_KIND}))
+    flow = flowset.flows["test"]
+    [step] = [step for step in flow.steps.values() if step.kind == kind]
+    turn = Turn(flowset=flowset, flow=flow, helpline_number="+441632960099", now=OPEN_TIME,
+                links=Links("https://calls.example.org", routes()), state=CallState())
+    step.render(VoiceResponse(), turn)
+    assert (step.follow(turn) is None) is step.ends_turn
+
+
+def test_the_limit_the_validator_accepts_is_served_to_a_caller(settings, redis, clock, tmp_path):
+    """The validator and the engine agree: the longest turn a flow may have is run, not
+    answered with an apology and the degraded path."""
+    always_open = chained(MAX_STEPS_PER_TURN - 1).replace(
+        'monday: "09:00-17:00"', 'wednesday: "00:00-24:00"')
+    folder = write_folder(tmp_path, {"test.yaml": always_open})
+    app = create_app({"TESTING": True, "SETTINGS": replace(settings, flows_dir=str(folder)),
+                      "STORE": redis, "CLOCK": clock})
+    heard = TwilioSim(app).call("+441632960099", Keypad(["", "1"])).heard()
+    assert APOLOGY not in heard
+    assert "Press 1 to talk to someone" in heard
 
 
 # -- numbers, defaults, teams ---------------------------------------------------------------

@@ -81,15 +81,25 @@ def check(method: str, url: str, body: str | bytes | None) -> dict[str, list[str
 
     Every field must be a declared property of the operation's form schema, every required
     property must be present, each value must fit its declared type (and enum, and pattern),
-    and only array properties may repeat. Path parameters are checked against their patterns.
+    and only array properties may repeat. Path parameters are checked against their patterns,
+    and a query string (a list's filters and paging) against the operation's query parameters.
     """
-    path = urlsplit(url).path
-    template, operation, params = operation_for(method, path)
+    parts = urlsplit(url)
+    template, operation, params = operation_for(method, parts.path)
     problems = []
+    query = {p["name"]: p for p in operation.get("parameters", []) if p.get("in") == "query"}
     for parameter in operation.get("parameters", []):
         if parameter.get("in") == "path":
             problem = _value_problem(parameter["name"], params[parameter["name"]],
                                      parameter.get("schema", {}))
+            if problem:
+                problems.append(problem)
+    for name, values in parse_qs(parts.query, keep_blank_values=True).items():
+        if name not in query:
+            problems.append(f"{name} is not a query parameter of {method} {template}")
+            continue
+        for value in values:
+            problem = _value_problem(name, value, query[name].get("schema", {}))
             if problem:
                 problems.append(problem)
     if isinstance(body, bytes):

@@ -4,13 +4,12 @@ metrics and the public policy page."""
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 from datetime import timedelta
 from typing import Any
 
 from flask import Flask
 from twilio.request_validator import RequestValidator
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from callflow import logs, runtime
@@ -19,12 +18,13 @@ from callflow.engine import CallEngine
 from callflow.errors import ConfigError
 from callflow.links import Links
 from callflow.manager_line import ManagerLineCalls
-from callflow.registry import FlowRegistry
+from callflow.registry import reload_on_sighup
 from callflow.staff import StaffStore
+from webhooks import body_size
 from webhooks.cookies import CookieSessions
 
 log = logging.getLogger(__name__)
-MAX_BODY_BYTES = 64 * 1024  # Twilio's webhooks are a few kilobytes at most
+MAX_BODY_BYTES = 64 * 1024  # the dashboard and API; Twilio's webhooks: webhooks.body_size
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
@@ -60,9 +60,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
                                   "store": rt.store, "runtime": rt, "engine": engine,
                                   "staff": staff, "manager_line": ManagerLineCalls(rt, staff),
                                   "validator": validator}
-    if not app.testing and settings.reload_interval > 0:
+    if not app.testing:  # SIGHUP reloads whatever the interval (0: SIGHUP only)
         rt.registry.watch(settings.reload_interval)
-        _reload_on_sighup(rt.registry)
+        reload_on_sighup(rt.registry)
+    app.before_request(body_size.allow_twilio_bodies)
+    app.register_error_handler(RequestEntityTooLarge, body_size.too_large)
     return app
 
 
@@ -108,9 +110,3 @@ def _require(settings: Settings, allow_missing_token: bool = False) -> None:
     if missing:
         raise ConfigError(f"set {', '.join(missing)} before starting the service "
                           "(see the README's configuration table)")
-
-
-def _reload_on_sighup(registry: FlowRegistry) -> None:
-    if threading.current_thread() is not threading.main_thread():
-        return
-    signal.signal(signal.SIGHUP, lambda *_: registry.reload())

@@ -20,6 +20,8 @@ from callflow.cli import cli
 from callflow.config import Settings
 from callflow.errors import CallflowError
 from callflow.links import Links
+from callflow.local_keys import local_signing_key
+from callflow.registry import reload_on_sighup
 from webhooks.simulator import ACCOUNT_SID, Event, Keypad, TwilioSim
 from webhooks.twilio_double import TwilioDouble
 
@@ -43,6 +45,9 @@ def local_settings(settings: Settings, host: str, port: int) -> Settings:
         settings = replace(settings, secret_key=local_secret(settings))
         notes.append("SECRET_KEY is not set: using the local key kept beside the embedded "
                      f"store ({Path(settings.embedded_db).parent / 'secret-key'})")
+    if not settings.audit_signing_key and not settings.shared_store:
+        notes.append("CALLFLOW_AUDIT_SIGNING_KEY is not set: the audit log is signed with the "
+                     f"local key kept beside the embedded store ({local_signing_key(settings)})")
     if not settings.twilio_auth_token:
         notes.append("TWILIO_AUTH_TOKEN is not set: every webhook will be refused (403) until "
                      "it is; try a call with `callflow simulate --to +441632960001`")
@@ -93,8 +98,9 @@ def worker(burst: bool) -> None:
         rt = runtime.build(settings, links=Links(settings.public_url, routes()), worker=True)
     except CallflowError as exc:
         raise click.ClickException(str(exc)) from None
-    if settings.reload_interval > 0 and not burst:
-        rt.registry.watch(settings.reload_interval)  # teams edited in git reach the jobs too
+    if not burst:  # teams edited in git reach the jobs too, on an edit or on SIGHUP
+        rt.registry.watch(settings.reload_interval)
+        reload_on_sighup(rt.registry)
     sys.exit(0 if run_worker(rt, burst=burst) or burst else 1)
 
 

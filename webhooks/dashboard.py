@@ -32,7 +32,15 @@ from markupsafe import Markup
 from callflow import svg
 from callflow.audit import AuditKind, Entry, Verification, canonical
 from callflow.errors import AuditUnavailable, FlowSetInvalid, StoreUnavailable
-from callflow.exceptions_register import POLICY_GROUNDS, Agency, Ground, record_exception
+from callflow.exceptions_register import (
+    MAX_DETAIL,
+    POLICY_GROUNDS,
+    WHY_NOT,
+    Agency,
+    Ground,
+    WhyNot,
+    record_exception,
+)
 from callflow.flow import Flow, FlowSet
 from callflow.loader import load_flowset
 from callflow.runtime import Runtime
@@ -77,6 +85,7 @@ AGENCY_LABELS = {
     Agency.PARTNER.value: "The caller's (ex-)partner",
     Agency.OTHER.value: "Another agency",
 }
+WHY_NOT_LABELS = {why.value: text[0].upper() + text[1:] for why, text in WHY_NOT.items()}
 WORDY = frozenset({"reason", "change", "channel", "purpose", "problem"})
 CSV_COLUMNS = ("seq", "at", "kind", "actor", "data", "prev", "hash")
 
@@ -189,6 +198,11 @@ def _date(text: str | None) -> date | None | bool:
 
 
 def verification_badge(result: Verification) -> dict:
+    if result.ok and result.checked_from is not None:
+        last = result.checked_from + result.count - 1
+        return {"ok": True, "text": f"Chain verified from entry {result.checked_from}, the "
+                                    f"newest its witness saw, to entry {last}; check again to "
+                                    "walk every entry"}
     if result.ok:
         noun = "entry" if result.count == 1 else "entries"
         return {"ok": True, "text": f"Chain verified: all {result.count} {noun} intact"}
@@ -204,6 +218,8 @@ def details(entry: Entry) -> list[tuple[str, str]]:
             value = "; ".join(GROUND_LABELS.get(v, v) for v in value)
         elif name == "agency":
             value = AGENCY_LABELS.get(value, value)
+        elif name == "why_not":
+            value = WHY_NOT_LABELS.get(value, value)
         elif isinstance(value, bool):
             value = "yes" if value else "no"
         elif isinstance(value, dict):
@@ -226,7 +242,7 @@ def audit():
         e.kind, ""), "details": details(e)} for e in entries[:SHOWN_ENTRIES]]
     return render_template("audit.html", **chrome("audit"), rows=rows, total=len(entries),
                            shown=SHOWN_ENTRIES, chosen=chosen, kinds=KIND_LABELS,
-                           badge=verification_badge(rt().audit.verify()))
+                           badge=verification_badge(rt().audit.verify_recent()))
 
 
 def _download(body: str, mimetype: str, suffix: str) -> Response:
@@ -273,14 +289,18 @@ def exception_rows() -> list[dict]:
     return [{"entry": e, "grounds": [GROUND_LABELS.get(g, g) for g in e.data.get("grounds", [])],
              "agency": AGENCY_LABELS.get(e.data.get("agency"), e.data.get("agency")),
              "informed": e.data.get("caller_informed"),
-             "reason": e.data.get("not_informed_reason", "")} for e in reversed(entries)]
+             "why_not": WHY_NOT.get(e.data.get("why_not"), ""),
+             # Entries recorded before the structured reasons kept a free-text one.
+             "reason": e.data.get("detail") or e.data.get("not_informed_reason", "")}
+            for e in reversed(entries)]
 
 
 def render_register(form: dict, error: str | None = None, recorded: str | None = None,
                     status: int = 200):
     return render_template("exceptions.html", **chrome("exceptions"), rows=exception_rows(),
-                           grounds=GROUND_LABELS, agencies=AGENCY_LABELS, form=form,
-                           error=error, recorded=recorded), status
+                           grounds=GROUND_LABELS, agencies=AGENCY_LABELS, reasons=WHY_NOT_LABELS,
+                           max_detail=MAX_DETAIL, form=form, error=error,
+                           recorded=recorded), status
 
 
 @bp.get("/exceptions")
@@ -296,17 +316,23 @@ def record():
             "grounds": request.form.getlist("grounds"),
             "agency": request.form.get("agency", ""),
             "informed": request.form.get("caller_informed", ""),
-            "reason": request.form.get("not_informed_reason", "")}
+            "why_not": request.form.get("why_not", ""),
+            "detail": request.form.get("detail", "")}
     if form["informed"] not in ("yes", "no"):
         return render_register(form, "Say whether the caller was told that information would "
                                "be shared.", status=400)
     if form["agency"] not in AGENCY_LABELS:
         return render_register(form, "Choose who the information was shared with.", status=400)
+    told = form["informed"] == "yes"
+    if not told and form["why_not"] not in tuple(WhyNot):
+        return render_register(form, "Say why the caller was not told: it was not safe, or "
+                               "not possible.", status=400)
     try:
         entry = record_exception(rt().audit, current_member().name, form["call"],
                                  [g for g in form["grounds"] if g in tuple(Ground)]
-                                 or form["grounds"], form["agency"], form["informed"] == "yes",
-                                 form["reason"] if form["informed"] == "no" else None)
+                                 or form["grounds"], form["agency"], told,
+                                 None if told else form["why_not"],
+                                 None if told else form["detail"])
     except ValueError as exc:
         return render_register(form, _sentence(str(exc)), status=400)
     return redirect(url_for("dashboard.exceptions", recorded=entry.seq))

@@ -190,10 +190,15 @@ def record():
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         return jsonify(reason="bad_request", message="send the exception as a JSON object"), 400
+    if "not_informed_reason" in body:
+        return jsonify(reason="bad_request", message="not_informed_reason is no longer taken: "
+                       "give why_not (not_safe or not_possible) and, if it helps, a short "
+                       "detail that names no one"), 400
     try:
         entry = record_exception(rt().audit, current_member().name, str(body.get("call", "")),
                                  body.get("grounds") or [], str(body.get("agency", "")),
-                                 body.get("caller_informed"), body.get("not_informed_reason"))
+                                 body.get("caller_informed"), body.get("why_not"),
+                                 body.get("detail"))
     except ValueError as exc:
         return jsonify(reason="bad_request", message=str(exc)), 400
     return jsonify(entry=entry.to_dict()), 201

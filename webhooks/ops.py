@@ -2,7 +2,8 @@
 
 ``/healthz`` (in ``health``) says the process is alive. ``/readyz`` says whether it can serve
 calls fully: 503 means "degraded" (Redis unreachable, so callers get the notice and a direct
-dial and monitoring is off), not "down". Point a load balancer's health check at ``/healthz``,
+dial and monitoring is off; or the flow files on disk are broken, so the last good flows are
+served), not "down". Point a load balancer's health check at ``/healthz``,
 and alerting at ``/readyz``: taking every node out of the pool when Redis fails would turn a
 degraded service into no service at all.
 
@@ -47,8 +48,10 @@ def count_request(response: Response) -> Response:
 
 @bp.get("/readyz")
 def readyz():
-    flowset = callflow()["registry"].current
-    checks = {"flows": "ok" if flowset.flows else "none loaded"}
+    registry = callflow()["registry"]
+    broken = registry.broken_files
+    checks = {"flows": "last good" if broken else "ok" if registry.current.flows
+              else "none loaded"}
     try:
         callflow()["store"].ping()
         checks["store"] = "ok"
@@ -56,10 +59,24 @@ def readyz():
         checks["store"] = "unreachable"
     if all(value == "ok" for value in checks.values()):
         return jsonify(status="ready", checks=checks)
-    detail = ("Redis is unreachable: callers are served by the degraded path (the notice, "
-              "then a direct dial) and monitoring is off"
-              if checks["store"] != "ok" else "no flows are loaded")
-    return jsonify(status="degraded", checks=checks, detail=detail), 503
+    return jsonify(status="degraded", checks=checks, detail=_degraded(checks, broken),
+                   broken=broken), 503
+
+
+def _degraded(checks: dict[str, str], broken: list[str]) -> str:
+    """What degraded means, in words. Broken files are named, never their errors: a flow's
+    mistakes quote its contents (a worker's number, say), and this page needs no sign-in."""
+    details = []
+    if checks["store"] != "ok":
+        details.append("Redis is unreachable: callers are served by the degraded path (the "
+                       "notice, then a direct dial) and monitoring is off")
+    if broken:
+        details.append(f"serving the last good flows: {', '.join(broken)} "
+                       f"{'is' if len(broken) == 1 else 'are'} broken (`callflow validate` "
+                       "names each mistake; a good edit is loaded by itself)")
+    elif checks["flows"] != "ok":
+        details.append("no flows are loaded")
+    return "; ".join(details)
 
 
 def authorised() -> bool:

@@ -1,11 +1,13 @@
-"""Commands on the audit log: verify, export, purge.
+"""Commands on the audit log: verify (in place, or an export offline), export, purge, and the
+public key that checks its signatures.
 
 Exit codes let a cron job or a monitoring check act on them: 0 all is well, 1 the log fails
-its checks (tampering), 2 the command could not run (no store, no SECRET_KEY).
+its checks (tampering), 2 the command could not run (no store, no signing key).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -14,7 +16,10 @@ from typing import NoReturn
 
 import click
 
-from callflow.audit import AuditLog, entries_count, utc
+from callflow.audit import AuditLog, Verification, entries_count, utc
+from callflow.audit_export import export_lines, verify_export
+from callflow.audit_keys import AuditKeys, load_public_key
+from callflow.audit_witness import Witness
 from callflow.config import Settings
 from callflow.errors import AuditChainBroken, AuditUnavailable, ConfigError
 from callflow.store import connect
@@ -28,13 +33,33 @@ def fail(message: str, code: int = 2) -> NoReturn:
     sys.exit(code)
 
 
-def open_log() -> AuditLog:
-    """The audit log as the environment configures it (``REDIS_URL``, ``SECRET_KEY``)."""
+def open_log(keys: AuditKeys | None = None) -> AuditLog:
+    """The audit log as the environment configures it (``REDIS_URL``, the signing key, the
+    witness); with ``keys``, checked with those instead (a public key only reads)."""
     settings = Settings.from_env()
     try:
-        return AuditLog.from_settings(connect(settings), settings)
+        audit_log = AuditLog.from_settings(connect(settings), settings, keys=keys)
     except ConfigError as exc:
         fail(str(exc))
+    return audit_log
+
+
+def configured_keys(public_key: str | None) -> AuditKeys:
+    """The public key given, or the configured signing key's."""
+    try:
+        if public_key:
+            return AuditKeys(load_public_key(public_key, f"--public-key {public_key}"))
+        return AuditKeys.from_settings(Settings.from_env())
+    except ConfigError as exc:
+        fail(str(exc))
+
+
+def report(result: Verification) -> None:
+    if not result.ok:
+        where = f"entry {result.first_bad_seq}" if result.first_bad_seq else "the log"
+        fail(f"{where}: {result.problem.value if result.problem else 'bad'}: {result.reason}",
+             code=1)
+    click.echo(f"ok: {result.reason}")
 
 
 @click.group()
@@ -43,42 +68,68 @@ def audit() -> None:
 
 
 @audit.command()
-def verify() -> None:
-    """Walk the hash chain; exit 1 naming the first edited, removed or reordered entry."""
+@click.option("--file", "export", type=click.Path(exists=True, dir_okay=False),
+              help="Verify this export offline (no Redis) instead of the log itself.")
+@click.option("--public-key", type=click.Path(exists=True, dir_okay=False),
+              help="Check signatures with this PEM public key (`callflow audit public-key`) "
+                   "instead of the configured signing key.")
+@click.option("--witness", "witnesses", multiple=True, type=click.Path(exists=True,
+              dir_okay=False), help="Another copy of the witness to hold the log up to: a "
+                                    "witness file, or the service's collected JSON logs.")
+def verify(export: str | None, public_key: str | None, witnesses: tuple[str, ...]) -> None:
+    """Walk the hash chain and compare it with its witness; exit 1 naming the first edited,
+    removed or reordered entry, or the entries a rollback or a wipe took away."""
+    if export:
+        with open(export, encoding="utf-8") as handle:
+            report(verify_export(handle.readlines(), configured_keys(public_key)))
+        return
+    audit_log = open_log(configured_keys(public_key) if public_key else None)
     try:
-        result = open_log().verify()
+        result = audit_log.verify([Witness(path) for path in witnesses])
     except AuditUnavailable as exc:
         fail(str(exc))
-    if not result.ok:
-        where = f"entry {result.first_bad_seq}" if result.first_bad_seq else "the log"
-        fail(f"{where}: {result.problem.value if result.problem else 'bad'}: {result.reason}",
-             code=1)
-    click.echo(f"ok: {result.reason}")
+    report(result)
 
 
 @audit.command()
-@click.option("--since", required=True, type=click.DateTime(DATE_FORMATS),
-              help="Export entries written at or after this date or time (UTC).")
+@click.option("--since", type=click.DateTime(DATE_FORMATS),
+              help="Export from the first entry written at or after this date or time (UTC); "
+                   "without it, every entry.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False),
               help="Write to this file (readable by its owner only) instead of stdout.")
-def export(since: datetime, output: str | None) -> None:
-    """Write the entries since a date as JSON lines, with their hashes."""
+def export(since: datetime | None, output: str | None) -> None:
+    """Write the entries as JSON lines between a signed start and the signed head, so that
+    `callflow audit verify --file` can check them with the public key alone."""
     try:
-        lines = open_log().export(since=utc(since))
-    except AuditUnavailable as exc:
+        lines = export_lines(open_log(), since=utc(since) if since else None)
+    except AuditChainBroken as exc:
+        fail(f"{exc}; nothing was exported (see `callflow audit verify`)", code=1)
+    except (AuditUnavailable, ConfigError) as exc:
         fail(str(exc))
+    count = json.loads(lines[0])["start"]["count"]
     if not output:
         for line in lines:
             click.echo(line, nl=False)
         return
     # Staff activity is not for every account on the machine to read.
     descriptor = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    count = 0
     with open(descriptor, "w", encoding="utf-8") as handle:
-        for line in lines:
-            handle.write(line)
-            count += 1
+        handle.writelines(lines)
     click.echo(f"exported {entries_count(count)} to {output}", err=True)
+
+
+@audit.command("public-key")
+@click.option("--output", "-o", type=click.Path(dir_okay=False),
+              help="Write the key to this file instead of stdout.")
+def public_key(output: str | None) -> None:
+    """Print the public key that checks the audit log's signatures (PEM), for an auditor."""
+    keys = configured_keys(None)
+    if output:
+        with open(output, "w", encoding="utf-8") as handle:
+            handle.write(keys.public_pem())
+        click.echo(f"public key {keys.fingerprint()} written to {output}", err=True)
+        return
+    click.echo(keys.public_pem(), nl=False)
 
 
 @audit.command()

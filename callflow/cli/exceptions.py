@@ -13,7 +13,7 @@ import click
 from callflow.audit import AuditKind
 from callflow.cli.audit import fail, open_log
 from callflow.errors import AuditUnavailable
-from callflow.exceptions_register import Agency, Ground, record_exception
+from callflow.exceptions_register import MAX_DETAIL, Agency, Ground, WhyNot, record_exception
 
 
 @click.group("exception")
@@ -30,13 +30,17 @@ def exception() -> None:
 @click.option("--agency", required=True, type=click.Choice([a.value for a in Agency]))
 @click.option("--caller-informed/--caller-not-informed", required=True,
               help="Whether the caller was told information would be shared.")
-@click.option("--why-not", help="Why it was not possible or safe to tell the caller.")
+@click.option("--why-not", type=click.Choice([w.value for w in WhyNot]),
+              help="Why the caller was not told: not_safe (telling them would put someone at "
+                   "risk) or not_possible (the call had ended, they could not be reached).")
+@click.option("--detail", help=f"A line about why not (at most {MAX_DETAIL} characters): why, "
+                               "never who or where; no names, addresses or numbers.")
 def record(actor: str, call_id: str, grounds: tuple[str, ...], agency: str,
-           caller_informed: bool, why_not: str | None) -> None:
+           caller_informed: bool, why_not: str | None, detail: str | None) -> None:
     """Record that information about a call was shared, on the policy's grounds."""
     try:
         entry = record_exception(open_log(), actor, call_id, list(grounds), agency,
-                                 caller_informed, why_not)
+                                 caller_informed, why_not, detail)
     except ValueError as exc:
         fail(str(exc))
     except AuditUnavailable as exc:

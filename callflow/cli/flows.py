@@ -10,7 +10,7 @@ import click
 from callflow.config import Settings
 from callflow.errors import FlowSetInvalid
 from callflow.graph import FORMATS, draw
-from callflow.loader import load_flowset
+from callflow.loader import describe_skipped, load_flowset, skipped_files
 from callflow.schema import render
 
 
@@ -19,6 +19,9 @@ def flows_dir(path: str | None) -> str:
 
 
 def load_or_exit(path: str | None):
+    skipped = skipped_files(Path(flows_dir(path)))
+    if skipped:
+        click.echo(describe_skipped(skipped), err=True)
     try:
         return load_flowset(flows_dir(path))
     except FlowSetInvalid as exc:

@@ -11,6 +11,7 @@ from flask import Flask
 
 from callflow.config import Settings
 from callflow.staff import Role, StaffStore
+from tests.audit_keys import SIGNING_PEM
 from tests.browser.support import (
     ARTIFACTS,
     CHROMEDRIVER,
@@ -48,12 +49,13 @@ class Site:
 
 
 @pytest.fixture
-def site(redis_url, redis):
+def site(redis_url, redis, audit_environment):
     port = free_port()
     settings = Settings(twilio_account_sid=ACCOUNT_SID, twilio_auth_token=TOKEN,
                         public_url=f"http://127.0.0.1:{port}", secret_key="browser-test-secret",
                         redis_url=redis_url, flows_dir=str(FLOWS), reload_interval=0,
-                        monitor_daily_limit=4)
+                        monitor_daily_limit=4, audit_signing_key=SIGNING_PEM,
+                        audit_witness=str(audit_environment))
     clock, rest = TickingClock(OPEN_TIME), TwilioDouble()
     app = create_app({"TESTING": True, "SETTINGS": settings, "STORE": redis, "CLOCK": clock,
                       "TWILIO_HTTP_CLIENT": rest, "SYNC_JOBS": True})

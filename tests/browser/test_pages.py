@@ -200,10 +200,10 @@ def test_a_manager_and_an_admin_use_the_dashboard(site: Site, browser: WebDriver
     driver.find_element(By.CSS_SELECTOR, "input[value=safeguarding_child_or_vulnerable_adult]"
                         ).click()
     Select(driver.find_element(By.ID, "agency")).select_by_value("social_services")
-    assert not driver.find_element(By.ID, "not_informed_reason").is_displayed()
+    assert not driver.find_element(By.ID, "detail").is_displayed()
     driver.find_element(By.CSS_SELECTOR, "input[name=caller_informed][value=no]").click()
-    driver.find_element(By.ID, "not_informed_reason").send_keys(
-        "Telling the caller would have put the child at greater risk.")
+    driver.find_element(By.CSS_SELECTOR, "input[name=why_not][value=not_safe]").click()
+    driver.find_element(By.ID, "detail").send_keys("The child was at greater risk if told.")
     driver.find_element(By.XPATH, "//button[normalize-space()='Record exception']").click()
     recorded = wait(driver).until(ec.visibility_of_element_located(
         (By.CSS_SELECTOR, ".notice-ok")))

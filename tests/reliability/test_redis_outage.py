@@ -11,6 +11,7 @@ SETINFO handshake), so the timeouts under test are the production ones.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -23,6 +24,7 @@ from callflow.config import Settings
 from callflow.degraded import APOLOGY
 from callflow.staff import StaffStore
 from callflow.store import TIMEOUT_SECONDS, connect
+from tests.audit_keys import SIGNING_PEM
 from tests.conftest import FLOWS, MENS_ADVICE, OPEN_TIME, PUBLIC_URL, RESPECT, TOKEN, Clock
 from tests.reliability.support import (
     ACCOUNT_SID,
@@ -50,7 +52,8 @@ HUNG_BOUND = 6.0
 def outage_app(url: str, rest: TwilioDouble):
     settings = Settings(twilio_account_sid=ACCOUNT_SID, twilio_auth_token=TOKEN,
                         public_url=PUBLIC_URL, secret_key="reliability-secret", redis_url=url,
-                        flows_dir=str(FLOWS), reload_interval=0)
+                        flows_dir=str(FLOWS), reload_interval=0, audit_signing_key=SIGNING_PEM,
+                        audit_witness=os.environ["CALLFLOW_AUDIT_WITNESS"])
     return create_app({"TESTING": True, "PROPAGATE_EXCEPTIONS": False, "SETTINGS": settings,
                        "STORE": connect(settings), "CLOCK": Clock(OPEN_TIME),
                        "TWILIO_HTTP_CLIENT": rest})

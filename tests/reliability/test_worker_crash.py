@@ -63,6 +63,7 @@ from callflow.cron import TIMED_QUEUE
 from callflow.jobspec import JOB_TIMEOUT_SECONDS, QUEUE_NAME, REST_RETRY
 from callflow.store import connect
 from callflow.worker import MAINTENANCE_SECONDS, WORKER_TTL_SECONDS
+from tests.audit_keys import SIGNING_PEM
 from tests.conftest import FLOWS, OPEN_TIME, PUBLIC_URL, RESPECT, TOKEN, Clock
 from tests.reliability.support import (
     ACCOUNT_SID,
@@ -99,6 +100,8 @@ class Rig:
         env.update(REDIS_URL=redis_url, TWILIO_ACCOUNT_SID=ACCOUNT_SID, TWILIO_AUTH_TOKEN=TOKEN,
                    TWILIO_API_URL=self.twilio.url, CALLFLOW_PUBLIC_URL=PUBLIC_URL,
                    SECRET_KEY="reliability-secret", CALLFLOW_FLOWS=str(FLOWS),
+                   CALLFLOW_AUDIT_SIGNING_KEY=SIGNING_PEM,
+                   CALLFLOW_AUDIT_WITNESS=str(logs / "audit-witness.jsonl"),
                    CALLFLOW_RELOAD_INTERVAL="0", CALLFLOW_LOG_LEVEL="INFO",
                    PYTHONFAULTHANDLER="1")
         self.env = env
@@ -106,7 +109,8 @@ class Rig:
         settings = Settings(twilio_account_sid=ACCOUNT_SID, twilio_auth_token=TOKEN,
                             public_url=PUBLIC_URL, secret_key="reliability-secret",
                             redis_url=redis_url, flows_dir=str(FLOWS), reload_interval=0,
-                            twilio_api_url=self.twilio.url)
+                            twilio_api_url=self.twilio.url, audit_signing_key=SIGNING_PEM,
+                            audit_witness=env["CALLFLOW_AUDIT_WITNESS"])
         self.app = create_app({"TESTING": True, "SETTINGS": settings,
                                "STORE": connect(settings), "CLOCK": Clock(OPEN_TIME)})
         self.line = Line(self.app, TOKEN)
@@ -399,7 +403,9 @@ def test_an_idle_workers_connection_lets_rq_wait_for_a_job(private_redis):
     from webhooks import routes
 
     rt = runtime.build(Settings(redis_url=private_redis.url, flows_dir=str(FLOWS),
-                                secret_key="reliability-secret", reload_interval=0),
+                                secret_key="reliability-secret", reload_interval=0,
+                                audit_signing_key=SIGNING_PEM,
+                                audit_witness=os.environ["CALLFLOW_AUDIT_WITNESS"]),
                        links=Links("", routes()), worker=True)
     started = time.monotonic()
     with pytest.raises(DequeueTimeout):  # what RQ's worker expects of an empty queue

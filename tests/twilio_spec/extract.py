@@ -18,7 +18,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "api_v2010.json"
 ACCOUNT = "/2010-04-01/Accounts/{AccountSid}"
-# The account (doctor checks it is active), Calls (ring, redirect, hang up, delete, list for
+# The Account (doctor checks it is active), Calls (ring, redirect, hang up, delete, list for
 # the sweep), Conferences and their Participants (listen-ins, checking who is in a room),
 # IncomingPhoneNumbers (twilio sync).
 PATHS = [

@@ -423,10 +423,10 @@
     var no = document.querySelector("[data-not-informed]");
     if (!whyNot || !no) { return; }
     var radios = document.querySelectorAll("input[name=caller_informed]");
-    var reason = whyNot.querySelector("textarea");
+    var reasons = whyNot.querySelectorAll("input[name=why_not]");
     function update() {
       whyNot.hidden = !no.checked;
-      reason.required = no.checked;
+      Array.prototype.forEach.call(reasons, function (r) { r.required = no.checked; });
     }
     Array.prototype.forEach.call(radios, function (r) { r.addEventListener("change", update); });
     update();
