@@ -252,13 +252,31 @@ def test_five_failures_lock_an_ipv4_address_and_the_lockout_is_audited(monitor_a
 
 
 def test_a_good_password_clears_an_accounts_count_but_not_an_address_lock(monitor_app):
-    for _ in range(MAX_FAILURES - 1):
-        WebManager(monitor_app, "198.51.100.60").login(MANAGER, WRONG_PASSWORD, status=401)
-    WebManager(monitor_app, "198.51.100.61").login(MANAGER)
+    # The account's count: four failures from four addresses, then a good password (from a
+    # fifth) forgets them, so the next failure is the first again and does not lock it.
+    for n in range(MAX_FAILURES - 1):
+        WebManager(monitor_app, f"198.51.100.{60 + n}").login(MANAGER, WRONG_PASSWORD,
+                                                              status=401)
+    WebManager(monitor_app, "198.51.100.69").login(MANAGER)
+    for n in range(MAX_FAILURES - 1):
+        WebManager(monitor_app, f"198.51.100.{70 + n}").login(MANAGER, WRONG_PASSWORD,
+                                                              status=401)
+    WebManager(monitor_app, "198.51.100.79").login(MANAGER)
 
-    WebManager(monitor_app, "198.51.100.62").login(MANAGER, WRONG_PASSWORD, status=401)
-
-    WebManager(monitor_app, "198.51.100.63").login(MANAGER)
+    # An address's count: a good password from it does not clear it, so the fifth failure
+    # from there still locks it ...
+    guesser = "198.51.100.80"
+    for n in range(MAX_FAILURES - 1):
+        WebManager(monitor_app, guesser).login(f"nobody-{n}", WRONG_PASSWORD, status=401)
+    WebManager(monitor_app, guesser).login(MANAGER)
+    assert_locked_out(WebManager(monitor_app, guesser).login("nobody-4", WRONG_PASSWORD,
+                                                             status=429))
+    # ... and a good password from a locked address neither signs in nor lifts the lock.
+    assert_locked_out(WebManager(monitor_app, guesser).login(MANAGER, status=429))
+    assert_locked_out(WebManager(monitor_app, guesser).login(OTHER_MANAGER, status=429))
+    # The accounts themselves are not locked: elsewhere, their passwords work.
+    WebManager(monitor_app, "198.51.100.81").login(MANAGER)
+    WebManager(monitor_app, "198.51.100.82").login(OTHER_MANAGER)
 
 
 # -- the session cookie ------------------------------------------------------------------------
