@@ -569,6 +569,11 @@ def test_an_admin_may_record_an_exception(monitor_app):
                                                       "grounds": ["caller_consent"]})
 
     assert response.status_code == 201
+    entry = response.get_json()["entry"]
+    assert (entry["kind"], entry["actor"]) == ("exception_recorded", ADMIN)
+    assert entry["data"] == {"call": "callid-0001", "grounds": ["caller_consent"],
+                             "agency": "police", "caller_informed": True}
+    assert admin.get("/manager/api/exceptions").get_json()["entries"] == [entry]
 
 
 @pytest.mark.parametrize(("change", "words"), [

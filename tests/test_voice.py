@@ -108,10 +108,13 @@ class Snoop(Keypad):
 
 
 def assert_private_twiml(body: str, helpline: str | None = None) -> None:
-    """No recording, streaming or transcription; every dial shows a helpline and is screened."""
-    if not body.startswith("<?xml"):
-        return
-    root = ET.fromstring(body)
+    """TwiML with no recording, streaming or transcription; every dial shows a helpline and
+    is screened. A body that is not TwiML fails: Twilio would have nothing to follow."""
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError as exc:
+        raise AssertionError(f"not XML ({exc}): {body[:200]!r}") from None
+    assert root.tag == "Response", body
     for element in root.iter():
         assert element.tag not in {"Record", "Stream", "Start", "Siprec", "Transcription",
                                    "Pay", "Refer"}, body
@@ -132,6 +135,13 @@ def assert_private_twiml(body: str, helpline: str | None = None) -> None:
         assert numbers or dial.find("Conference") is not None, body
         for conference in dial.iter("Conference"):
             assert conference.get("record") in (None, "do-not-record"), body
+
+
+@pytest.mark.parametrize("body", ["", "Internal Server Error", "<html><body>500</body></html>",
+                                  '{"error": "oops"}'])
+def test_a_body_that_is_not_twiml_is_never_taken_for_private(body):
+    with pytest.raises(AssertionError):
+        assert_private_twiml(body)
 
 
 @pytest.fixture
