@@ -228,7 +228,7 @@ def test_a_caller_hears_the_notice_then_the_menu_and_reaches_a_screened_worker(
     assert transcript.heard("worker") == [f"{NAME[number]} call. Press 1 to accept."]
     kinds = transcript.kinds()
     assert kinds.index("say") < kinds.index("dial") < kinds.index("connected")
-    assert [e.text for e in transcript.events if e.kind == "connected"] == [FIRST_WORKER[number]]
+    assert [e.name for e in transcript.events if e.kind == "connected"] == [FIRST_WORKER[number]]
     assert [e.text for e in transcript.events if e.kind == "dial"] == [number]
     assert kinds[-1] == "hangup"
     check(twilio, snoop=snoop, helpline=number)
@@ -407,7 +407,7 @@ def test_when_no_worker_presses_1_the_caller_hears_the_busy_message(
     snoop = Snoop(redis, ["", "1"], worker_keys)
     transcript = twilio.call(RESPECT, snoop, caller=CANARY_NUMBER)
     assert not transcript.connected
-    assert [e.text for e in transcript.events if e.kind == "ring"] == [
+    assert [e.name for e in transcript.events if e.kind == "ring"] == [
         "Alice (respect-workers)", "Bilal (respect-workers)"]  # Chris is not active
     assert transcript.heard()[-1] == BUSY[RESPECT]
     assert transcript.kinds()[-1] == "hangup"

@@ -14,8 +14,8 @@ from typing import NoReturn
 
 import click
 
+from callflow import local
 from callflow.audit import AuditLog, entries_count, utc
-from callflow.config import Settings
 from callflow.errors import AuditChainBroken, AuditUnavailable, ConfigError
 from callflow.store import connect
 
@@ -29,8 +29,9 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 
 def open_log() -> AuditLog:
-    """The audit log as the environment configures it (``REDIS_URL``, ``SECRET_KEY``)."""
-    settings = Settings.from_env()
+    """The audit log as the environment configures it (``REDIS_URL``, ``SECRET_KEY``; in
+    local mode the embedded store and the local key ``callflow serve`` signs with)."""
+    settings = local.settings()
     try:
         return AuditLog.from_settings(connect(settings), settings)
     except ConfigError as exc:

@@ -16,7 +16,7 @@ from typing import Any
 import click
 import redis
 
-from callflow.config import Settings
+from callflow import local
 from callflow.errors import CallflowError, StoreUnavailable
 from callflow.staff import Role, StaffMember, StaffStore
 from callflow.store import connect
@@ -28,7 +28,7 @@ HEADERS = ("name", "role", "disabled", "pin", "phone")
 
 def open_store() -> StaffStore:
     """The staff store on the configured Redis (or the embedded one without ``REDIS_URL``)."""
-    return StaffStore(connect(Settings.from_env()))
+    return StaffStore(connect(local.settings()))
 
 
 def clear_failures(command: Callable[..., Any]) -> Callable[..., Any]:
