@@ -61,22 +61,28 @@ def validate(flowset: FlowSet, *, check_teams: bool = True
 
 def _placeholders(flow: Flow) -> list[FlowError]:
     """Spoken text is filled in with ``str.format(helpline=...)`` when a call reaches it: any
-    other ``{...}`` would fail there, mid-call, and send every caller down the degraded path."""
-    texts = [(step.marks.get(key, step.where), f"step '{step.name}' {key}", getattr(step, key))
+    other ``{...}`` would fail there, mid-call, and send every caller down the degraded path.
+    A message (what a closed line says before it hangs up) may also say ``{next_open}``."""
+    texts = [(step.marks.get(key, step.where), f"step '{step.name}' {key}", getattr(step, key),
+              step.kind == "message")
              for step in flow.steps.values() for key, spec in specs(type(step)).items()
              if spec.kind == "text"]
-    texts += [(flow.where, f"the degraded {key}", getattr(flow.degraded, key))
+    texts += [(flow.where, f"the degraded {key}", getattr(flow.degraded, key),
+               key == "closed_message")
               for key, spec in specs(Degraded).items() if spec.kind == "text"]
     errors = []
-    for where, what, text in texts:
+    for where, what, text, says_opening in texts:
         if not isinstance(text, str):
             continue
         try:
-            text.format(helpline="")
+            text.format(helpline="", **({"next_open": ""} if says_opening else {}))
         except (KeyError, IndexError, ValueError, AttributeError):
-            errors.append(FlowError(where, f"{what} has braces that are not {{helpline}}: "
-                                    f"{text!r}", "write {helpline} for the helpline's name, and "
-                                    "{{ or }} for a brace itself"))
+            allowed = "{helpline} or {next_open}" if says_opening else "{helpline}"
+            errors.append(FlowError(where, f"{what} has braces that are not {allowed}: "
+                                    f"{text!r}", "write {helpline} for the helpline's name, "
+                                    + ("{next_open} for when the line opens next, "
+                                       if says_opening else "")
+                                    + "and {{ or }} for a brace itself"))
     return errors
 
 

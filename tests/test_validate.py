@@ -62,6 +62,15 @@ steps:
     closed: connect
 """))
 
+CLOSURE_FIRST = edit("start: welcome", "start: check", edit("steps:\n", """\
+steps:
+  check:
+    kind: hours
+    open: welcome
+    closed: welcome
+    closure: connect
+"""))
+
 LOOP_AROUND = edit("start: welcome", "start: first", edit("steps:\n", """\
 steps:
   first:
@@ -103,6 +112,10 @@ INVALID_KEY = edit("    on_no_input: connect\n", "    on_no_input: connect\n"
                  ["test.yaml:22:3: a caller can reach 'connect' without hearing the "
                   f"confidentiality notice: check → connect {NOTICE_HINT}"],
                  id="the hours' closed branch skips it"),
+    pytest.param(CLOSURE_FIRST,
+                 ["test.yaml:23:3: a caller can reach 'connect' without hearing the "
+                  f"confidentiality notice: check → connect {NOTICE_HINT}"],
+                 id="the hours' closure branch skips it"),
     pytest.param(LOOP_AROUND,
                  ["test.yaml:36:3: a caller can reach 'connect' without hearing the "
                   f"confidentiality notice: first → info → second → connect {NOTICE_HINT}"],
@@ -203,13 +216,16 @@ def test_a_menu_with_no_way_out_is_refused(tmp_path):
 # -- spoken text: only {helpline} is filled in ---------------------------------------------
 
 BRACES_HINT = "(write {helpline} for the helpline's name, and {{ or }} for a brace itself)"
+MESSAGE_HINT = ("(write {helpline} for the helpline's name, {next_open} for when the line "
+                "opens next, and {{ or }} for a brace itself)")
 
 
 @pytest.mark.parametrize(("old", "new", "expected"), [
     pytest.param("    text: Sorry, everyone is busy. In an emergency call 999.",
                  "    text: Sorry {caller}, call 999.",
-                 "test.yaml:24:11: step 'busy' text has braces that are not {helpline}: "
-                 f"'Sorry {{caller}}, call 999.' {BRACES_HINT}", id="unknown name"),
+                 "test.yaml:24:11: step 'busy' text has braces that are not {helpline} or "
+                 f"{{next_open}}: 'Sorry {{caller}}, call 999.' {MESSAGE_HINT}",
+                 id="unknown name"),
     pytest.param("    prompt: Press 1 to talk to someone",
                  "    prompt: Press 1 {to talk",
                  "test.yaml:14:13: step 'menu1' prompt has braces that are not {helpline}: "
@@ -219,11 +235,24 @@ BRACES_HINT = "(write {helpline} for the helpline's name, and {{ or }} for a bra
                  f"'Call {{0}}' {BRACES_HINT}", id="a position"),
     pytest.param("  team: respect-workers\nstart",
                  "  team: respect-workers\n  closed_message: Closed {today}.\nstart",
-                 "test.yaml:1:1: the degraded closed_message has braces that are not {helpline}: "
-                 f"'Closed {{today}}.' {BRACES_HINT}", id="degraded message"),
+                 "test.yaml:1:1: the degraded closed_message has braces that are not {helpline} "
+                 f"or {{next_open}}: 'Closed {{today}}.' {MESSAGE_HINT}", id="degraded message"),
+    pytest.param("    prompt: Press 1 to talk to someone",
+                 "    prompt: We open {next_open}. Press 1",
+                 "test.yaml:14:13: step 'menu1' prompt has braces that are not {helpline}: "
+                 f"'We open {{next_open}}. Press 1' {BRACES_HINT}", id="next_open in a prompt"),
 ])
 def test_spoken_text_with_stray_braces_is_refused(tmp_path, old, new, expected):
     assert errors_of(write_folder(tmp_path, {"test.yaml": edit(old, new)})) == [expected]
+
+
+def test_a_message_may_say_when_the_line_opens_next(tmp_path):
+    text = edit("    text: Sorry, everyone is busy. In an emergency call 999.",
+                "    text: We open again {next_open}. In an emergency call 999.")
+    text = text.replace("  team: respect-workers\nstart",
+                        "  team: respect-workers\n  closed_message: Open {next_open}.\nstart")
+    flowset = load_flowset(write_folder(tmp_path, {"test.yaml": text}))
+    assert flowset.warnings == []
 
 
 def test_spoken_text_may_name_the_helpline_and_write_braces_doubled(tmp_path):

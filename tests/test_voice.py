@@ -57,6 +57,15 @@ CLOSED = {
     MENS_ADVICE: "The Men's Advice Line is closed right now. We are open Monday to Friday, 10am "
                  "to 8pm. If you are in immediate danger, call 999.",
 }
+# On a closure date: that today is one, and when the line opens next, not the usual week.
+CLOSURE = {
+    RESPECT: "Today is one of the days the Respect Phoneline is closed, so there is nobody to "
+             "take your call. We open again on Monday 28 December at 9am. If you think someone "
+             "is in immediate danger, call 999.",
+    MENS_ADVICE: "Today is one of the days the Men's Advice Line is closed, so there is nobody "
+                 "to take your call. We open again on Monday 28 December at 10am. If you are in "
+                 "immediate danger, call 999.",
+}
 BUSY = {
     RESPECT: "Sorry, all our helpline workers are busy helping other callers. Please try again "
              "shortly, or visit respect phone line dot org dot uk. If you think someone is in "
@@ -384,15 +393,16 @@ def test_the_notice_is_said_before_a_worker_even_when_the_call_state_was_lost(tw
 
 # -- opening hours -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("moment", [CLOSED_TIME, CHRISTMAS_NOON], ids=["night", "closure"])
+@pytest.mark.parametrize(("moment", "message"), [(CLOSED_TIME, CLOSED), (CHRISTMAS_NOON, CLOSURE)],
+                         ids=["night", "closure"])
 @pytest.mark.parametrize("number", [RESPECT, MENS_ADVICE])
 def test_out_of_hours_the_caller_hears_the_notice_then_the_closed_message(
-        twilio, redis, clock, check, number, moment):
+        twilio, redis, clock, check, number, moment, message):
     clock.now = moment
     snoop = Snoop(redis, ["", "1"])
     transcript = twilio.call(number, snoop, caller=CANARY_NUMBER)
-    assert transcript.heard() == [*offered_notice(number), CLOSED[number]]
-    assert "999" in CLOSED[number]
+    assert transcript.heard() == [*offered_notice(number), message[number]]
+    assert "999" in message[number]
     assert "dial" not in transcript.kinds()
     assert transcript.kinds()[-1] == "hangup"
     check(twilio, snoop=snoop)
@@ -497,13 +507,15 @@ def test_with_redis_down_nobody_answering_gives_the_no_answer_message(down, chec
     check(down, helpline=RESPECT)
 
 
-@pytest.mark.parametrize("moment", [CLOSED_TIME, CHRISTMAS_NOON], ids=["night", "closure"])
-def test_with_redis_down_opening_hours_still_apply(down, clock, check, moment):
+@pytest.mark.parametrize(("moment", "opens"), [
+    (CLOSED_TIME, "at 9am tomorrow"), (CHRISTMAS_NOON, "on Monday 28 December at 9am")],
+    ids=["night", "closure"])
+def test_with_redis_down_opening_hours_still_apply(down, clock, check, moment, opens):
     clock.now = moment
     transcript = down.call(RESPECT, Keypad(), caller=CANARY_NUMBER)
     assert transcript.heard() == [
         APOLOGY, notice(RESPECT),
-        "Respect Phoneline is closed at the moment. Please call again during our opening hours. "
+        f"Respect Phoneline is closed at the moment. We open again {opens}. "
         "If you or anyone else is in immediate danger, call 999 now."]
     assert "dial" not in transcript.kinds()
     check(down)
