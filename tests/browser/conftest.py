@@ -11,6 +11,7 @@ from flask import Flask
 
 from callflow.config import Settings
 from callflow.staff import Role, StaffStore
+from tests.bridge_support import FlakyStore
 from tests.browser.support import (
     ARTIFACTS,
     CHROMEDRIVER,
@@ -36,6 +37,7 @@ class Site:
     clock: TickingClock
     rest: TwilioDouble
     sim: TwilioSim
+    store: FlakyStore  # set ``store.down`` and the service's Redis fails as if unreachable
 
     @property
     def rt(self):
@@ -54,7 +56,8 @@ def site(redis_url, redis):
                         redis_url=redis_url, flows_dir=str(FLOWS), reload_interval=0,
                         monitor_daily_limit=4)
     clock, rest = TickingClock(OPEN_TIME), TwilioDouble()
-    app = create_app({"TESTING": True, "SETTINGS": settings, "STORE": redis, "CLOCK": clock,
+    store = FlakyStore.from_url(redis_url, decode_responses=True)  # `down` fails it
+    app = create_app({"TESTING": True, "SETTINGS": settings, "STORE": store, "CLOCK": clock,
                       "TWILIO_HTTP_CLIENT": rest, "SYNC_JOBS": True})
     staff = app.extensions["callflow"]["staff"]
     staff.add(MANAGER, PASSWORD, Role.MANAGER, actor="test")
@@ -62,9 +65,10 @@ def site(redis_url, redis):
     staff.add(ADMIN, PASSWORD, Role.ADMIN, actor="test")
     served = Served.start(app, port)
     try:
-        yield Site(app, served.url, clock, rest, TwilioSim(app, rest=rest))
+        yield Site(app, served.url, clock, rest, TwilioSim(app, rest=rest), store)
     finally:
         served.stop()
+        store.close()
 
 
 @pytest.fixture
