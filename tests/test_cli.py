@@ -90,7 +90,7 @@ def test_validate_refuses_a_bad_folder_naming_file_line_and_column(runner, tmp_p
         "are never recorded, sent to voicemail or looked up)",
         f"error: {folder}/test.yaml:16:10: step 'menu1' option '1' goes to 'conect', which does "
         "not exist (did you mean 'connect'?)",
-        "2 error(s); nothing was changed",
+        "2 error(s); fix them and run `callflow validate` again",
     ]
 
 

@@ -265,12 +265,24 @@ class Recorder(dict):
         return default
 
 
-def test_the_configuration_table_lists_every_variable():
+def configuration_table(path: Path) -> dict[str, str]:
+    """A document's configuration table: each variable and its default, as written."""
+    text = path.read_text(encoding="utf-8")
+    return {name: default.strip() for name, default in
+            re.findall(r"^\| `([A-Z_]+)` \| ([^|]*) \|", text, flags=re.MULTILINE)}
+
+
+@pytest.mark.parametrize("document", ["docs/configuration.md", "README.md"])
+def test_the_configuration_table_lists_every_variable(document):
     env = Recorder()
     Settings.from_env(env)
-    table = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
-    documented = set(re.findall(r"^\| `([A-Z_]+)`", table, flags=re.MULTILINE))
+    documented = configuration_table(ROOT / document)
     others = {"PORT", "WEB_CONCURRENCY", "WEB_THREADS", "PROMETHEUS_MULTIPROC_DIR",
               "GUNICORN_CMD_ARGS"}
-    assert set(env.asked) | others <= documented
+    assert set(documented) == set(env.asked) | others
     assert len(env.asked) == len(Settings.__dataclass_fields__)
+
+
+def test_the_readme_and_the_configuration_page_give_the_same_defaults():
+    assert configuration_table(ROOT / "README.md") == configuration_table(
+        ROOT / "docs" / "configuration.md")

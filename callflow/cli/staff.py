@@ -18,7 +18,7 @@ import redis
 
 from callflow import local
 from callflow.errors import CallflowError, StoreUnavailable
-from callflow.staff import Role, StaffMember, StaffStore
+from callflow.staff import Role, StaffMember, StaffStore, check_name
 from callflow.store import connect
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,7 @@ def manager() -> None:
 @clear_failures
 def add(name: str, role: str, password_stdin: bool) -> None:
     """Add the account NAME (lowercase letters, digits, '.', '-', '_')."""
+    check_name(name)  # a name that cannot be used is refused before any password is asked
     store = open_store()
     if store.get(name) is not None:  # say so before asking for a password twice
         raise click.ClickException(f"a staff account '{name}' already exists; choose another "
