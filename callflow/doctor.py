@@ -65,7 +65,7 @@ def check_environment(settings: Settings) -> Check:
     missing = [name for name, value in required if not value]
     if local.is_local(settings):
         # Trying the service on one machine: nothing is wrong, but it cannot take calls yet.
-        signer = "" if settings.secret_key else ", signed with the local key beside it"
+        signer = "" if settings.secret_key else " (its audit log signed with the local key)"
         return Check("environment", Status.WARN,
                      f"local mode: the embedded store ({settings.embedded_db}) holds the "
                      f"state{signer}; fine for trying the service on this machine",

@@ -86,7 +86,7 @@ def test_local_mode_says_so_and_what_real_calls_need(account, tmp_path):
     env = results["environment"]
     assert env.status == Status.WARN
     assert env.detail.startswith("local mode: the embedded store")
-    assert "signed with the local key" in env.detail
+    assert "audit log signed with the local key" in env.detail
     for name in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "CALLFLOW_PUBLIC_URL",
                  "SECRET_KEY", "REDIS_URL or REDIS_SENTINELS"):
         assert name in env.fix
