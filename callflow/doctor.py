@@ -22,7 +22,7 @@ import requests
 from twilio.base.exceptions import TwilioException
 from twilio.rest import Client
 
-from callflow import provisioning
+from callflow import local, provisioning
 from callflow.audit_keys import AuditKeys, load_private_key
 from callflow.config import Settings
 from callflow.errors import CallflowError, ConfigError, FlowSetInvalid
@@ -69,6 +69,14 @@ def check_environment(settings: Settings) -> Check:
                 ("SECRET_KEY", settings.secret_key),
                 ("REDIS_URL or REDIS_SENTINELS", settings.shared_store)]
     missing = [name for name, value in required if not value]
+    if local.is_local(settings):
+        # Trying the service on one machine: nothing is wrong, but it cannot take calls yet.
+        signer = "" if settings.secret_key else " (its audit log signed with the local key)"
+        return Check("environment", Status.WARN,
+                     f"local mode: the embedded store ({settings.embedded_db}) holds the "
+                     f"state{signer}; fine for trying the service on this machine",
+                     f"to take real calls set {', '.join(missing)} (docs/configuration.md "
+                     "and docs/deployment.md say what each one is)")
     if missing:
         return Check("environment", Status.FAIL, f"not set: {', '.join(missing)}",
                      "set them in the service's environment (docs/configuration.md says what "
@@ -94,6 +102,12 @@ def check_public_url(settings: Settings) -> Check:
 
 def check_secret_key(settings: Settings) -> Check:
     length = len(settings.secret_key)
+    if not length and local.is_local(settings):
+        path = local.secret_path(settings)
+        if path.is_file():
+            return Check("secret key", Status.OK, f"local mode: the local key ({path})")
+        return Check("secret key", Status.SKIP, f"local mode: no local key yet; `callflow "
+                     f"serve` makes one at {path}")
     if not length:
         return Check("secret key", Status.SKIP, "SECRET_KEY is not set (see above)")
     if length < MIN_SECRET_LENGTH:

@@ -16,7 +16,9 @@ from callflow import fields
 from callflow.dialling import dial_team
 from callflow.errors import FlowError, Where
 from callflow.fields import option
+from callflow.hours import spoken_opening
 from callflow.policy import DEFAULT_NOTICE, OPT_OUT_OFFER, POLICY_OFFER
+from callflow.texts import fill
 
 if TYPE_CHECKING:
     from callflow.context import CallContext
@@ -62,8 +64,8 @@ class Spoken(Step):
     voice: str | None = option("text", "Twilio voice for this step (default: the flow's)", None)
     language: str | None = option("text", "Language for this step (default: the flow's)", None)
 
-    def say(self, response, call: CallContext, text: str) -> None:
-        response.say(text.format(helpline=call.flow.helpline),
+    def say(self, response, call: CallContext, text: str, **filled: str) -> None:
+        response.say(fill(text, helpline=call.flow.helpline, **filled),
                      voice=self.voice or call.flow.voice,
                      language=self.language or call.flow.language)
 
@@ -201,12 +203,20 @@ class Hours(Step):
 
     open: str = option("step", "Where to go when the helpline is open")
     closed: str = option("step", "Where to go when it is closed")
+    closure: str | None = option("step", "Where to go on a closure date (default: closed)",
+                                 None)
 
     def edges(self):
-        return {"open": self.open, "closed": self.closed}
+        edges = {"open": self.open, "closed": self.closed}
+        if self.closure:
+            edges["closure"] = self.closure
+        return edges
 
     def render(self, response, call):
-        return self.open if call.flow.hours.is_open(call.now) else self.closed
+        hours = call.flow.hours
+        if hours.is_open(call.now):
+            return self.open
+        return self.closure if self.closure and hours.is_closure(call.now) else self.closed
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -250,10 +260,13 @@ class Message(Spoken):
     kind = "message"
     summary = "Speak a message, then end the call (e.g. out of hours, with emergency advice)."
 
-    text: str = option("text", "The message")
+    text: str = option("text", "The message; {next_open} says when the line opens next, "
+                       "e.g. 'on Monday 28 December at 9am'")
 
     def render(self, response, call):
-        self.say(response, call, self.text)
+        hours = call.flow.hours
+        self.say(response, call, self.text,
+                 next_open=spoken_opening(hours.next_opening(call.now), call.now))
         response.hangup()
         return None
 

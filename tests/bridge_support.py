@@ -30,8 +30,24 @@ CALLS_LIST = re.compile(re.escape(MOCK_API) + _ACCOUNT + r"/Calls\.json(?:\?.*)?
 CALL = re.compile(re.escape(MOCK_API) + _ACCOUNT + r"/Calls/(?P<sid>\w+)\.json$")
 PARTICIPANTS = re.compile(re.escape(MOCK_API) + _ACCOUNT
                           + r"/Conferences/(?P<conf>[\w-]+)/Participants\.json$")
-# Anywhere else (not overlapping the routes above: responses would use each match once).
-ELSEWHERE = re.compile(r"^(?!" + re.escape(MOCK_API) + r"/)")
+# Every request reaches one callback, which routes it: `responses` would use each of several
+# matching routes only once, so a route per endpoint could not also catch what matches none.
+ANYWHERE = re.compile(r".*")
+METHODS = (responses.GET, responses.POST, responses.DELETE, responses.PUT, responses.PATCH)
+
+
+class MockProblems(AssertionError):
+    """What a REST mock saw that Twilio would refuse, or that was not for Twilio at all."""
+
+
+def check_at_exit(name: str, problems: list[str], strays: list[str]) -> None:
+    """Fail the test that used a mock: each request Twilio's API would refuse, and each one
+    sent anywhere but the mock, is a defect whether or not the test looked for it. A test
+    that provokes them on purpose says so by emptying the list once it has checked it."""
+    found = [f"refused by Twilio's API description: {p}" for p in problems]
+    found += [f"sent to no Twilio endpoint of the mock: {s}" for s in strays]
+    if found:
+        raise MockProblems(f"{name}: " + "; ".join(found))
 
 
 def _json(status: int, body: dict) -> tuple[int, dict, str]:
@@ -69,7 +85,8 @@ class TwilioMock:
     """Twilio's REST API at ``MOCK_API``, answered as Twilio does, on ``responses``.
 
     Every request is kept (``sent``) and checked against Twilio's OpenAPI description
-    (``problems``); one sent anywhere but ``MOCK_API`` is kept in ``strays``. ``fail(kind,
+    (``problems``); one sent anywhere else (another host, a path or method the mock does not
+    answer) is kept in ``strays``, and either fails the test when the mock exits. ``fail(kind,
     ...)`` makes the next requests of a kind fail with an HTTP error or an exception.
 
     ``calls`` is the account's call log, as Twilio keeps it: each call the service creates, and
@@ -89,21 +106,23 @@ class TwilioMock:
 
     def __post_init__(self) -> None:
         self.mock = responses.RequestsMock(assert_all_requests_are_fired=False)
+        self.routes = [(responses.POST, CALLS, self._create_call),
+                       (responses.GET, CALLS, self._list_calls),
+                       (responses.POST, CALL, self._update_call),
+                       (responses.DELETE, CALL, self._delete_call),
+                       (responses.POST, PARTICIPANTS, self._participant)]
 
     def __enter__(self) -> TwilioMock:
         self.mock.start()
-        self.mock.add_callback(responses.POST, CALLS, callback=self._create_call)
-        self.mock.add_callback(responses.GET, CALLS_LIST, callback=self._list_calls)
-        self.mock.add_callback(responses.POST, CALL, callback=self._update_call)
-        self.mock.add_callback(responses.DELETE, CALL, callback=self._delete_call)
-        self.mock.add_callback(responses.POST, PARTICIPANTS, callback=self._participant)
-        for method in (responses.GET, responses.POST, responses.DELETE):
-            self.mock.add_callback(method, ELSEWHERE, callback=self._stray)
+        for method in METHODS:
+            self.mock.add_callback(method, ANYWHERE, callback=self._route)
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *exc) -> None:
         self.mock.stop()
         self.mock.reset()
+        if exc_type is None:
+            check_at_exit("Twilio's REST API mock", self.problems, self.strays)
 
     # -- what tests use ---------------------------------------------------------------
 
@@ -226,9 +245,13 @@ class TwilioMock:
         return self._failure("listen") or _json(201, {"call_sid": sent.sid, "muted": True,
                                                       "conference_sid": conference})
 
-    def _stray(self, request):
+    def _route(self, request):
+        url = request.url.split("?", 1)[0]
+        for method, pattern, handler in self.routes:
+            if request.method == method and pattern.match(url):
+                return handler(request)
         self.strays.append(f"{request.method} {request.url}")
-        return requests.ConnectionError(f"not Twilio's mock: {request.url}")
+        return requests.ConnectionError(f"not an endpoint of Twilio's mock: {request.url}")
 
 
 # -- a caller, webhook by webhook -----------------------------------------------------------

@@ -91,6 +91,14 @@ def test_a_duplicate_name_is_refused_before_asking_for_a_password(manager):
     assert "Password" not in result.output
 
 
+def test_a_name_that_cannot_be_used_is_refused_before_asking_for_a_password(manager, redis):
+    result = manager("add", "Bad")
+    assert result.exit_code == 1
+    assert "'Bad' is not a usable staff name" in result.output
+    assert "Password" not in result.output
+    assert redis.dbsize() == 0
+
+
 def test_set_pin_set_phone_disable_and_list(manager, redis):
     manager("add", "alice", "--password-stdin", input=PASSWORD + "\n")
     manager("add", "root", "--role", "admin", "--password-stdin", input=PASSWORD + "\n")

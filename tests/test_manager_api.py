@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
 
 import pytest
 
@@ -74,6 +75,35 @@ def test_a_json_sign_in_answers_with_the_csrf_token_and_is_audited(monitor_app, 
     assert session.get_json() == {"user": MANAGER, "role": "manager",
                                   "csrf_token": body["csrf_token"], "phone_set": True}
     assert MANAGER_PHONE not in session.get_data(as_text=True)
+
+
+def test_a_wrong_password_on_the_form_keeps_the_username(monitor_app):
+    browser = WebManager(monitor_app)
+    response = browser.client.post("/manager/login", data={
+        "username": MANAGER, "password": WRONG_PASSWORD, "csrf_token": browser.form_token()})
+    assert response.status_code == 401
+    page = response.get_data(as_text=True)
+    assert f'value="{MANAGER}"' in page
+    assert WRONG_PASSWORD not in page
+    assert re.search(r'id="password"[^>]*autofocus', page)
+
+
+def test_signing_in_while_the_store_is_down_shows_the_unavailable_page(monitor_app, rt,
+                                                                       monkeypatch):
+    browser = WebManager(monitor_app)
+    token = browser.form_token()
+    staff = monitor_app.extensions["callflow"]["staff"]
+    monkeypatch.setattr(staff, "client", dead_store())
+    monkeypatch.setattr(staff.lockout, "client", dead_store())
+    response = browser.client.post("/manager/login", data={
+        "username": MANAGER, "password": PASSWORD, "csrf_token": token})
+    assert response.status_code == 503
+    assert response.mimetype == "text/html"
+    assert "The dashboard is unavailable" in response.get_data(as_text=True)
+    api = browser.client.post("/manager/login", data={
+        "username": MANAGER, "password": PASSWORD, "csrf_token": token},
+        headers={"Accept": "application/json"})
+    assert (api.status_code, api.get_json()["reason"]) == (503, "unavailable")
 
 
 def test_a_form_sign_in_goes_to_the_dashboard(monitor_app):
@@ -252,13 +282,31 @@ def test_five_failures_lock_an_ipv4_address_and_the_lockout_is_audited(monitor_a
 
 
 def test_a_good_password_clears_an_accounts_count_but_not_an_address_lock(monitor_app):
-    for _ in range(MAX_FAILURES - 1):
-        WebManager(monitor_app, "198.51.100.60").login(MANAGER, WRONG_PASSWORD, status=401)
-    WebManager(monitor_app, "198.51.100.61").login(MANAGER)
+    # The account's count: four failures from four addresses, then a good password (from a
+    # fifth) forgets them, so the next failure is the first again and does not lock it.
+    for n in range(MAX_FAILURES - 1):
+        WebManager(monitor_app, f"198.51.100.{60 + n}").login(MANAGER, WRONG_PASSWORD,
+                                                              status=401)
+    WebManager(monitor_app, "198.51.100.69").login(MANAGER)
+    for n in range(MAX_FAILURES - 1):
+        WebManager(monitor_app, f"198.51.100.{70 + n}").login(MANAGER, WRONG_PASSWORD,
+                                                              status=401)
+    WebManager(monitor_app, "198.51.100.79").login(MANAGER)
 
-    WebManager(monitor_app, "198.51.100.62").login(MANAGER, WRONG_PASSWORD, status=401)
-
-    WebManager(monitor_app, "198.51.100.63").login(MANAGER)
+    # An address's count: a good password from it does not clear it, so the fifth failure
+    # from there still locks it ...
+    guesser = "198.51.100.80"
+    for n in range(MAX_FAILURES - 1):
+        WebManager(monitor_app, guesser).login(f"nobody-{n}", WRONG_PASSWORD, status=401)
+    WebManager(monitor_app, guesser).login(MANAGER)
+    assert_locked_out(WebManager(monitor_app, guesser).login("nobody-4", WRONG_PASSWORD,
+                                                             status=429))
+    # ... and a good password from a locked address neither signs in nor lifts the lock.
+    assert_locked_out(WebManager(monitor_app, guesser).login(MANAGER, status=429))
+    assert_locked_out(WebManager(monitor_app, guesser).login(OTHER_MANAGER, status=429))
+    # The accounts themselves are not locked: elsewhere, their passwords work.
+    WebManager(monitor_app, "198.51.100.81").login(MANAGER)
+    WebManager(monitor_app, "198.51.100.82").login(OTHER_MANAGER)
 
 
 # -- the session cookie ------------------------------------------------------------------------
@@ -419,7 +467,16 @@ def test_calls_that_ended_are_not_listed(maria, sim, rest):
     call.conference("participant-leave")
     call.conference("conference-end")
 
-    assert maria.get("/manager/api/calls").get_json() == {"calls": []}
+    assert maria.get("/manager/api/calls").get_json()["calls"] == []
+
+
+def test_the_list_says_whether_each_helpline_is_open_now(monitor_app, maria, clock):
+    assert maria.get("/manager/api/calls").get_json()["helplines"] == [
+        {"name": "Men's Advice Line", "open": True}, {"name": "Respect Phoneline", "open": True}]
+    clock.now = clock.now.replace(hour=18)  # Respect closes at 17:00, the Men's line at 20:00
+    later = signed_in(monitor_app, MANAGER)  # hours idle would have ended maria's session
+    assert later.get("/manager/api/calls").get_json()["helplines"] == [
+        {"name": "Men's Advice Line", "open": True}, {"name": "Respect Phoneline", "open": False}]
 
 
 def test_an_admin_sees_the_list_too(monitor_app, sim, rest):
@@ -551,6 +608,11 @@ def test_an_admin_may_record_an_exception(monitor_app):
                                                       "grounds": ["caller_consent"]})
 
     assert response.status_code == 201
+    entry = response.get_json()["entry"]
+    assert (entry["kind"], entry["actor"]) == ("exception_recorded", ADMIN)
+    assert entry["data"] == {"call": "callid-0001", "grounds": ["caller_consent"],
+                             "agency": "police", "caller_informed": True}
+    assert admin.get("/manager/api/exceptions").get_json()["entries"] == [entry]
 
 
 @pytest.mark.parametrize(("change", "words"), [

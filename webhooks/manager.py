@@ -58,7 +58,10 @@ def wants_json() -> bool:
 @bp.errorhandler(StoreUnavailable)
 @bp.errorhandler(AuditUnavailable)
 def unavailable(error: Exception):
+    """Fail closed: the API says so in JSON, a page (the sign-in form too) in words."""
     log.error("manager request failed closed", extra={"event": "unavailable"})
+    if not (request.path.startswith("/manager/api/") or wants_json()):
+        return render_template("unavailable.html", member=None), 503
     return jsonify(reason="unavailable", message="The service's store or audit log is "
                    "unavailable; nothing was changed."), 503
 
@@ -70,7 +73,7 @@ def login_form():
     if current_member() is not None:
         return redirect(url_for("manager.home"))
     return render_template("login.html", csrf_token=csrf_token(), error=None,
-                           notice=sessions.take_notice())
+                           notice=sessions.take_notice(), username="")
 
 
 @bp.post("/login")
@@ -92,7 +95,7 @@ def _login_refused(message: str, status: int):
     if wants_json():
         return jsonify(reason="sign_in_refused", message=message), status
     return render_template("login.html", csrf_token=csrf_token(), error=message,
-                           notice=None), status
+                           notice=None, username=request.form.get("username", "")), status
 
 
 @bp.post("/logout")
@@ -136,8 +139,13 @@ def call_json(call: LiveCall, helplines: dict[str, str]) -> dict:
 @bp.get("/api/calls")
 @require()
 def calls():
-    helplines = {f.id: f.helpline for f in rt().registry.current.flows.values()}
-    return jsonify(calls=[call_json(c, helplines) for c in rt().live.listing()])
+    """The live calls, and whether each helpline is open now (the page's pills follow it)."""
+    flows = rt().registry.current.flows.values()
+    names = {f.id: f.helpline for f in flows}
+    now = rt().clock()
+    return jsonify(calls=[call_json(c, names) for c in rt().live.listing()],
+                   helplines=[{"name": f.helpline, "open": f.hours.is_open(now)}
+                              for f in sorted(flows, key=lambda f: f.helpline)])
 
 
 @bp.post("/api/calls/<call_id>/listen")

@@ -16,9 +16,9 @@ from typing import Any
 import click
 import redis
 
-from callflow.config import Settings
+from callflow import local
 from callflow.errors import CallflowError, StoreUnavailable
-from callflow.staff import Role, StaffMember, StaffStore
+from callflow.staff import Role, StaffMember, StaffStore, check_name
 from callflow.store import connect
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ HEADERS = ("name", "role", "disabled", "pin", "phone")
 
 def open_store() -> StaffStore:
     """The staff store on the configured Redis (or the embedded one without ``REDIS_URL``)."""
-    return StaffStore(connect(Settings.from_env()))
+    return StaffStore(connect(local.settings()))
 
 
 def clear_failures(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -86,6 +86,7 @@ def manager() -> None:
 @clear_failures
 def add(name: str, role: str, password_stdin: bool) -> None:
     """Add the account NAME (lowercase letters, digits, '.', '-', '_')."""
+    check_name(name)  # a name that cannot be used is refused before any password is asked
     store = open_store()
     if store.get(name) is not None:  # say so before asking for a password twice
         raise click.ClickException(f"a staff account '{name}' already exists; choose another "

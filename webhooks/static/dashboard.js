@@ -73,6 +73,7 @@
     var listening = load();
     var lastCalls = [];
     var failures = 0;
+    var lastSeen = serverNow();
     var lastActivity = Date.now();
 
     Array.prototype.forEach.call(document.querySelectorAll("[data-helpline]"), function (s) {
@@ -80,6 +81,53 @@
     });
 
     function say(text) { status.textContent = text; }
+
+    /* The page cannot reach the service: say so as an error, mark what is shown as stale
+       (it is the last known state, not the present one) and offer no Listen until the
+       service answers again. */
+    function trouble(text) {
+      failures += 1;
+      status.dataset.trouble = "1";
+      status.classList.add("page-status-error");
+      say(text);
+      body.classList.add("is-stale");
+      Object.keys(cards).forEach(function (id) { markStale(cards[id], true); });
+    }
+
+    function recovered() {
+      failures = 0;
+      body.classList.remove("is-stale");
+      if (status.dataset.trouble) {
+        say("");
+        delete status.dataset.trouble;
+        status.classList.remove("page-status-error");
+      }
+    }
+
+    function markStale(card, stale) {
+      card.classList.toggle("call-stale", stale);
+      card.querySelector("[data-stale]").hidden = !stale;
+      var listen = card.querySelector("[data-listen]");
+      listen.disabled = stale;
+      if (stale) {
+        listen.setAttribute("aria-disabled", "true");
+        card.querySelector("[data-submit]").disabled = true;
+      } else {
+        listen.removeAttribute("aria-disabled");
+        card.querySelector("[data-submit]").disabled = false;
+      }
+    }
+
+    /* The Open now / Closed now pill of each helpline, as the service says it is. */
+    function updatePills(helplines) {
+      (helplines || []).forEach(function (h) {
+        var section = sections[h.name];
+        var pill = section && section.querySelector(".pill");
+        if (!pill) { return; }
+        pill.className = "pill " + (h.open ? "pill-open" : "pill-closed");
+        pill.textContent = h.open ? "Open now" : "Closed now";
+      });
+    }
 
     /* A time of day as the helplines tell it (their own time zone, whatever the browser's). */
     function clockTime(millis) {
@@ -348,19 +396,19 @@
       if (document.hidden) { window.setTimeout(poll, POLL_MS); return; }
       api(callsUrl, { poll: true }).then(function (result) {
         if (result.ok) {
-          failures = 0;
+          recovered();
           render(result.data.calls || []);
-          updated.textContent = "Updated " + clockTime(serverNow()) + ".";
-          if (status.dataset.trouble) { say(""); delete status.dataset.trouble; }
+          updatePills(result.data.helplines);
+          Object.keys(cards).forEach(function (id) { markStale(cards[id], false); });
+          lastSeen = serverNow();
+          updated.textContent = "Updated " + clockTime(lastSeen) + ".";
         } else if (result.status !== 401) {
-          failures += 1;
-          status.dataset.trouble = "1";
-          say(result.data.message || "The live calls could not be read; trying again.");
+          trouble((result.data.message || "The live calls could not be read.") +
+                  " What is shown is from " + clockTime(lastSeen) + "; trying again.");
         }
       }).catch(function () {
-        failures += 1;
-        status.dataset.trouble = "1";
-        say("The service could not be reached; trying again.");
+        trouble("The service could not be reached. What is shown is from " +
+                clockTime(lastSeen) + "; trying again.");
       }).then(function () {
         window.setTimeout(poll, POLL_MS * Math.min(1 + failures, 5));
       });
