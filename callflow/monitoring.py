@@ -7,8 +7,10 @@ monitorable and not already being listened to; the manager is within the limit t
 written. Every refusal is audited with its reason. If the audit log cannot be written, the
 listen is refused: no audit write, no listen.
 
-Web and phone share this gate. On the web the manager's phone is rung (a muted, beepless,
-unrecorded conference participant); on the manager line the manager's own call joins the room.
+Web and phone share this gate. On the web the phone registered on the manager's account is rung
+(a muted, beepless, unrecorded conference participant), never a number given with the request;
+on the manager line the manager's own call joins the room. From the request on, every entry of a
+listen names the device: the registered phone's label, or the manager line.
 """
 
 from __future__ import annotations
@@ -57,16 +59,21 @@ class Refusal(StrEnum):
     CANNOT_RING = "cannot_ring_manager"
     NOT_YOURS = "not_your_session"
     NO_SUCH_SESSION = "no_such_session"
+    PHONE_GIVEN = "phone_not_accepted"
+    UNKNOWN_FIELD = "unknown_field"
 
 
 HTTP_STATUS = {
     Refusal.NOT_SIGNED_IN: 401, Refusal.DISABLED: 403, Refusal.NOT_A_MANAGER: 403,
     Refusal.BAD_PURPOSE: 403, Refusal.NOT_LIVE: 409, Refusal.NOT_CONNECTED: 409,
     Refusal.NOT_MONITORABLE: 409, Refusal.ALREADY_MONITORED: 409,
-    Refusal.ALREADY_LISTENING: 429, Refusal.DAILY_LIMIT: 429, Refusal.NO_PHONE: 400,
+    Refusal.ALREADY_LISTENING: 429, Refusal.DAILY_LIMIT: 429, Refusal.NO_PHONE: 409,
     Refusal.AUDIT_UNAVAILABLE: 503, Refusal.CANNOT_RING: 503, Refusal.NOT_YOURS: 403,
-    Refusal.NO_SUCH_SESSION: 404,
+    Refusal.NO_SUCH_SESSION: 404, Refusal.PHONE_GIVEN: 400, Refusal.UNKNOWN_FIELD: 400,
 }
+# What a listen request may say: only why. Who is rung is the account's registered phone.
+REQUEST_FIELDS = frozenset({"purpose"})
+PHONE_LINE_DEVICE = "manager line"
 
 
 @dataclass(frozen=True)
@@ -92,16 +99,12 @@ class MonitoringGate:
 
     @metrics.counts_monitoring
     def request(self, member: StaffMember | None, call_id: str, purpose: str, *,
-                phone: str | None = None, channel: str = "web",
-                own_call_sid: str = "") -> Decision:
+                channel: str = "web", own_call_sid: str = "") -> Decision:
         """Decide a listen-in and, if granted, start it. ``own_call_sid`` is the manager's
-        call on the manager line (it joins the room); on the web the manager's phone is rung."""
+        call on the manager line (it joins the room); on the web the phone registered on the
+        manager's account is rung."""
         actor = member.name if member else "anonymous"
-        # What the request named, made safe to record: never a number typed into a field.
-        recordable = CALL_ID.match(call_id or "") and not PHONE_LIKE.search(call_id)
-        asked = {"call": call_id if recordable else "(not a call id)",
-                 "purpose": purpose if purpose in tuple(Purpose) else "(other)",
-                 "channel": channel}
+        asked = _asked(call_id, purpose, channel)
 
         def refuse(refusal: Refusal, message: str) -> Decision:
             return self._refused(actor, asked, refusal, message)
@@ -124,15 +127,16 @@ class MonitoringGate:
         problem = self._call_problem(call)
         if problem:
             return refuse(*problem)
-        if channel == "web":
-            phone = phone or member.phone
-            if not phone or not E164.match(phone):
-                return refuse(Refusal.NO_PHONE, "Give the phone number to ring you on, in "
-                              "international form (+44…).")
+        phone = member.phone if channel == "web" else None
+        if channel == "web" and not (phone and E164.match(phone)):
+            return refuse(Refusal.NO_PHONE, "No phone is registered on your account, so there "
+                          "is nothing to ring: ask an admin to register yours with `callflow "
+                          "manager set-phone`.")
         session = "s" + secrets.token_hex(10)  # letters and digits: never phone-like
         held = self._reserve(member.name, session, call)
         if held is not None:
             return refuse(*held)
+        asked["device"] = member.phone_label if channel == "web" else PHONE_LINE_DEVICE
         try:
             self.audit.append(AuditKind.MONITOR_REQUESTED, member.name, session=session, **asked)
         except AuditUnavailable:
@@ -140,6 +144,22 @@ class MonitoringGate:
             return Decision(False, "The audit log cannot be written, so listening is refused.",
                             Refusal.AUDIT_UNAVAILABLE)
         return self._start(member, call, session, purpose, channel, phone, own_call_sid, asked)
+
+    def refuse_request(self, member: StaffMember | None, call_id: str, purpose: str,
+                       fields: set[str]) -> Decision:
+        """A listen request that said more than why: refused and audited, before any check.
+
+        Naming a phone is how a stolen session would send a caller's voice elsewhere, so it is
+        refused outright; the fields' names are never recorded (one could be a number)."""
+        unknown = set(fields) - REQUEST_FIELDS
+        refusal = Refusal.PHONE_GIVEN if "phone" in unknown else Refusal.UNKNOWN_FIELD
+        if refusal is Refusal.PHONE_GIVEN:
+            message = ("A listen rings only the phone registered on your account; a request "
+                       "cannot name one. Send {\"purpose\"} only.")
+        else:
+            message = "A listen request takes \"purpose\" and nothing else."
+        return self._refused(member.name if member else "anonymous",
+                             _asked(call_id, purpose, "web"), refusal, message)
 
     def _refused(self, actor: str, asked: dict, refusal: Refusal, message: str) -> Decision:
         """Every refusal is audited with its reason (and still refused if it cannot be)."""
@@ -208,7 +228,8 @@ class MonitoringGate:
                ) -> Decision:
         now = self.rt.clock()
         record = {"manager": member.name, "call": call.id, "purpose": purpose,
-                  "channel": channel, "state": "requested", "requested_at": now.isoformat()}
+                  "channel": channel, "device": asked["device"], "state": "requested",
+                  "requested_at": now.isoformat()}
         leg = own_call_sid
         try:
             key = keys.monitor_session(session)
@@ -269,7 +290,7 @@ class MonitoringGate:
         self.rt.store.hset(keys.monitor_session(session), "state", "listening")
         try:
             self.audit.append(AuditKind.MONITOR_STARTED, data.get("manager", "system"),
-                              session=session, call=data.get("call", ""))
+                              session=session, call=data.get("call", ""), **_device(data))
         except AuditUnavailable:  # no audit write, no listen
             self._finish(session, reason=Refusal.AUDIT_UNAVAILABLE.value, hang_up=True)
 
@@ -320,7 +341,7 @@ class MonitoringGate:
                 log.exception("could not hang up a listening leg", extra={"event": "hang_up"})
         try:
             self.audit.append(AuditKind.MONITOR_ENDED, manager or "system", session=session,
-                              call=call_id, reason=reason)
+                              call=call_id, reason=reason, **_device(data))
         except AuditUnavailable:
             log.error("the end of a listen could not be audited", extra={"event": "audit_down"})
 
@@ -330,3 +351,16 @@ class MonitoringGate:
     def _zone(self, call: LiveCall):
         flow = self.rt.registry.current.flows.get(call.flow)
         return flow.hours.zone if flow else None
+
+
+def _asked(call_id: str, purpose: str, channel: str) -> dict[str, str]:
+    """What a request named, made safe to record: never a number typed into a field."""
+    recordable = CALL_ID.match(call_id or "") and not PHONE_LIKE.search(call_id)
+    return {"call": call_id if recordable else "(not a call id)",
+            "purpose": purpose if purpose in tuple(Purpose) else "(other)", "channel": channel}
+
+
+def _device(session: dict[str, str]) -> dict[str, str]:
+    """The device a session's entries name (sessions begun before devices were recorded name
+    none)."""
+    return {"device": session["device"]} if session.get("device") else {}

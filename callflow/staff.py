@@ -38,11 +38,15 @@ from callflow.errors import (
 )
 from callflow.fields import E164
 from callflow.lockout import Lockout
+from callflow.logs import PHONE_LIKE
 from callflow.store import store_guard
 
 log = logging.getLogger(__name__)
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+# What a manager's registered phone is called in the audit log and on the dashboard ("helen's
+# mobile"): a few plain words, never the number.
+LABEL = re.compile(r"^\w[\w .,'’()&/-]{0,39}$")
 PIN = re.compile(r"^[0-9]{4,8}$")
 MIN_PASSWORD = 12
 # Hashing is deliberately slow; a megabyte "password" would make it a denial of service.
@@ -76,6 +80,9 @@ class StaffMember:
     phone: str | None = field(repr=False)
     phone_monitoring: bool
     created_at: datetime
+    # What the registered phone is called ("helen's mobile"): the audit log names the device
+    # rung by this, never by its number.
+    phone_label: str = ""
 
     @property
     def may_listen(self) -> bool:
@@ -118,6 +125,19 @@ def check_phone(number: str) -> str:
         raise StaffError(f"'{number}' is not a phone number in international form; "
                          "write it as +447700900123")
     return number
+
+
+def check_label(label: str) -> str:
+    """A registered phone's name: a few plain words, and never anything like a number."""
+    label = label.strip() if isinstance(label, str) else ""
+    if not LABEL.match(label) or PHONE_LIKE.search(label):
+        raise StaffError("a phone's label is a few words (at most 40 characters) such as "
+                         "\"helen's mobile\", never a number")
+    return label
+
+
+def default_label(name: str) -> str:
+    return f"{name}'s phone"
 
 
 def _flag(value: str | None) -> bool:
@@ -226,14 +246,20 @@ class StaffStore:
         self._audit("staff_changed", actor, name=name, change="pin_set")
         return self._require(name)
 
-    def set_phone(self, name: str, number: str, *, actor: str | None = None) -> StaffMember:
-        """The manager's own phone, rung for listen-in legs (never a caller's number)."""
+    def set_phone(self, name: str, number: str, *, label: str | None = None,
+                  actor: str | None = None) -> StaffMember:
+        """Register the manager's own phone, the only one a listen-in leg ever rings (never a
+        number given with a request). ``label`` names it in the audit log and on the dashboard;
+        the number itself is never audited."""
         member = self._require(name)
         if member.role is not Role.MANAGER:
             raise StaffError(f"'{name}' is an {member.role.value}; only managers listen in, "
                              "so only managers have a phone")
-        self._update(name, {"phone": check_phone(number)})
-        self._audit("staff_changed", actor, name=name, change="phone_set")
+        check_phone(number)
+        label = check_label(label) if label is not None else (member.phone_label
+                                                               or default_label(name))
+        self._update(name, {"phone": number, "phone_label": label})
+        self._audit("staff_changed", actor, name=name, change="phone_set", label=label)
         return self._require(name)
 
     # -- signing in ----------------------------------------------------------------------------
@@ -402,4 +428,6 @@ class StaffStore:
             phone=record.get("phone") or None,
             phone_monitoring=_flag(record.get("phone_monitoring")),
             created_at=datetime.fromisoformat(record["created_at"]),
+            phone_label=(record.get("phone_label") or default_label(name)
+                         if record.get("phone") else ""),
         )

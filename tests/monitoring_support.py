@@ -31,6 +31,8 @@ MANAGER, OTHER_MANAGER, ADMIN = "maria", "martin", "adam"
 PASSWORD = "several plain words for tests"
 MANAGER_PHONE, OTHER_PHONE = "+447700900301", "+447700900302"
 PIN, OTHER_PIN = "4826", "5937"
+# The registered phone's label, as every entry of a web listen names it (the default label).
+DEVICE = f"{MANAGER}'s phone"
 MANAGER_LINE = "+441632960009"
 ADDRESS = "198.51.100.7"  # TEST-NET-2: a manager's browser
 WORKERS = ("+447700900101", "+447700900102", "+447700900103", "+447700900201",
@@ -153,9 +155,8 @@ class WebManager:
         return self.client.post(path, json=json if json is not None else {},
                                 headers={"X-CSRF-Token": self.csrf, **headers})
 
-    def listen(self, call_id: str, purpose: str = "quality", phone: str | None = None):
-        body = {"purpose": purpose} | ({"phone": phone} if phone else {})
-        return self.post(f"/manager/api/calls/{call_id}/listen", body)
+    def listen(self, call_id: str, purpose: str = "quality"):
+        return self.post(f"/manager/api/calls/{call_id}/listen", {"purpose": purpose})
 
     def stop(self, session: str):
         return self.post(f"/manager/api/sessions/{session}/stop")

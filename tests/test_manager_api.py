@@ -18,6 +18,7 @@ from tests.conftest import CANARY_NUMBER, PUBLIC_URL, assert_no_canary
 from tests.monitoring_support import (
     ADDRESS,
     ADMIN,
+    DEVICE,
     MANAGER,
     MANAGER_PHONE,
     OTHER_MANAGER,
@@ -72,7 +73,8 @@ def test_a_json_sign_in_answers_with_the_csrf_token_and_is_audited(monitor_app, 
         AuditKind.LOGIN, MANAGER, {"channel": "web", "address": ADDRESS})
     session = browser.get("/manager/api/session")
     assert session.get_json() == {"user": MANAGER, "role": "manager",
-                                  "csrf_token": body["csrf_token"], "phone_set": True}
+                                  "csrf_token": body["csrf_token"], "phone_set": True,
+                                  "phone_label": DEVICE}
     assert MANAGER_PHONE not in session.get_data(as_text=True)
 
 

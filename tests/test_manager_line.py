@@ -267,13 +267,14 @@ def test_a_phone_listen_joins_the_managers_own_call_to_the_room(sim, rest, rt, c
     entries = entries_after(rt, seq)
     session = entries[0].data["session"]
     asked = {"call": call.call_id, "channel": "phone", "purpose": "training",
-             "session": session}
+             "session": session, "device": "manager line"}
     assert [(e.kind, e.actor, e.data) for e in entries] == [
         ("monitor_requested", MANAGER, asked),
         ("monitor_granted", MANAGER, asked),
-        ("monitor_started", MANAGER, {"call": call.call_id, "session": session}),
+        ("monitor_started", MANAGER, {"call": call.call_id, "session": session,
+                                      "device": "manager line"}),
         ("monitor_ended", MANAGER, {"call": call.call_id, "session": session,
-                                    "reason": "left"})]
+                                    "reason": "left", "device": "manager line"})]
     assert rt.audit.verify().ok
 
 

@@ -31,6 +31,7 @@ from tests.conftest import (
 )
 from tests.monitoring_support import (
     ADMIN,
+    DEVICE,
     MANAGER,
     MANAGER_PHONE,
     OTHER_MANAGER,
@@ -172,7 +173,7 @@ def test_only_quality_or_training_is_a_purpose(maria, call, rest, rt, purpose):
 def test_a_call_without_a_purpose_is_refused(maria, call, rest, rt):
     seq = last_seq(rt)
 
-    response = maria.post(f"/manager/api/calls/{call.call_id}/listen", {"phone": MANAGER_PHONE})
+    response = maria.post(f"/manager/api/calls/{call.call_id}/listen", {})
 
     assert_refused(response, Refusal.BAD_PURPOSE, rt, seq, rest)
 
@@ -360,7 +361,8 @@ def test_limits_are_per_manager(monitor_app, maria, call, rest):
     assert martin.listen(call.call_id).status_code == 202
 
 
-def test_a_manager_with_no_phone_must_give_one(monitor_app, staff, call, rest, rt):
+def test_a_manager_with_no_registered_phone_is_told_to_have_one_registered(
+        monitor_app, staff, call, rest, rt):
     staff.add(NO_PHONE_MANAGER, PASSWORD, Role.MANAGER, actor="cli:test")
     mona = signed_in(monitor_app, NO_PHONE_MANAGER)
     seq = last_seq(rt)
@@ -368,18 +370,7 @@ def test_a_manager_with_no_phone_must_give_one(monitor_app, staff, call, rest, r
     response = mona.listen(call.call_id)
 
     assert_refused(response, Refusal.NO_PHONE, rt, seq, rest, actor=NO_PHONE_MANAGER)
-    assert "+44" in response.get_json()["message"]
-
-
-@pytest.mark.parametrize("phone", ["07700900301", "phone me", "+44 7700 900301", "+0"])
-def test_a_phone_that_is_not_in_international_form_is_refused(maria, call, rest, rt, phone):
-    seq = last_seq(rt)
-
-    response = maria.listen(call.call_id, phone=phone)
-
-    assert_refused(response, Refusal.NO_PHONE, rt, seq, rest)
-    assert_no_canary(str(refused(rt, seq)))
-    assert "7700" not in str(refused(rt, seq))
+    assert "callflow manager set-phone" in response.get_json()["message"]
 
 
 def test_refusals_come_in_the_gates_order(rt, staff, sim, rest):
@@ -451,10 +442,70 @@ def test_a_granted_listen_makes_exactly_one_rest_request(maria, call, rest, rt):
     assert rest.problems == [] and rest.strays == []
 
 
-def test_a_phone_given_with_the_request_is_the_one_rung(maria, call, rest):
-    assert maria.listen(call.call_id, phone=OTHER_PHONE).status_code == 202
+# -- the phone that is rung (a stolen session must not send a caller's voice anywhere) ----------
+
+ANY_PHONE = "+447700900999"  # a phone that is on nobody's account
+
+
+def test_a_listen_that_names_a_phone_is_refused_and_nothing_is_rung(maria, call, rest, rt):
+    """The attack: a stolen session cookie asks for the call to be rung to a phone of its
+    choosing. The leg only ever rings the phone registered on the manager's account."""
+    seq = last_seq(rt)
+
+    response = maria.post(f"/manager/api/calls/{call.call_id}/listen",
+                          {"purpose": "training", "phone": ANY_PHONE})
+
+    assert response.status_code == 400
+    assert response.get_json()["reason"] == Refusal.PHONE_GIVEN.value
+    assert "registered on your account" in response.get_json()["message"]
+    assert rest.of("listen") == []
+    assert refused(rt, seq) == [{"call": call.call_id, "channel": "web", "purpose": "training",
+                                 "reason": Refusal.PHONE_GIVEN.value}]
+    assert ANY_PHONE.lstrip("+") not in " ".join(e.to_json() for e in rt.audit.entries())
+    assert maria.listen(call.call_id).status_code == 202  # nothing was held or counted
+
+
+@pytest.mark.parametrize("body", [{"purpose": "quality", "phone": None},
+                                  {"purpose": "quality", "phone": ""},
+                                  {"purpose": "quality", "Phone": ANY_PHONE},
+                                  {"purpose": "quality", "to": ANY_PHONE},
+                                  {"purpose": "quality", ANY_PHONE: "ring"}])
+def test_a_listen_takes_a_purpose_and_nothing_else(maria, call, rest, rt, body):
+    seq = last_seq(rt)
+
+    response = maria.post(f"/manager/api/calls/{call.call_id}/listen", body)
+
+    assert response.status_code == 400
+    assert response.get_json()["reason"] in (Refusal.PHONE_GIVEN.value,
+                                             Refusal.UNKNOWN_FIELD.value)
+    assert '"purpose"' in response.get_json()["message"]
+    assert rest.of("listen") == []
+    assert [r["reason"] for r in refused(rt, seq)] == [response.get_json()["reason"]]
+    assert_no_canary(str(refused(rt, seq)))
+    assert "7700" not in str(refused(rt, seq))
+
+
+def test_the_leg_rings_the_phone_registered_on_the_account(maria, staff, call, rest):
+    staff.set_phone(MANAGER, OTHER_PHONE, label="maria's desk phone", actor="cli:test")
+
+    assert maria.listen(call.call_id).status_code == 202
 
     assert rest.of("listen")[0].one("To") == OTHER_PHONE
+
+
+def test_every_entry_of_a_listen_names_the_device_rung(maria, staff, call, rest, rt, sim):
+    staff.set_phone(MANAGER, MANAGER_PHONE, label="maria's mobile", actor="cli:test")
+    seq = last_seq(rt)
+
+    session = listen_ok(maria, call.call_id)
+    call.conference("participant-join", manager_leg(rest))
+    leg_status(sim, rest, "completed")
+
+    entries = entries_after(rt, seq)
+    assert kinds(entries) == ["monitor_requested", "monitor_granted", "monitor_started",
+                              "monitor_ended"]
+    assert {e.data["device"] for e in entries} == {"maria's mobile"}
+    assert {e.data["session"] for e in entries} == {session}
 
 
 def test_a_granted_listen_is_audited_before_and_after_the_leg(maria, call, rest, rt):
@@ -463,7 +514,8 @@ def test_a_granted_listen_is_audited_before_and_after_the_leg(maria, call, rest,
     session = listen_ok(maria, call.call_id, purpose="training")
 
     entries = entries_after(rt, seq)
-    asked = {"call": call.call_id, "channel": "web", "purpose": "training", "session": session}
+    asked = {"call": call.call_id, "channel": "web", "purpose": "training", "session": session,
+             "device": DEVICE}
     assert [(e.kind, e.actor, e.data) for e in entries] == [
         (AuditKind.MONITOR_REQUESTED, MANAGER, asked),
         (AuditKind.MONITOR_GRANTED, MANAGER, asked)]
@@ -496,8 +548,9 @@ def test_requested_granted_started_ended_come_in_order_from_the_callbacks(maria,
     entries = entries_after(rt, seq)
     assert kinds(entries) == ["monitor_requested", "monitor_granted", "monitor_started",
                               "monitor_ended"]
-    assert entries[2].data == {"call": call.call_id, "session": session}
-    assert entries[3].data == {"call": call.call_id, "session": session, "reason": "left"}
+    assert entries[2].data == {"call": call.call_id, "session": session, "device": DEVICE}
+    assert entries[3].data == {"call": call.call_id, "session": session, "reason": "left",
+                               "device": DEVICE}
     assert {e.actor for e in entries} == {MANAGER}
     assert rt.audit.verify().ok
 
@@ -531,7 +584,8 @@ def test_a_leg_the_manager_never_answers_ends_the_session(maria, call, rest, rt,
 
     entries = entries_after(rt, seq)
     assert kinds(entries) == ["monitor_requested", "monitor_granted", "monitor_ended"]
-    assert entries[-1].data == {"call": call.call_id, "session": session, "reason": "no-answer"}
+    assert entries[-1].data == {"call": call.call_id, "session": session, "reason": "no-answer",
+                                "device": DEVICE}
     assert maria.get("/manager/api/calls").get_json()["calls"][0]["being_monitored"] is False
 
 
@@ -759,7 +813,7 @@ def test_a_listen_twilio_could_not_ring_is_audited_as_refused(maria, call, rest,
     requested, refusal = entries
     assert refusal.actor == MANAGER
     assert refusal.data == {"call": call.call_id, "channel": "web", "purpose": "quality",
-                            "reason": Refusal.CANNOT_RING.value,
+                            "reason": Refusal.CANNOT_RING.value, "device": DEVICE,
                             "session": requested.data["session"]}
     # The session the request created is gone, and nothing marks the call as monitored.
     session = requested.data["session"]
@@ -804,7 +858,7 @@ def test_close_stale_closes_a_session_whose_callbacks_never_came(monitor_app, ma
     entries = entries_after(rt, seq)
     assert kinds(entries) == ["monitor_requested", "monitor_granted", "monitor_ended"]
     assert entries[-1].data == {"call": call.call_id, "session": session,
-                                "reason": "closed_by_timer"}
+                                "reason": "closed_by_timer", "device": DEVICE}
     assert [s.sid for s in rest.of("hang_up")].count(leg) == 1
     maria = signed_in(monitor_app)  # the earlier web session has timed out
     assert maria.listen(call.call_id).status_code == 202  # the slot is free again
@@ -869,7 +923,7 @@ def test_the_canary_caller_is_nowhere(monitor_app, maria, sim, rest, rt, redis_u
 
 
 def test_the_sessions_own_record_holds_no_phone_number(maria, call, redis):
-    session = listen_ok(maria, call.call_id, phone=OTHER_PHONE)
+    session = listen_ok(maria, call.call_id)
 
     record = redis.hgetall(keys.monitor_session(session))
 

@@ -171,6 +171,28 @@ def test_the_phone_stays_out_of_the_repr(alice):
     assert PHONE not in repr(alice)
 
 
+def test_a_phone_is_registered_with_a_label_that_is_audited_instead_of_the_number(store, audit):
+    store.add("alice", PASSWORD)
+
+    member = store.set_phone("alice", PHONE, label="alice's mobile", actor="cli:root")
+
+    assert (member.phone, member.phone_label) == (PHONE, "alice's mobile")
+    assert audit.entries[-1] == ("staff_changed", "cli:root", {
+        "name": "alice", "change": "phone_set", "label": "alice's mobile"})
+    # A new number keeps the label unless another is given.
+    assert store.set_phone("alice", "+447700900124").phone_label == "alice's mobile"
+    assert "447700900" not in audit.text()
+
+
+@pytest.mark.parametrize("label", ["", "   ", "+447700900123", "mobile 07700 900123",
+                                   "<script>", "x" * 41, "line\nbreak"])
+def test_a_label_that_is_not_a_few_plain_words_is_refused(store, label):
+    store.add("alice", PASSWORD)
+    with pytest.raises(StaffError, match="label"):
+        store.set_phone("alice", PHONE, label=label)
+    assert store.get("alice").phone is None
+
+
 def test_admins_get_neither_pin_nor_phone(store):
     store.add("root", PASSWORD, Role.ADMIN)
     with pytest.raises(StaffError, match="only managers"):
@@ -251,7 +273,8 @@ def test_staff_changes_are_audited_by_kind_and_change(store, audit):
         ("staff_changed", "cli:root", {"name": "alice", "change": "added", "role": "manager"}),
         ("staff_changed", "cli:root", {"name": "alice", "change": "password_set"}),
         ("staff_changed", "cli:root", {"name": "alice", "change": "pin_set"}),
-        ("staff_changed", "cli:root", {"name": "alice", "change": "phone_set"}),
+        ("staff_changed", "cli:root", {"name": "alice", "change": "phone_set",
+                                       "label": "alice's phone"}),
         ("staff_changed", "cli:root", {"name": "alice", "change": "disabled"}),
     ]
 

@@ -23,7 +23,7 @@ from callflow.audit import AuditKind
 from callflow.errors import AuditUnavailable, LockedOut, SignInRefused, StoreUnavailable
 from callflow.exceptions_register import record_exception
 from callflow.live import LiveCall
-from callflow.monitoring import MonitoringGate
+from callflow.monitoring import REQUEST_FIELDS, MonitoringGate
 from callflow.runtime import Runtime
 from callflow.staff import Role
 from webhooks import sessions
@@ -123,7 +123,7 @@ def home():
 def session_info():
     member = current_member()
     return jsonify(user=member.name, role=member.role.value, csrf_token=csrf_token(),
-                   phone_set=bool(member.phone))
+                   phone_set=bool(member.phone), phone_label=member.phone_label or None)
 
 
 def call_json(call: LiveCall, helplines: dict[str, str]) -> dict:
@@ -145,9 +145,11 @@ def calls():
 def listen(call_id: str):
     body = request.get_json(silent=True)
     body = body if isinstance(body, dict) else {}
-    purpose, phone = body.get("purpose"), body.get("phone")
-    decision = gate().request(current_member(), call_id, str(purpose or ""),
-                              phone=str(phone) if phone else None)
+    purpose = str(body.get("purpose") or "")
+    if set(body) - REQUEST_FIELDS:
+        decision = gate().refuse_request(current_member(), call_id, purpose, set(body))
+    else:
+        decision = gate().request(current_member(), call_id, purpose)
     if decision.granted:
         return jsonify(session=decision.session, message=decision.message), 202
     return jsonify(reason=decision.refusal.value, message=decision.message), decision.status

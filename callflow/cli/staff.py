@@ -152,8 +152,11 @@ def set_pin(name: str, pin_stdin: bool) -> None:
 @manager.command("set-phone")
 @click.argument("name")
 @click.argument("number")
+@click.option("--label", help="What the phone is called in the audit log and on the dashboard, "
+              "e.g. \"helen's mobile\" (default: NAME's phone).")
 @clear_failures
-def set_phone(name: str, number: str) -> None:
-    """Set manager NAME's own phone, rung when they listen in (written as +447700900123)."""
-    open_store().set_phone(name, number)
-    click.echo(f"phone set for '{name}'")
+def set_phone(name: str, number: str, label: str | None) -> None:
+    """Register manager NAME's own phone (written as +447700900123): the only phone a listen-in
+    ever rings. The audit log names it by its label, never by its number."""
+    member = open_store().set_phone(name, number, label=label)
+    click.echo(f"phone '{member.phone_label}' registered for '{name}'")
