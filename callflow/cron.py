@@ -19,8 +19,9 @@ TIMED_QUEUE = "callflow-timed"
 TIMED_JOBS: list[dict[str, Any]] = [
     # The audit log keeps the policy's retention (six months by default), no more.
     {"func": jobs.purge_audit, "cron": "17 3 * * *", "name": "purge-audit"},
-    # A listen-in that no Twilio callback closed is closed and audited.
-    {"func": jobs.close_stale_monitoring, "interval": 300, "name": "close-stale-monitoring"},
+    # A listen-in that no Twilio callback closed is closed and audited; one whose REST answer
+    # was lost is settled from the room's participants.
+    {"func": jobs.close_stale_monitoring, "interval": 60, "name": "close-stale-monitoring"},
 ]
 
 

@@ -14,6 +14,8 @@ import logging
 from urllib.parse import urlsplit
 
 import pytest
+import requests
+import urllib3
 
 from callflow import jobs, keys
 from callflow.audit import AuditKind, AuditLog
@@ -21,7 +23,7 @@ from callflow.errors import AuditUnavailable, StoreUnavailable
 from callflow.monitoring import HTTP_STATUS, MonitoringGate, Refusal
 from callflow.staff import Role
 from tests import twilio_openapi
-from tests.bridge_support import dead_store, raw_dump
+from tests.bridge_support import LostAnswer, dead_store, raw_dump
 from tests.conftest import (
     CANARY_FIELDS,
     CANARY_NUMBER,
@@ -930,3 +932,133 @@ def test_the_sessions_own_record_holds_no_phone_number(maria, call, redis):
     assert record["manager"] == MANAGER
     assert record["call"] == call.call_id
     assert OTHER_PHONE not in str(record) and MANAGER_PHONE not in str(record)
+
+
+# -- a listen Twilio may have created though it never said so ------------------------------------
+
+
+def _unknown_listen(maria, call, rest, rt) -> tuple[str, int]:
+    """The attack of a slow answer: Twilio creates the manager's leg, but answers after the
+    service has stopped waiting. Returns the session and the audit's seq before the request."""
+    seq = last_seq(rt)
+    rest.fail("listen", LostAnswer())
+
+    response = maria.listen(call.call_id)
+
+    assert response.status_code == 202, response.get_json()
+    assert response.get_json()["outcome"] == "unknown"
+    assert "may ring" in response.get_json()["message"]
+    return response.get_json()["session"], seq
+
+
+def test_a_listen_whose_answer_never_came_is_audited_as_unknown_not_refused(maria, call, rest,
+                                                                           rt, redis):
+    session, seq = _unknown_listen(maria, call, rest, rt)
+
+    entries = entries_after(rt, seq)
+    assert kinds(entries) == [AuditKind.MONITOR_REQUESTED, AuditKind.MONITOR_UNKNOWN]
+    assert entries[1].data == {"call": call.call_id, "channel": "web", "purpose": "quality",
+                               "device": DEVICE, "session": session,
+                               "problem": "no_answer_from_twilio"}
+    # No count is refunded for a leg that may exist, and nobody else may listen meanwhile.
+    [count_key] = redis.keys(keys.monitor_count(MANAGER, "*"))
+    assert redis.get(count_key) == "1"
+    assert maria.get("/manager/api/calls").get_json()["calls"][0]["being_monitored"] is True
+    assert redis.get(keys.monitor_active(MANAGER)) == session
+
+
+def test_a_lost_answer_is_resolved_by_the_legs_own_status_callback(maria, call, rest, rt, sim):
+    session, seq = _unknown_listen(maria, call, rest, rt)
+
+    leg_status(sim, rest, "ringing")
+    call.conference("participant-join", manager_leg(rest))
+    leg_status(sim, rest, "completed")
+
+    entries = entries_after(rt, seq)
+    assert kinds(entries) == ["monitor_requested", "monitor_outcome_unknown", "monitor_granted",
+                              "monitor_started", "monitor_ended"]
+    assert entries[2].data["resolved_by"] == "leg_status"
+    assert {e.data["session"] for e in entries} == {session}
+    assert rest.of("remove") == []  # the manager's own leg is never taken for an intruder
+    assert rt.audit.entries(kind=AuditKind.ALARM) == []
+
+
+@pytest.mark.parametrize("label", [None, ""], ids=["label-in-callback", "label-fetched"])
+def test_a_lost_answer_is_resolved_when_the_leg_joins_the_room(maria, call, rest, rt, label):
+    """The join is matched by the participant's label: from the callback, or (when the
+    callback does not carry it) from Twilio's own record of the participant."""
+    session, seq = _unknown_listen(maria, call, rest, rt)
+
+    call.conference("participant-join", manager_leg(rest), label=label)
+    call.conference("participant-leave", manager_leg(rest))
+
+    entries = entries_after(rt, seq)
+    assert kinds(entries) == ["monitor_requested", "monitor_outcome_unknown", "monitor_granted",
+                              "monitor_started", "monitor_ended"]
+    assert entries[2].data["resolved_by"] == "conference"
+    assert rest.of("remove") == []
+    assert (len(rest.of("participant")) == 1) is (label == "")
+
+
+def test_a_lost_answer_is_resolved_from_the_rooms_participants(maria, call, rest, rt, clock):
+    session, seq = _unknown_listen(maria, call, rest, rt)
+    leg = manager_leg(rest)
+
+    later(clock, minutes=1)
+    jobs.close_stale_monitoring()
+
+    entries = entries_after(rt, seq)
+    assert kinds(entries) == ["monitor_requested", "monitor_outcome_unknown", "monitor_granted"]
+    assert entries[2].data["resolved_by"] == "participants"
+    assert len(rest.of("participants")) == 1
+    call.conference("participant-join", leg)
+    assert kinds(entries_after(rt, seq))[-1] == "monitor_started"
+
+
+def test_a_leg_twilio_never_made_is_closed_once_the_room_shows_it_is_not_there(
+        maria, call, rest, rt, clock, redis):
+    seq = last_seq(rt)
+    rest.fail("listen", requests.ReadTimeout("no answer, and nothing was created"))
+    session = maria.listen(call.call_id).get_json()["session"]
+
+    jobs.close_stale_monitoring()  # too soon to tell: Twilio may still be creating it
+    assert kinds(entries_after(rt, seq))[-1] == "monitor_outcome_unknown"
+    later(clock, minutes=1)
+    jobs.close_stale_monitoring()
+
+    entries = entries_after(rt, seq)
+    assert kinds(entries) == ["monitor_requested", "monitor_outcome_unknown", "monitor_ended"]
+    assert entries[-1].data["reason"] == "never_rang"
+    assert entries[-1].data["session"] == session
+    [count_key] = redis.keys(keys.monitor_count(MANAGER, "*"))
+    assert redis.get(count_key) == "1"  # still counted: it could not be known at the time
+    assert maria.listen(call.call_id).status_code == 202
+
+
+def test_a_listen_stopped_while_unknown_hangs_up_the_leg_when_it_turns_up(maria, call, rest,
+                                                                          rt, sim):
+    session, seq = _unknown_listen(maria, call, rest, rt)
+    assert maria.stop(session).status_code == 200
+    assert manager_leg(rest) not in [s.sid for s in rest.of("hang_up")]  # not known yet
+
+    leg_status(sim, rest, "ringing")
+
+    assert [s.sid for s in rest.of("hang_up")].count(manager_leg(rest)) == 1
+    assert kinds(entries_after(rt, seq)) == ["monitor_requested", "monitor_outcome_unknown",
+                                             "monitor_ended"]
+
+
+@pytest.mark.parametrize("failure", [
+    500, 400, requests.ConnectTimeout("never connected"),
+    requests.ConnectionError(urllib3.exceptions.NewConnectionError(None, "refused"))],
+    ids=["twilio-500", "twilio-400", "connect-timeout", "connection-refused"])
+def test_a_leg_twilio_certainly_did_not_make_is_refused_and_refunded(maria, call, rest, rt,
+                                                                     redis, failure):
+    rest.fail("listen", failure)
+
+    response = maria.listen(call.call_id)
+
+    assert response.status_code == 503
+    assert response.get_json()["reason"] == Refusal.CANNOT_RING.value
+    [count_key] = redis.keys(keys.monitor_count(MANAGER, "*"))
+    assert redis.get(count_key) == "0"

@@ -59,6 +59,8 @@ KIND_LABELS = {
     AuditKind.MONITOR_REFUSED: "Listen refused",
     AuditKind.MONITOR_STARTED: "Listening started",
     AuditKind.MONITOR_ENDED: "Listening ended",
+    AuditKind.MONITOR_UNKNOWN: "Listen not confirmed by Twilio",
+    AuditKind.ALARM: "Alarm",
     AuditKind.LOGIN: "Signed in",
     AuditKind.LOGIN_FAILED: "Sign-in refused",
     AuditKind.LOCKOUT: "Locked out",
@@ -71,6 +73,7 @@ KIND_LABELS = {
 KIND_TONES = {
     AuditKind.MONITOR_REFUSED: "warn", AuditKind.LOGIN_FAILED: "warn", AuditKind.LOCKOUT: "bad",
     AuditKind.FLOW_RELOAD_REFUSED: "bad", AuditKind.MONITOR_GRANTED: "good",
+    AuditKind.MONITOR_UNKNOWN: "warn", AuditKind.ALARM: "bad",
     AuditKind.MONITOR_STARTED: "good", AuditKind.EXCEPTION_RECORDED: "note",
 }
 GROUND_LABELS = {ground.value: text[0].upper() + text[1:] for ground, text in
@@ -81,7 +84,7 @@ AGENCY_LABELS = {
     Agency.PARTNER.value: "The caller's (ex-)partner",
     Agency.OTHER.value: "Another agency",
 }
-WORDY = frozenset({"reason", "change", "channel", "purpose", "problem"})
+WORDY = frozenset({"reason", "change", "channel", "purpose", "problem", "resolved_by"})
 CSV_COLUMNS = ("seq", "at", "kind", "actor", "data", "prev", "hash")
 
 

@@ -151,7 +151,8 @@ def listen(call_id: str):
     else:
         decision = gate().request(current_member(), call_id, purpose)
     if decision.granted:
-        return jsonify(session=decision.session, message=decision.message), 202
+        return jsonify(session=decision.session, message=decision.message,
+                       outcome="unknown" if decision.unknown else "granted"), 202
     return jsonify(reason=decision.refusal.value, message=decision.message), decision.status
 
 
