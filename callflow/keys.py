@@ -77,6 +77,11 @@ def session_generation(name: str) -> str:
     return f"{PREFIX}:session-generation:{name}"
 
 
+def web_session(id_hash: str) -> str:
+    """One web session, by the SHA-256 of the id its cookie carries (a hash with a TTL)."""
+    return f"{PREFIX}:web-session:{id_hash}"
+
+
 def staff_names() -> str:
     """The set of every staff account's name, so listing needs no SCAN."""
     return f"{PREFIX}:staff-names"

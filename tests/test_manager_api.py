@@ -279,7 +279,7 @@ def test_the_session_cookie_is_http_only_same_site_strict_and_secure(monitor_app
     assert "HttpOnly" in flags
     assert "SameSite=Strict" in flags
     assert "Secure" in flags
-    assert "Path=/" in flags
+    assert "Path=/manager" in flags  # never sent with anything but the dashboard's requests
 
 
 def test_the_cookie_is_not_secure_only_when_the_public_url_is_plain_http(monitor_settings,

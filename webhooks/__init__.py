@@ -19,6 +19,7 @@ from callflow.errors import ConfigError
 from callflow.manager_line import ManagerLineCalls
 from callflow.registry import FlowRegistry
 from callflow.staff import StaffStore
+from webhooks import sessions
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024  # Twilio's webhooks are a few kilobytes at most
@@ -34,11 +35,12 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.update(MAX_CONTENT_LENGTH=MAX_BODY_BYTES, SECRET_KEY=settings.secret_key,
                       SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Strict",
                       SESSION_COOKIE_SECURE=settings.public_url.startswith("https://"),
-                      SESSION_COOKIE_NAME="callflow_session",
+                      SESSION_COOKIE_NAME="callflow_session", SESSION_COOKIE_PATH="/manager",
                       PERMANENT_SESSION_LIFETIME=timedelta(minutes=settings.session_minutes))
     if settings.trusted_proxies:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies,
                                 x_proto=settings.trusted_proxies)
+    app.session_interface = sessions.RedisSessionInterface()
     app.config.update(config)
     if not app.testing:
         _require(settings, allow_missing_token=config.pop("ALLOW_MISSING_TOKEN", False))
