@@ -78,6 +78,9 @@ class AuditKind(StrEnum):
     LOGIN = "login"
     LOGIN_FAILED = "login_failed"
     LOCKOUT = "lockout"
+    # Sign-in attempts refused by a lock or a wait before any secret was checked: one entry
+    # per subject and window, with their count.
+    LOGIN_THROTTLED = "login_throttled"
     STAFF_CHANGED = "staff_changed"
     FLOW_RELOADED = "flow_reloaded"
     FLOW_RELOAD_REFUSED = "flow_reload_refused"

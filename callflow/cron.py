@@ -22,6 +22,8 @@ TIMED_JOBS: list[dict[str, Any]] = [
     # A listen-in that no Twilio callback closed is closed and audited; one whose REST answer
     # was lost is settled from the room's participants.
     {"func": jobs.close_stale_monitoring, "interval": 60, "name": "close-stale-monitoring"},
+    # Sign-in attempts refused unchecked are audited once per window, with their count.
+    {"func": jobs.audit_refused_sign_ins, "interval": 60, "name": "audit-refused-sign-ins"},
 ]
 
 

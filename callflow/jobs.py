@@ -85,6 +85,16 @@ def purge_call_records(call_sids: list[str]) -> None:
 
 # -- timed jobs (registered with RQ's cron scheduler in callflow.cron) ----------------------------
 
+def audit_refused_sign_ins() -> int:
+    """Every minute: audit each closed window of sign-in attempts refused unchecked (by a
+    lock or a wait) as one entry with its count."""
+    from callflow.lockout import Tally
+    from callflow.sign_in import audit_tallies
+
+    rt = runtime.current()
+    return audit_tallies(Tally(rt.store, clock=rt.clock), rt.audit.append)
+
+
 def purge_audit() -> int:
     """Daily: remove audit entries older than the retention, keeping the chain verifiable."""
     removed = runtime.current().audit.purge()

@@ -12,6 +12,7 @@ from callflow.config import Settings
 from callflow.staff import StaffStore
 from callflow.store import connect
 from tests.conftest import free_port, store_dump
+from tests.staff_support import store_state
 
 PASSWORD = "correct horse battery staple"
 PIN = "482915"
@@ -119,8 +120,8 @@ def test_set_pin_and_password_from_stdin(manager, redis):
 
 
 @pytest.mark.parametrize("args, stdin, message", [
-    (["set-pin", "alice", "--pin-stdin"], "12\n", "4 to 8 digits"),
-    (["set-pin", "alice", "--pin-stdin"], "1234\n", "too easy to guess"),
+    (["set-pin", "alice", "--pin-stdin"], "4826\n", "6 to 12 digits"),
+    (["set-pin", "alice", "--pin-stdin"], "123456\n", "too easy to guess"),
     (["set-pin", "root", "--pin-stdin"], PIN + "\n", "only managers"),
     (["set-phone", "alice", "07700900123"], None, "international form"),
     (["set-phone", "root", PHONE], None, "only managers"),
@@ -129,11 +130,11 @@ def test_set_pin_and_password_from_stdin(manager, redis):
 def test_bad_changes_exit_non_zero_and_change_nothing(manager, redis, args, stdin, message):
     manager("add", "alice", "--password-stdin", input=PASSWORD + "\n")
     manager("add", "root", "--role", "admin", "--password-stdin", input=PASSWORD + "\n")
-    before = store_dump(redis)
+    before = store_state(redis)
     result = manager(*args, input=stdin)
     assert result.exit_code == 1
     assert message in result.output
-    assert store_dump(redis) == before
+    assert store_state(redis) == before
 
 
 def test_an_empty_list_says_how_to_start(manager):

@@ -20,7 +20,9 @@ from tests.monitoring_support import connected_caller, later, signed_in
 pytest_plugins = ("tests.monitoring_fixtures",)
 
 JOB_NAMES = {"purge-audit": jobs.purge_audit,
-             "close-stale-monitoring": jobs.close_stale_monitoring}
+             "close-stale-monitoring": jobs.close_stale_monitoring,
+             "audit-refused-sign-ins": jobs.audit_refused_sign_ins}
+EVERY_MINUTE = ["close-stale-monitoring", "audit-refused-sign-ins"]
 
 
 @pytest.fixture
@@ -51,7 +53,7 @@ def old_entries(rt: Runtime, days: int, count: int) -> None:
 # -- registration --------------------------------------------------------------------------------
 
 
-def test_the_two_timed_jobs_are_named_and_point_at_the_jobs():
+def test_the_timed_jobs_are_named_and_point_at_the_jobs():
     assert {job["name"]: job["func"] for job in cron.TIMED_JOBS} == JOB_NAMES
 
 
@@ -64,16 +66,19 @@ def test_the_purge_runs_daily_and_stale_listens_are_closed_every_few_minutes(set
     assert "interval" not in schedules["purge-audit"]
     interval = schedules["close-stale-monitoring"]["interval"]
     assert 60 <= interval <= settings.monitor_max_minutes * 60 // 4
+    # Refused sign-ins are audited soon after their window closes.
+    assert schedules["audit-refused-sign-ins"]["interval"] <= 60
 
 
-def test_the_scheduler_registers_both_on_the_timed_queue(app_rt):
+def test_the_scheduler_registers_them_on_the_timed_queue(app_rt):
     before = signal.getsignal(signal.SIGINT)
 
     registered = cron.scheduler(app_rt.queue.connection).get_jobs()
 
     assert {(j.name, j.func_name, j.queue_name) for j in registered} == {
         ("purge-audit", "callflow.jobs.purge_audit", cron.TIMED_QUEUE),
-        ("close-stale-monitoring", "callflow.jobs.close_stale_monitoring", cron.TIMED_QUEUE)}
+        ("close-stale-monitoring", "callflow.jobs.close_stale_monitoring", cron.TIMED_QUEUE),
+        ("audit-refused-sign-ins", "callflow.jobs.audit_refused_sign_ins", cron.TIMED_QUEUE)}
     assert signal.getsignal(signal.SIGINT) is before
 
 
@@ -83,12 +88,12 @@ def test_the_scheduler_enqueues_what_is_due_and_the_worker_runs_it(app_rt):
     due = scheduler.enqueue_jobs()
 
     # An interval job runs at once; the daily purge waits for its hour.
-    assert [job.name for job in due] == ["close-stale-monitoring"]
-    assert timed_queue(app_rt).count == 1
+    assert sorted(job.name for job in due) == sorted(EVERY_MINUTE)
+    assert timed_queue(app_rt).count == len(EVERY_MINUTE)
     run_timed_jobs(app_rt)
     assert timed_queue(app_rt).count == 0
-    [job_id] = timed_queue(app_rt).finished_job_registry.get_job_ids()
-    assert timed_queue(app_rt).fetch_job(job_id).return_value() == 0
+    finished = timed_queue(app_rt).finished_job_registry.get_job_ids()
+    assert [timed_queue(app_rt).fetch_job(i).return_value() for i in finished] == [0, 0]
 
 
 # -- the purge ---------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from callflow.engine import CallEngine
 from callflow.errors import ConfigError
 from callflow.manager_line import ManagerLineCalls
 from callflow.registry import FlowRegistry
+from callflow.sign_in import WebSignIn
 from callflow.staff import StaffStore
 from webhooks import sessions
 
@@ -53,7 +54,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     staff = StaffStore(rt.store, audit=rt.audit.append)
     app.extensions["callflow"] = {"settings": settings, "registry": rt.registry,
                                   "store": rt.store, "runtime": rt, "engine": engine,
-                                  "staff": staff, "manager_line": ManagerLineCalls(rt, staff)}
+                                  "staff": staff, "sign_in": WebSignIn(staff, clock=rt.clock),
+                                  "manager_line": ManagerLineCalls(rt, staff)}
     if not app.testing and settings.reload_interval > 0:
         rt.registry.watch(settings.reload_interval)
         _reload_on_sighup(rt.registry)

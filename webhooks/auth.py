@@ -8,6 +8,7 @@ state-changing request must carry the session's CSRF token and must not come fro
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import secrets
 from functools import wraps
 from urllib.parse import urlsplit
@@ -15,15 +16,43 @@ from urllib.parse import urlsplit
 from flask import current_app, g, jsonify, request, session
 
 from callflow.errors import StoreUnavailable
+from callflow.sign_in import DEVICE_SECONDS, WebSignIn
 from callflow.staff import Role, StaffMember, StaffStore
 from webhooks.sessions import session_generation
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_HEADER = "X-CSRF-Token"
+# The browser's device token: sent only to the sign-in form, for 90 days.
+DEVICE_COOKIE = "callflow_device"
+DEVICE_PATH = "/manager/login"
 
 
 def staff_store() -> StaffStore:
     return current_app.extensions["callflow"]["staff"]
+
+
+def web_sign_in() -> WebSignIn:
+    return current_app.extensions["callflow"]["sign_in"]
+
+
+def client_address() -> str | None:
+    """The client's IP address (behind ``CALLFLOW_TRUSTED_PROXIES``, the one the proxy put in
+    X-Forwarded-For), or None when it is not an IP address at all: a malformed header is never
+    counted, logged or stored (it could be anything, a phone number included)."""
+    value = request.remote_addr or ""
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return None
+
+
+def keep_device(response, token: str):
+    """Let this browser be known to the account next time (see ``callflow.sign_in``)."""
+    settings = current_app.extensions["callflow"]["settings"]
+    response.set_cookie(DEVICE_COOKIE, token, max_age=DEVICE_SECONDS, path=DEVICE_PATH,
+                        secure=settings.public_url.startswith("https://"), httponly=True,
+                        samesite="Strict")
+    return response
 
 
 def csrf_token() -> str:

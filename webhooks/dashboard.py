@@ -64,6 +64,7 @@ KIND_LABELS = {
     AuditKind.LOGIN: "Signed in",
     AuditKind.LOGIN_FAILED: "Sign-in refused",
     AuditKind.LOCKOUT: "Locked out",
+    AuditKind.LOGIN_THROTTLED: "Sign-ins refused unchecked",
     AuditKind.STAFF_CHANGED: "Staff account changed",
     AuditKind.FLOW_RELOADED: "Flows reloaded",
     AuditKind.FLOW_RELOAD_REFUSED: "Flow edit refused",
@@ -74,6 +75,7 @@ KIND_TONES = {
     AuditKind.MONITOR_REFUSED: "warn", AuditKind.LOGIN_FAILED: "warn", AuditKind.LOCKOUT: "bad",
     AuditKind.FLOW_RELOAD_REFUSED: "bad", AuditKind.MONITOR_GRANTED: "good",
     AuditKind.MONITOR_UNKNOWN: "warn", AuditKind.ALARM: "bad",
+    AuditKind.LOGIN_THROTTLED: "warn",
     AuditKind.MONITOR_STARTED: "good", AuditKind.EXCEPTION_RECORDED: "note",
 }
 GROUND_LABELS = {ground.value: text[0].upper() + text[1:] for ground, text in

@@ -28,13 +28,16 @@ from callflow.runtime import Runtime
 from callflow.staff import Role
 from webhooks import sessions
 from webhooks.auth import (
+    DEVICE_COOKIE,
     check_csrf,
+    client_address,
     csrf_token,
     current_member,
+    keep_device,
     require,
     sign_in,
     sign_out,
-    staff_store,
+    web_sign_in,
 )
 from webhooks.public import helplines
 
@@ -76,21 +79,30 @@ def login_form():
 @bp.post("/login")
 def login():
     name, password = request.form.get("username", ""), request.form.get("password", "")
+    address = client_address()
+    if address is None:
+        return _login_refused("Your request's forwarded address is not an IP address, so it "
+                              "cannot be signed in; check the proxy in front of the service.",
+                              400, reason="bad_request")
     try:
-        member = staff_store().authenticate(name, password, request.remote_addr or "unknown")
+        signed = web_sign_in().attempt(name, password, address,
+                                       request.cookies.get(DEVICE_COOKIE, ""))
     except LockedOut as exc:
         return _login_refused(str(exc).capitalize() + ".", 429)
     except SignInRefused:
         return _login_refused("That username and password did not match.", 401)
-    sign_in(member)
+    sign_in(signed.member)
     if wants_json():
-        return jsonify(user=member.name, role=member.role.value, csrf_token=csrf_token())
-    return redirect(url_for("manager.home"))
+        response = jsonify(user=signed.member.name, role=signed.member.role.value,
+                           csrf_token=csrf_token())
+    else:
+        response = redirect(url_for("manager.home"))
+    return keep_device(response, signed.device)
 
 
-def _login_refused(message: str, status: int):
+def _login_refused(message: str, status: int, reason: str = "sign_in_refused"):
     if wants_json():
-        return jsonify(reason="sign_in_refused", message=message), status
+        return jsonify(reason=reason, message=message), status
     return render_template("login.html", csrf_token=csrf_token(), error=message,
                            notice=None), status
 

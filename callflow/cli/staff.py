@@ -143,7 +143,7 @@ def set_password(name: str, password_stdin: bool) -> None:
 @click.option("--pin-stdin", is_flag=True, help="Read the PIN from stdin.")
 @clear_failures
 def set_pin(name: str, pin_stdin: bool) -> None:
-    """Set manager NAME's PIN (4-8 digits) for the manager phone line; enables phone monitoring."""
+    """Set manager NAME's PIN (6-12 digits) for the manager phone line; enables phone monitoring."""
     store = existing_account(name)
     store.set_pin(name, read_secret("PIN", pin_stdin))
     click.echo(f"PIN set for '{name}'; phone monitoring is on")
