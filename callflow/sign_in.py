@@ -177,8 +177,8 @@ def unlock(staff: StaffStore, name: str, *, actor: str | None = None) -> None:
     if member.staff_number:
         subjects.append(lockout.staff_number(member.staff_number))
     found = set()
-    for pattern in (keys.lockout_failures(f"pair:{name}@*"),
-                    keys.lockout_locked(f"pair:{name}@*")):
+    for pattern in (keys.lockout_failures(f"pair:{name}@*"), keys.lockout_locked(f"pair:{name}@*"),
+                    keys.lockout_wait(f"pair:{name}@*")):
         found.update(staff.client.scan_iter(match=pattern))
     for subject in subjects:
         found.update((keys.lockout_failures(subject), keys.lockout_locked(subject),
