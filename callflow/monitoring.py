@@ -148,6 +148,7 @@ class MonitoringGate:
                             Refusal.AUDIT_UNAVAILABLE)
         return self._start(member, call, session, purpose, channel, phone, own_call_sid, asked)
 
+    @metrics.counts_monitoring
     def refuse_request(self, member: StaffMember | None, call_id: str, purpose: str,
                        fields: set[str]) -> Decision:
         """A listen request that said more than why: refused and audited, before any check.
@@ -243,6 +244,8 @@ class MonitoringGate:
         except redis.RedisError as exc:
             return self._not_started(member, call, session, asked, exc)
         leg = own_call_sid
+        if channel == "web" and self.rt.twilio is None:  # no REST account: nothing can ring
+            return self._not_started(member, call, session, asked, None)
         if channel == "web":
             try:
                 leg = self.rt.twilio.listen(conference_sid=call.conference_sid, to=phone,

@@ -99,3 +99,12 @@ def test_twilios_webhooks_never_touch_the_session_store(monitor_app, sim, redis)
     connected_caller(sim, sim.rest)
 
     assert list(redis.scan_iter(keys.web_session("*"))) == []
+
+
+def test_a_sign_in_pages_session_is_kept_briefly(monitor_app, redis):
+    from webhooks.sessions import ANONYMOUS_SECONDS
+
+    WebManager(monitor_app).form_token()  # the sign-in page's CSRF token needs a session
+
+    [key] = list(redis.scan_iter(keys.web_session("*")))
+    assert 0 < redis.ttl(key) <= ANONYMOUS_SECONDS

@@ -36,8 +36,9 @@ ABSOLUTE_LIFETIME = timedelta(hours=12)
 SESSION_ID = re.compile(r"[A-Za-z0-9_-]{43}")  # secrets.token_urlsafe(32)
 # A signed-in record outlives the idle limit a little, so an idle session is still found, and
 # said to have timed out, when its owner comes back; an anonymous one (a sign-in form's CSRF
-# token) lasts only the idle limit.
+# token) lasts ten minutes at most, so a flood of sign-in pages costs little memory.
 IDLE_GRACE_SECONDS = 60 * 60
+ANONYMOUS_SECONDS = 10 * 60
 POLL_HEADER = "X-Callflow-Poll"
 # Why the sign-in page was reached, shown there once.
 NOTICES = {
@@ -107,8 +108,8 @@ class RedisSessionInterface(SessionInterface):
             session.sid, session.created = secrets.token_urlsafe(32), now
         remaining = ABSOLUTE_LIFETIME.total_seconds() - (now - session.created)
         idle = app.permanent_session_lifetime.total_seconds()
-        ttl = int(max(1, min(remaining, idle + IDLE_GRACE_SECONDS if "user" in session
-                                  else idle)))
+        kept = idle + IDLE_GRACE_SECONDS if "user" in session else min(idle, ANONYMOUS_SECONDS)
+        ttl = int(max(1, min(remaining, kept)))
         try:
             _store(app).set(keys.web_session(_hash(session.sid)),
                             json.dumps({**session, "_created": session.created}), ex=ttl)
