@@ -71,6 +71,13 @@ def give_up(call_id: str) -> None:
     _bridge().give_up(call_id)
 
 
+def remove_participant(conference_sid: str, call_sid: str) -> None:
+    """Take from a call's room a participant the service did not put there (retried)."""
+    api = runtime.current().twilio
+    if api is not None:
+        api.remove(conference_sid, call_sid)
+
+
 def purge_call_records(call_sids: list[str]) -> None:
     """Delete finished calls from Twilio's logs, so the caller's number is not kept there."""
     api = runtime.current().twilio
@@ -117,6 +124,16 @@ def sweep_twilio_records() -> int:
     return deleted
 
 
+def audit_refused_sign_ins() -> int:
+    """Every minute: audit each closed window of sign-in attempts refused unchecked (by a
+    lock or a wait) as one entry with its count."""
+    from callflow.lockout import Tally
+    from callflow.sign_in import audit_tallies
+
+    rt = runtime.current()
+    return audit_tallies(Tally(rt.store, clock=rt.clock), rt.audit.append)
+
+
 def purge_audit() -> int:
     """Daily: remove audit entries older than the retention, keeping the chain verifiable."""
     removed = runtime.current().audit.purge()
@@ -125,11 +142,15 @@ def purge_audit() -> int:
 
 
 def close_stale_monitoring() -> int:
-    """Every few minutes: close listen-in sessions that no Twilio callback closed."""
+    """Every minute: settle listens whose REST answer was lost, from the rooms' participants,
+    and close listen-in sessions that no Twilio callback closed."""
     from callflow.monitoring import MonitoringGate
+    from callflow.room_guard import RoomGuard
 
     rt = runtime.current()
-    closed = MonitoringGate(rt, rt.audit).close_stale()
+    gate = MonitoringGate(rt, rt.audit)
+    RoomGuard(rt, gate).resolve()
+    closed = gate.close_stale()
     if closed:
         log.warning("stale listening sessions closed", extra={"event": "monitor_timer",
                                                                "kind": str(closed)})

@@ -30,6 +30,8 @@ CALLS_LIST = re.compile(re.escape(MOCK_API) + _ACCOUNT + r"/Calls\.json(?:\?.*)?
 CALL = re.compile(re.escape(MOCK_API) + _ACCOUNT + r"/Calls/(?P<sid>\w+)\.json$")
 PARTICIPANTS = re.compile(re.escape(MOCK_API) + _ACCOUNT
                           + r"/Conferences/(?P<conf>[\w-]+)/Participants\.json$")
+PARTICIPANT = re.compile(re.escape(MOCK_API) + _ACCOUNT
+                         + r"/Conferences/(?P<conf>[\w-]+)/Participants/(?P<sid>\w+)\.json$")
 # Every request reaches one callback, which routes it: `responses` would use each of several
 # matching routes only once, so a route per endpoint could not also catch what matches none.
 ANYWHERE = re.compile(r".*")
@@ -59,11 +61,19 @@ def twilio_error(status: int, code: int) -> tuple[int, dict, str]:
                           "more_info": f"https://www.twilio.com/docs/errors/{code}"})
 
 
+class LostAnswer:
+    """An outcome for ``TwilioMock.fail``: Twilio does what was asked, but its answer never
+    reaches the service (it came after the client's timeout, or the connection dropped)."""
+
+    def __init__(self, error: Exception | None = None) -> None:
+        self.error = error or requests.ReadTimeout("Twilio answered after the client gave up")
+
+
 @dataclass
 class Sent:
     """One request the service sent: what Twilio would have received."""
 
-    kind: str  # ring, listen, hang_up, redirect, delete, list
+    kind: str  # ring, listen, hang_up, redirect, delete, list, participants, participant, remove
     method: str
     url: str
     body: str
@@ -103,6 +113,10 @@ class TwilioMock:
     problems: list[str] = field(default_factory=list)
     failures: dict[str, list] = field(default_factory=dict)
     seen: int = 0
+    # Who is in each conference, as Twilio would list them: conference sid -> call sid ->
+    # the participant's label and status. REST-added participants are put in by the create;
+    # those who join by TwiML, by ``joined`` (the Caller's conference callbacks call it).
+    rooms: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.mock = responses.RequestsMock(assert_all_requests_are_fired=False)
@@ -110,7 +124,10 @@ class TwilioMock:
                        (responses.GET, CALLS, self._list_calls),
                        (responses.POST, CALL, self._update_call),
                        (responses.DELETE, CALL, self._delete_call),
-                       (responses.POST, PARTICIPANTS, self._participant)]
+                       (responses.POST, PARTICIPANTS, self._participant),
+                       (responses.GET, PARTICIPANTS, self._list_participants),
+                       (responses.GET, PARTICIPANT, self._fetch_participant),
+                       (responses.DELETE, PARTICIPANT, self._remove_participant)]
 
     def __enter__(self) -> TwilioMock:
         self.mock.start()
@@ -133,6 +150,14 @@ class TwilioMock:
 
     def of(self, kind: str) -> list[Sent]:
         return [s for s in self.sent if s.kind == kind]
+
+    def joined(self, conference_sid: str, call_sid: str, label: str = "") -> None:
+        """Someone is in the room (by TwiML, or a REST-added participant who answered)."""
+        room = self.rooms.setdefault(conference_sid, {})
+        room.setdefault(call_sid, {"label": label})["status"] = "connected"
+
+    def left(self, conference_sid: str, call_sid: str) -> None:
+        self.rooms.get(conference_sid, {}).pop(call_sid, None)
 
     @property
     def requests(self) -> list[RestRequest]:
@@ -175,6 +200,8 @@ class TwilioMock:
         if not queue:
             return None
         outcome = queue.pop(0)
+        if isinstance(outcome, LostAnswer):
+            return outcome.error
         if isinstance(outcome, BaseException):
             return outcome
         status, code = outcome if isinstance(outcome, tuple) else (outcome, 20500)
@@ -242,8 +269,64 @@ class TwilioMock:
     def _participant(self, request):
         sent = self._record("listen", request, "CA" + secrets.token_hex(16))
         conference = PARTICIPANTS.match(request.url)["conf"]
-        return self._failure("listen") or _json(201, {"call_sid": sent.sid, "muted": True,
-                                                      "conference_sid": conference})
+        label = sent.form.get("Label", [""])[0]
+        queue = self.failures.get("listen") or [None]
+        lost = isinstance(queue[0], LostAnswer)
+        failure = self._failure("listen")
+        if failure is None or lost:  # Twilio created the participant: it is ringing
+            self.rooms.setdefault(conference, {})[sent.sid] = {"label": label,
+                                                               "status": "queued"}
+        return failure or self._participant_json(conference, sent.sid, "queued", label, 201)
+
+    def _participant_json(self, conference: str, sid: str, status: str, label: str,
+                          code: int = 200):
+        return _json(code, self._participant_record(conference, sid, status, label))
+
+    @staticmethod
+    def _participant_record(conference: str, sid: str, status: str, label: str) -> dict:
+        return {"account_sid": ACCOUNT_SID, "call_sid": sid, "conference_sid": conference,
+                "label": label or None, "status": status, "muted": True, "hold": False,
+                "coaching": False, "end_conference_on_exit": False,
+                "start_conference_on_enter": False,
+                "uri": f"/2010-04-01/Accounts/{ACCOUNT_SID}/Conferences/{conference}"
+                       f"/Participants/{sid}.json"}
+
+    def _list_participants(self, request):
+        self._record("participants", request)
+        conference = PARTICIPANTS.match(request.url)["conf"]
+        failure = self._failure("participants")
+        if failure is not None:
+            return failure
+        room = self.rooms.get(conference, {})
+        uri = f"/2010-04-01/Accounts/{ACCOUNT_SID}/Conferences/{conference}/Participants.json"
+        return _json(200, {
+            "participants": [self._participant_record(conference, sid, p["status"], p["label"])
+                             for sid, p in room.items()],
+            "first_page_uri": f"{uri}?PageSize=50&Page=0", "next_page_uri": None,
+            "previous_page_uri": None, "uri": f"{uri}?PageSize=50&Page=0", "page": 0,
+            "page_size": 50, "start": 0, "end": max(0, len(room) - 1)})
+
+    def _fetch_participant(self, request):
+        match = PARTICIPANT.match(request.url)
+        self._record("participant", request, match["sid"])
+        failure = self._failure("participant")
+        if failure is not None:
+            return failure
+        found = self.rooms.get(match["conf"], {}).get(match["sid"])
+        if found is None:
+            return twilio_error(404, 20404)
+        return self._participant_json(match["conf"], match["sid"], found["status"],
+                                      found["label"])
+
+    def _remove_participant(self, request):
+        match = PARTICIPANT.match(request.url)
+        self._record("remove", request, match["sid"])
+        failure = self._failure("remove")
+        if failure is not None:
+            return failure
+        if self.rooms.get(match["conf"], {}).pop(match["sid"], None) is None:
+            return twilio_error(404, 20404)
+        return 204, {}, ""
 
     def _route(self, request):
         url = request.url.split("?", 1)[0]
@@ -315,11 +398,25 @@ class Caller:
     def hold(self) -> str:
         return self.turn(self.room.get("waitUrl"))
 
-    def conference(self, event: str, call_sid: str | None = None, *, status: int = 200) -> str:
-        return self.post(self.room.get("statusCallback"),
-                         {"AccountSid": SIM_ACCOUNT_SID, "ConferenceSid": self.conference_sid,
-                          "FriendlyName": self.room.text or "", "StatusCallbackEvent": event,
-                          "CallSid": call_sid or self.sid}, status=status)
+    def conference(self, event: str, call_sid: str | None = None, *, status: int = 200,
+                   label: str | None = None) -> str:
+        """Twilio's conference callback. A participant's label is sent as Twilio sends it
+        (``ParticipantLabel``, for one added with a label) unless ``label`` says otherwise
+        ("" for none); the REST mock's room follows joins and leaves."""
+        call_sid = call_sid or self.sid
+        room = getattr(self.rest, "rooms", {}).get(self.conference_sid, {})
+        if label is None:
+            label = room.get(call_sid, {}).get("label", "")
+        if event == "participant-join" and hasattr(self.rest, "joined"):
+            self.rest.joined(self.conference_sid, call_sid, label)
+        elif event == "participant-leave" and hasattr(self.rest, "left"):
+            self.rest.left(self.conference_sid, call_sid)
+        fields = {"AccountSid": SIM_ACCOUNT_SID, "ConferenceSid": self.conference_sid,
+                  "FriendlyName": self.room.text or "", "StatusCallbackEvent": event,
+                  "CallSid": call_sid}
+        if label:
+            fields["ParticipantLabel"] = label
+        return self.post(self.room.get("statusCallback"), fields, status=status)
 
     def status(self, call_status: str = "completed") -> str:
         return self.post("/voice/status", {**self.fields, "CallStatus": call_status})

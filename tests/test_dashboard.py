@@ -105,10 +105,20 @@ def test_the_live_page_has_both_helplines_and_what_its_script_needs(manager, clo
 
 def test_the_live_page_never_shows_the_managers_phone(app):
     app.extensions["callflow"]["staff"].add("maria", PASSWORD, Role.MANAGER, actor="test")
-    app.extensions["callflow"]["staff"].set_phone("maria", "+447700900301", actor="test")
+    app.extensions["callflow"]["staff"].set_phone("maria", "+447700900301",
+                                                  label="maria's mobile", actor="test")
     page = sign_in(app).get("/manager/").get_data(as_text=True)
     assert 'data-phone-set="yes"' in page
+    assert 'data-phone-label="maria&#39;s mobile"' in page
     assert "7700900" not in page
+
+
+def test_the_listen_form_has_no_phone_to_fill_in(manager):
+    """Only the registered phone is rung: the form cannot name another."""
+    page = manager.get("/manager/").get_data(as_text=True)
+    script = (STATIC / "dashboard.js").read_text(encoding="utf-8")
+    assert 'type="tel"' not in page and 'name="phone"' not in page
+    assert "payload.phone" not in script and "phone:" not in script
 
 
 # -- security headers and the templates ---------------------------------------------------------

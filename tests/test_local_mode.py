@@ -176,11 +176,13 @@ def test_the_commands_use_the_store_and_the_key_serve_uses(folder):
 
     verified = callflow(folder, "audit", "verify")
     assert verified.returncode == 0, verified.stderr
-    assert verified.stdout.startswith("ok: 2 entries verified"), verified.stdout
+    # The account's creation (a staff change), the sign-in and the refused one.
+    assert verified.stdout.startswith("ok: 3 entries verified"), verified.stdout
     exported = callflow(folder, "audit", "export", "--since", "2000-01-01")
     assert exported.returncode == 0, exported.stderr
     kinds = [json.loads(line).get("kind") for line in exported.stdout.splitlines()]
-    assert [kind for kind in kinds if kind] == ["login", "login_failed"]  # between its heads
+    assert [kind for kind in kinds if kind] == ["staff_changed", "login",
+                                                "login_failed"]  # between its signed heads
     recorded = callflow(folder, "exception", "record", "--by", "helen", "--call", "c-local-1",
                         "--ground", "caller_consent", "--agency", "police",
                         "--caller-informed")

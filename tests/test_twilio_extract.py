@@ -44,6 +44,9 @@ DRIVE = {
     "redirect": lambda api: api.redirect(LEG, URL),
     "delete_record": lambda api: api.delete_record(LEG),
     "finished_calls": lambda api: api.finished_calls(to=RESPECT, page_size=50, limit=10),
+    "participants": lambda api: api.participants(CONFERENCE),
+    "participant": lambda api: api.participant(CONFERENCE, LEG),
+    "remove": lambda api: api.remove(CONFERENCE, LEG),
 }
 
 

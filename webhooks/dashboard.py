@@ -69,9 +69,12 @@ KIND_LABELS = {
     AuditKind.MONITOR_REFUSED: "Listen refused",
     AuditKind.MONITOR_STARTED: "Listening started",
     AuditKind.MONITOR_ENDED: "Listening ended",
+    AuditKind.MONITOR_UNKNOWN: "Listen not confirmed by Twilio",
+    AuditKind.ALARM: "Alarm",
     AuditKind.LOGIN: "Signed in",
     AuditKind.LOGIN_FAILED: "Sign-in refused",
     AuditKind.LOCKOUT: "Locked out",
+    AuditKind.LOGIN_THROTTLED: "Sign-ins refused unchecked",
     AuditKind.STAFF_CHANGED: "Staff account changed",
     AuditKind.FLOW_RELOADED: "Flows reloaded",
     AuditKind.FLOW_RELOAD_REFUSED: "Flow edit refused",
@@ -81,6 +84,8 @@ KIND_LABELS = {
 KIND_TONES = {
     AuditKind.MONITOR_REFUSED: "warn", AuditKind.LOGIN_FAILED: "warn", AuditKind.LOCKOUT: "bad",
     AuditKind.FLOW_RELOAD_REFUSED: "bad", AuditKind.MONITOR_GRANTED: "good",
+    AuditKind.MONITOR_UNKNOWN: "warn", AuditKind.ALARM: "bad",
+    AuditKind.LOGIN_THROTTLED: "warn",
     AuditKind.MONITOR_STARTED: "good", AuditKind.EXCEPTION_RECORDED: "note",
 }
 GROUND_LABELS = {ground.value: text[0].upper() + text[1:] for ground, text in
@@ -92,7 +97,7 @@ AGENCY_LABELS = {
     Agency.OTHER.value: "Another agency",
 }
 WHY_NOT_LABELS = {why.value: text[0].upper() + text[1:] for why, text in WHY_NOT.items()}
-WORDY = frozenset({"reason", "change", "channel", "purpose", "problem"})
+WORDY = frozenset({"reason", "change", "channel", "purpose", "problem", "resolved_by"})
 CSV_COLUMNS = ("seq", "at", "kind", "actor", "data", "prev", "hash")
 
 

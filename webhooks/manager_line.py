@@ -1,4 +1,4 @@
-"""The manager line's webhooks: PIN sign-in, the list of live calls, the purpose."""
+"""The manager line's webhooks: staff number and PIN, the list of live calls, the purpose."""
 
 from __future__ import annotations
 
@@ -26,6 +26,11 @@ def unavailable(error: Exception):
     """Fail closed: no store or no audit log, no sign-in and no listening."""
     log.error("manager line unavailable", extra={"event": "monitoring_unavailable"})
     return twiml(line().unavailable())
+
+
+@bp.route("/staff", methods=METHODS)
+def staff():
+    return twiml(line().staff_number(require_call_sid(), field("Digits")))
 
 
 @bp.route("/pin", methods=METHODS)

@@ -59,6 +59,7 @@
     var serverNow = function () { return Date.now() + offset; };
     var isManager = body.dataset.role === "manager";
     var phoneSet = body.dataset.phoneSet === "yes";
+    var phoneLabel = body.dataset.phoneLabel || "";
     var callsUrl = body.dataset.callsUrl;
     var listenUrl = body.dataset.listenUrl;
     var stopUrl = body.dataset.stopUrl;
@@ -178,18 +179,17 @@
       form.id = formId;
       listen.setAttribute("aria-controls", formId);
       listen.setAttribute("aria-label", "Listen to this call (ref " + call.id + ")");
+      /* Only the phone registered on the account is ever rung: the form names it, and
+         cannot change it. */
       var hint = card.querySelector("[data-phone-hint]");
-      var phone = card.querySelector("[data-phone]");
       var hintId = formId + "-hint";
       hint.id = hintId;
-      phone.setAttribute("aria-describedby", hintId);
+      card.querySelector("[data-submit]").setAttribute("aria-describedby", hintId);
       if (phoneSet) {
-        phone.placeholder = "The phone on your account";
-        hint.textContent = "Leave empty to ring the phone saved on your account.";
+        hint.textContent = "Your registered phone (" + phoneLabel + ") will ring.";
       } else {
-        phone.required = true;
-        phone.placeholder = "+44…";
-        hint.textContent = "In international form, starting +44.";
+        hint.textContent = "No phone is registered on your account, so there is nothing to " +
+          "ring: ask an admin to register yours.";
       }
       listen.addEventListener("click", function () { toggleForm(card, form.hidden); });
       card.querySelector("[data-cancel]").addEventListener("click", function () {
@@ -227,24 +227,16 @@
 
     function requestListen(card, form) {
       var chosen = form.querySelector("input[name=purpose]:checked");
-      var phone = form.querySelector("[data-phone]").value.trim();
       if (!chosen) {
         showError(form, "Choose why you are listening: quality or training.");
         form.querySelector("input[name=purpose]").focus();
         return;
       }
-      if (!phone && !phoneSet) {
-        showError(form, "Give the phone number to ring you on, in international form (+44…).");
-        form.querySelector("[data-phone]").focus();
-        return;
-      }
       var submit = form.querySelector("[data-submit]");
       submit.disabled = true;
       submit.textContent = "Ringing…";
-      var payload = { purpose: chosen.value };
-      if (phone) { payload.phone = phone; }
       api(listenUrl.replace("CALL_ID", encodeURIComponent(card.dataset.id)),
-          { method: "POST", body: payload }).then(function (result) {
+          { method: "POST", body: { purpose: chosen.value } }).then(function (result) {
         submit.disabled = false;
         submit.textContent = "Ring my phone";
         if (result.status === 202) {
