@@ -95,9 +95,17 @@ class AuditKind(StrEnum):
     MONITOR_REFUSED = "monitor_refused"
     MONITOR_STARTED = "monitor_started"
     MONITOR_ENDED = "monitor_ended"
+    # Twilio never said whether the manager's leg was made (its answer was lost): resolved
+    # from Twilio's own state afterwards, never counted as a refusal.
+    MONITOR_UNKNOWN = "monitor_outcome_unknown"
+    # Something that must not happen did, and was acted on (a stranger in a call's room).
+    ALARM = "alarm"
     LOGIN = "login"
     LOGIN_FAILED = "login_failed"
     LOCKOUT = "lockout"
+    # Sign-in attempts refused by a lock or a wait before any secret was checked: one entry
+    # per subject and window, with their count.
+    LOGIN_THROTTLED = "login_throttled"
     STAFF_CHANGED = "staff_changed"
     FLOW_RELOADED = "flow_reloaded"
     FLOW_RELOAD_REFUSED = "flow_reload_refused"

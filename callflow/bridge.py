@@ -22,7 +22,7 @@ from callflow.dialling import DO_NOT_RECORD, screen_worker
 from callflow.errors import StoreUnavailable
 from callflow.flow import Flow, Team
 from callflow.jobspec import PURGE_RETRY, Job
-from callflow.live import LiveCall, LiveState
+from callflow.live import LEG_ENDED, LiveCall, LiveState
 from callflow.monitoring import MonitoringGate
 from callflow.runtime import Runtime
 from callflow.steps import DEFAULT_WHISPER, Connect
@@ -30,7 +30,6 @@ from callflow.texts import fill
 
 log = logging.getLogger(__name__)
 CONFERENCE_EVENTS = "start end join leave mute"
-LEG_ENDED = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
 REST_TROUBLE_SECONDS = 60
 # An idle worker heartbeats every 15 s (callflow.worker); a ring job takes seconds.
 LIVE_WORKER_SECONDS = 35
@@ -129,12 +128,17 @@ class Bridge:
         return response
 
     def conference_event(self, call_id: str, event: str, conference_sid: str,
-                         participant_sid: str) -> None:
+                         participant_sid: str, label: str = "") -> None:
         call = self.rt.live.get(call_id)
         if call is None:
             return
         if conference_sid:
             self.rt.live.note(call_id, conference_sid=conference_sid)
+        if event == "participant-join":
+            # Only the legs the service created may be in the room (promise 4).
+            if not self._guard().admit(call, participant_sid, label, conference_sid):
+                return
+            call = self.rt.live.get(call_id) or call  # a listen's leg may just have been named
         listening = self._monitoring().session_for_leg(call, participant_sid)
         if listening and event == "participant-join":
             self._monitoring().leg_joined(listening)
@@ -189,7 +193,7 @@ class Bridge:
         return response
 
     def worker_answer(self, call_id: str, leg: int, digits: str,
-                      flow_id: str = "") -> VoiceResponse:
+                      flow_id: str = "", leg_sid: str = "") -> VoiceResponse:
         response = VoiceResponse()
         call, answered = self._lookup(call_id)
         flow = self._flow(call, flow_id)
@@ -201,6 +205,8 @@ class Bridge:
                 response.say(TAKEN, voice=flow.voice, language=flow.language)
                 response.hangup()
                 return response
+            if leg_sid:  # known from now on, even if Twilio's answer to the ring was lost
+                self.rt.live.set_leg(call_id, leg, leg_sid)
             metrics.call_accepted(call)
             log.info("worker accepted", extra={"call": call.caller_sid, "event": "accepted"})
             self._enqueue_quietly(Job.CANCEL_LEGS, call_id, job_id=f"cancel-{call_id}")
@@ -333,6 +339,11 @@ class Bridge:
 
     def _monitoring(self) -> MonitoringGate:
         return MonitoringGate(self.rt, self.rt.audit)
+
+    def _guard(self):
+        from callflow.room_guard import RoomGuard  # the guard builds on the gate
+
+        return RoomGuard(self.rt, self._monitoring())
 
     def _flow(self, call: LiveCall | None, flow_id: str = "") -> Flow:
         flowset = self.rt.registry.current

@@ -19,8 +19,11 @@ TIMED_QUEUE = "callflow-timed"
 TIMED_JOBS: list[dict[str, Any]] = [
     # The audit log keeps the policy's retention (six months by default), no more.
     {"func": jobs.purge_audit, "cron": "17 3 * * *", "name": "purge-audit"},
-    # A listen-in that no Twilio callback closed is closed and audited.
-    {"func": jobs.close_stale_monitoring, "interval": 300, "name": "close-stale-monitoring"},
+    # A listen-in that no Twilio callback closed is closed and audited; one whose REST answer
+    # was lost is settled from the room's participants.
+    {"func": jobs.close_stale_monitoring, "interval": 60, "name": "close-stale-monitoring"},
+    # Sign-in attempts refused unchecked are audited once per window, with their count.
+    {"func": jobs.audit_refused_sign_ins, "interval": 60, "name": "audit-refused-sign-ins"},
     # Twilio's log keeps each caller's number: any finished call the fast path missed goes.
     {"func": jobs.sweep_twilio_records, "interval": 900, "name": "sweep-twilio-records",
      "job_timeout": 600},

@@ -13,6 +13,7 @@ from twilio.twiml.voice_response import VoiceResponse
 
 from callflow.dialling import dial_team
 from callflow.flow import Flow, FlowSet
+from callflow.hours import spoken_opening
 from callflow.links import Links
 from callflow.texts import fill
 
@@ -35,7 +36,9 @@ def degraded_response(flowset: FlowSet, flow: Flow, *, dialled: str | None, now:
         response.say(APOLOGY, **say)
     response.say(flow.notice_text, **say)
     if not flow.hours.is_open(now):
-        response.say(fill(flow.degraded.closed_message, helpline=flow.helpline), **say)
+        opens = spoken_opening(flow.hours.next_opening(now), now)
+        response.say(fill(flow.degraded.closed_message, helpline=flow.helpline,
+                          next_open=opens), **say)
         response.hangup()
         return response
     dial_team(response, flowset.teams[flow.degraded.team],

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Callable
+import shlex
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -22,7 +23,7 @@ import requests
 from twilio.base.exceptions import TwilioException
 from twilio.rest import Client
 
-from callflow import provisioning
+from callflow import local, provisioning
 from callflow.audit_keys import AuditKeys, load_private_key
 from callflow.config import Settings
 from callflow.errors import CallflowError, ConfigError, FlowSetInvalid
@@ -30,10 +31,15 @@ from callflow.flow import FlowSet
 from callflow.lastgood import LastGoodFlows
 from callflow.loader import load_flowset
 from callflow.local_keys import SIGNING_KEY_FILE, data_dir, default_witness
+from callflow.staff import StaffStore
 from callflow.store import connect
 from callflow.twilio_api import make_client
 
 MIN_SECRET_LENGTH = 32
+# Where a web process may listen behind a proxy: this machine, or a private network (RFC 1918,
+# IPv6 unique local). Anything else, the unspecified 0.0.0.0 and :: included, is reachable.
+PRIVATE_NETWORKS = tuple(ipaddress.ip_network(n) for n in (
+    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"))
 SHOWN_ERRORS = 5
 
 
@@ -69,6 +75,14 @@ def check_environment(settings: Settings) -> Check:
                 ("SECRET_KEY", settings.secret_key),
                 ("REDIS_URL or REDIS_SENTINELS", settings.shared_store)]
     missing = [name for name, value in required if not value]
+    if local.is_local(settings):
+        # Trying the service on one machine: nothing is wrong, but it cannot take calls yet.
+        signer = "" if settings.secret_key else " (its audit log signed with the local key)"
+        return Check("environment", Status.WARN,
+                     f"local mode: the embedded store ({settings.embedded_db}) holds the "
+                     f"state{signer}; fine for trying the service on this machine",
+                     f"to take real calls set {', '.join(missing)} (docs/configuration.md "
+                     "and docs/deployment.md say what each one is)")
     if missing:
         return Check("environment", Status.FAIL, f"not set: {', '.join(missing)}",
                      "set them in the service's environment (docs/configuration.md says what "
@@ -94,6 +108,12 @@ def check_public_url(settings: Settings) -> Check:
 
 def check_secret_key(settings: Settings) -> Check:
     length = len(settings.secret_key)
+    if not length and local.is_local(settings):
+        path = local.secret_path(settings)
+        if path.is_file():
+            return Check("secret key", Status.OK, f"local mode: the local key ({path})")
+        return Check("secret key", Status.SKIP, f"local mode: no local key yet; `callflow "
+                     f"serve` makes one at {path}")
     if not length:
         return Check("secret key", Status.SKIP, "SECRET_KEY is not set (see above)")
     if length < MIN_SECRET_LENGTH:
@@ -259,9 +279,92 @@ def check_numbers(settings: Settings, client: Client | None, flowset: FlowSet | 
                  f"{settings.public_url.rstrip('/')}/voice/incoming, CNAM off")
 
 
+def gunicorn_binds(env: Mapping[str, str]) -> list[str]:
+    """Where gunicorn listens: ``GUNICORN_CMD_ARGS``' binds, else gunicorn.conf.py's default."""
+    words = shlex.split(env.get("GUNICORN_CMD_ARGS", ""))
+    binds = []
+    for index, word in enumerate(words):
+        if word in ("-b", "--bind") and index + 1 < len(words):
+            binds.append(words[index + 1])
+        elif word.startswith("--bind="):
+            binds.append(word.split("=", 1)[1])
+        elif word.startswith("-b") and len(word) > 2:
+            binds.append(word[2:])
+    return binds or [f"0.0.0.0:{env.get('PORT', '5000')}"]
+
+
+def _reach(bind: str) -> str:
+    """"private" (only this machine or its private network), "public", or "unknown"."""
+    if bind.startswith(("unix:", "fd://")):
+        return "private"
+    host = bind.rsplit(":", 1)[0] if ":" in bind else bind
+    host = host.strip("[]")
+    if host == "localhost":
+        return "private"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return "unknown"
+    if address.is_loopback or any(address in net for net in PRIVATE_NETWORKS
+                                  if net.version == address.version):
+        return "private"
+    return "public"
+
+
+def check_proxy_binding(settings: Settings, env: Mapping[str, str]) -> Check:
+    """Behind trusted proxies, the client's address is the X-Forwarded-For they set; anyone who
+    reaches gunicorn without them could write it, and choose the address every sign-in limit
+    counts. So gunicorn must listen where only the proxy reaches it."""
+    name = "proxy binding"
+    if not settings.trusted_proxies:
+        return Check(name, Status.SKIP, "CALLFLOW_TRUSTED_PROXIES is 0: X-Forwarded-For is not "
+                     "trusted")
+    binds = gunicorn_binds(env)
+    reach = {bind: _reach(bind) for bind in binds}
+    fix = ("bind gunicorn where only the proxy reaches it: GUNICORN_CMD_ARGS=\"--bind "
+           "127.0.0.1:5000\" with the proxy on this machine, or a private address and a "
+           "firewall that admits the proxy alone (docs/deployment.md)")
+    public = [bind for bind, where in reach.items() if where == "public"]
+    if public:
+        return Check(name, Status.FAIL, f"gunicorn listens on {', '.join(public)}, reachable "
+                     "without the proxy: anyone there can write X-Forwarded-For and pick the "
+                     "address sign-in limits count", fix)
+    unknown = [bind for bind, where in reach.items() if where == "unknown"]
+    if unknown:
+        return Check(name, Status.WARN, f"gunicorn listens on {', '.join(unknown)}: make sure "
+                     "only the proxy can reach it, or anyone can write X-Forwarded-For", fix)
+    return Check(name, Status.OK, f"gunicorn listens on {', '.join(binds)} only (make sure "
+                 "only the proxy can reach a private address)")
+
+
+def check_staff(store: redis.Redis) -> Check:
+    """Accounts made before PINs needed six digits, or before accounts had staff numbers."""
+    name = "staff accounts"
+    try:
+        members = StaffStore(store).list()
+    except CallflowError as exc:
+        return Check(name, Status.SKIP, f"the staff accounts could not be read ({exc})")
+    old_pins = [m.name for m in members if m.has_pin and not m.pin_current]
+    unnumbered = [m.name for m in members if not m.staff_number]
+    problems, fixes = [], []
+    if old_pins:
+        problems.append(f"PINs set before PINs needed 6 digits (refused on the manager line "
+                        f"if shorter): {', '.join(old_pins)}")
+        fixes += [f"callflow manager set-pin {n}" for n in old_pins]
+    if unnumbered:
+        problems.append(f"no staff number, so no sign-in by phone: {', '.join(unnumbered)}")
+        fixes += [f"callflow manager set-staff-number {n}" for n in unnumbered]
+    if problems:
+        return Check(name, Status.WARN, "; ".join(problems), "run " + "; ".join(
+            f"`{f}`" for f in fixes))
+    return Check(name, Status.OK, f"{len(members)} account(s), each with a staff number; every "
+                 "PIN meets the six-digit rule")
+
+
 def run_checks(settings: Settings, *, store: redis.Redis | None = None,
                client: Client | None = None,
-               connect_store: Callable[[Settings], redis.Redis] | None = None) -> list[Check]:
+               connect_store: Callable[[Settings], redis.Redis] | None = None,
+               env: Mapping[str, str] | None = None) -> list[Check]:
     """Every check, in the order they depend on each other."""
     checks = [check_environment(settings), check_public_url(settings),
               check_secret_key(settings)]
@@ -274,6 +377,10 @@ def run_checks(settings: Settings, *, store: redis.Redis | None = None,
             checks.append(Check("Redis", Status.FAIL, str(exc), "fix REDIS_SENTINELS"))
     if not any(c.name == "Redis" for c in checks):
         checks.append(check_redis(settings, store))
+    if settings.trusted_proxies:
+        checks.append(check_proxy_binding(settings, os.environ if env is None else env))
+    if isinstance(store, redis.Redis) and checks[-1].status in (Status.OK, Status.WARN):
+        checks.append(check_staff(store))
     flows, flowset = check_flows(settings)
     if flows.status == Status.FAIL:
         flows, flowset = check_last_good(settings, store, flows)

@@ -254,7 +254,7 @@ class CallEngine:
              event: str = "") -> bytes:
         """Walk the steps from ``entry`` until one waits for Twilio or ends the call, and
         answer with their TwiML: rendered once for every caller, unless the walk reaches a
-        step whose TwiML is this call's own (the bridge)."""
+        step whose TwiML is this call's own (the bridge) or the moment's."""
         turn = self._turn(flowset, flow, dialled, state, call_sid)
         path: list[Step] = []
         name: str | None = entry
@@ -268,10 +268,12 @@ class CallEngine:
             name = None if step.ends_turn else step.follow(turn)
         log.info("turn", extra={"call": call_sid, "flow": flow.id, "event": event,
                                 "step": " > ".join(step.name for step in path)})
-        if path[-1].dynamic:
+        if path[-1].contacts_person:
             turn.put_through = self._bridge(turn, call_sid)
             if turn.put_through is not None:  # this call's own room on the bridge
                 return str(_render(turn, path, lead)).encode("utf-8")
+        if path[-1].dynamic:  # what it says depends on the time (when the line opens next)
+            return str(_render(turn, path, lead)).encode("utf-8")
         # The same for every caller who takes this turn (a direct dial shows the number dialled).
         key = ("turn", flow.id, lead[0].name if lead else "", lead[1] if lead else (),
                tuple(step.name for step in path), state, turn.helpline_number,

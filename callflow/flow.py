@@ -17,7 +17,7 @@ from callflow.steps import Step
 from callflow.texts import fill
 
 OUT_OF_HOURS = (
-    "{helpline} is closed at the moment. Please call again during our opening hours. "
+    "{helpline} is closed at the moment. We open again {next_open}. "
     "If you or anyone else is in immediate danger, call 999 now."
 )
 NOBODY_FREE = (
@@ -60,8 +60,8 @@ class Degraded:
     """How the flow behaves when it cannot run: store down, flow broken, Twilio's fallback."""
 
     team: str = option("team", "The team dialled directly when the flow cannot run")
-    closed_message: str = option("text", "Said out of hours on the degraded path",
-                                 OUT_OF_HOURS)
+    closed_message: str = option("text", "Said out of hours on the degraded path; "
+                                 "{next_open} says when the line opens next", OUT_OF_HOURS)
     no_answer_message: str = option("text", "Said when nobody answers on the degraded path",
                                     NOBODY_FREE)
 

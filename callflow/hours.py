@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from callflow.errors import FlowError, Where
@@ -17,6 +17,7 @@ from callflow.source import Mapping, Sequence
 DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 RANGE = re.compile(r"^\s*([0-2]?\d):([0-5]\d)\s*-\s*([0-2]?\d):([0-5]\d)\s*$")
 MIDNIGHT_END = 24 * 60
+LOOK_AHEAD_DAYS = 366  # far enough to pass any run of closures
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,28 @@ class OpeningHours:
         minute = local.hour * 60 + local.minute
         return any(start <= minute < end for start, end in self.weekly.get(local.weekday(), ()))
 
+    def is_closure(self, now: datetime) -> bool:
+        """Whether today, at the helpline, is one of its closure dates."""
+        return now.astimezone(self.zone).date() in self.closures
+
+    def next_opening(self, now: datetime) -> datetime | None:
+        """When the line is next open (``now`` itself if it is open now), in the helpline's
+        zone; None if it never opens within a year."""
+        local = now.astimezone(self.zone)
+        minute = local.hour * 60 + local.minute
+        for ahead in range(LOOK_AHEAD_DAYS):
+            day = local.date() + timedelta(days=ahead)
+            if day in self.closures:
+                continue
+            for start, end in self.weekly.get(day.weekday(), ()):
+                if ahead == 0 and minute >= end:
+                    continue
+                if ahead == 0 and minute >= start:
+                    return local
+                opening = datetime.combine(day, time(start // 60, start % 60))
+                return opening.replace(tzinfo=self.zone)
+        return None
+
     def describe(self) -> list[str]:
         """Human-readable lines, e.g. 'Monday 09:00-17:00'."""
         lines = []
@@ -45,6 +68,24 @@ class OpeningHours:
 
 def _clock(minute: int) -> str:
     return f"{minute // 60:02d}:{minute % 60:02d}"
+
+
+def spoken_opening(opening: datetime | None, now: datetime) -> str:
+    """When the line opens, as a caller hears it: "now", "at 2pm today", "at 9am tomorrow",
+    "on Monday 28 December at 9:30am"."""
+    if opening is None:
+        return "when our opening hours allow"
+    today = now.astimezone(opening.tzinfo).date()
+    if opening <= now:
+        return "now"
+    hour = opening.hour % 12 or 12
+    minutes = f":{opening.minute:02d}" if opening.minute else ""
+    at = f"{hour}{minutes}{'am' if opening.hour < 12 else 'pm'}"
+    if opening.date() == today:
+        return f"at {at} today"
+    if opening.date() == today + timedelta(days=1):
+        return f"at {at} tomorrow"
+    return f"on {opening:%A} {opening.day} {opening:%B} at {at}"
 
 
 def parse_zone(name, where: Where) -> ZoneInfo:

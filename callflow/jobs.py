@@ -14,9 +14,12 @@ import logging
 from twilio.base.exceptions import TwilioRestException
 
 from callflow.bridge import Bridge
+from callflow.lockout import Tally
 from callflow.monitoring import MonitoringGate
 from callflow.provisioning import helpline_numbers
+from callflow.room_guard import RoomGuard
 from callflow.runtime import bound
+from callflow.sign_in import audit_tallies
 
 log = logging.getLogger(__name__)
 # The sweep asks Twilio for its largest pages, and deletes at most so many calls a run (the next
@@ -39,6 +42,13 @@ def cancel_legs(call_id: str) -> None:
 
 def give_up(call_id: str) -> None:
     Bridge(bound()).give_up(call_id)
+
+
+def remove_participant(conference_sid: str, call_sid: str) -> None:
+    """Take from a call's room a participant the service did not put there (retried)."""
+    api = bound().twilio
+    if api is not None:
+        api.remove(conference_sid, call_sid)
 
 
 def purge_call_records(call_sids: list[str]) -> None:
@@ -87,6 +97,13 @@ def sweep_twilio_records() -> int:
     return deleted
 
 
+def audit_refused_sign_ins() -> int:
+    """Every minute: audit each closed window of sign-in attempts refused unchecked (by a
+    lock or a wait) as one entry with its count."""
+    rt = bound()
+    return audit_tallies(Tally(rt.store, clock=rt.clock), rt.audit.append)
+
+
 def purge_audit() -> int:
     """Daily: remove audit entries older than the retention, keeping the chain verifiable."""
     removed = bound().audit.purge()
@@ -95,9 +112,12 @@ def purge_audit() -> int:
 
 
 def close_stale_monitoring() -> int:
-    """Every few minutes: close listen-in sessions that no Twilio callback closed."""
+    """Every minute: settle listens whose REST answer was lost, from the rooms' participants,
+    and close listen-in sessions that no Twilio callback closed."""
     rt = bound()
-    closed = MonitoringGate(rt, rt.audit).close_stale()
+    gate = MonitoringGate(rt, rt.audit)
+    RoomGuard(rt, gate).resolve()
+    closed = gate.close_stale()
     if closed:
         log.warning("stale listening sessions closed", extra={"event": "monitor_timer",
                                                                "kind": str(closed)})

@@ -36,6 +36,7 @@ class Job(StrEnum):
     CANCEL_LEGS = "cancel_legs"
     GIVE_UP = "give_up"
     PURGE_CALL_RECORDS = "purge_call_records"
+    REMOVE_PARTICIPANT = "remove_participant"
 
     @property
     def path(self) -> str:

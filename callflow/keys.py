@@ -77,6 +77,11 @@ def session_generation(name: str) -> str:
     return f"{PREFIX}:session-generation:{name}"
 
 
+def web_session(id_hash: str) -> str:
+    """One web session, by the SHA-256 of the id its cookie carries (a hash with a TTL)."""
+    return f"{PREFIX}:web-session:{id_hash}"
+
+
 def staff_names() -> str:
     """The set of every staff account's name, so listing needs no SCAN."""
     return f"{PREFIX}:staff-names"
@@ -96,3 +101,39 @@ def last_good_flows() -> str:
     """The sources of the last flow set proved good, for a process that starts on a broken
     folder (a JSON string; no TTL: it is replaced whole by each good load)."""
     return f"{PREFIX}:flows:last-good"
+
+
+def lockout_wait(subject: str) -> str:
+    """When a slowed-down subject may be tried again (a timestamp, with a TTL)."""
+    return f"{PREFIX}:lockout:wait:{subject}"
+
+
+def lockout_tally(subject: str) -> str:
+    """Attempts at a locked or slowed subject refused unchecked in one window (a hash, TTL)."""
+    return f"{PREFIX}:lockout:tally:{subject}"
+
+
+def lockout_tallies() -> str:
+    """Subjects with a tally, scored by when its window closes (a sorted set)."""
+    return f"{PREFIX}:lockout:tallies"
+
+
+def sign_in_device(token_hash: str) -> str:
+    """A browser an account has signed in from, by its token's SHA-256 (a hash, with a TTL)."""
+    return f"{PREFIX}:sign-in-device:{token_hash}"
+
+
+def staff_numbers() -> str:
+    """Staff number -> account name, so each number belongs to one account (a hash)."""
+    return f"{PREFIX}:staff-numbers"
+
+
+def staff_number_next() -> str:
+    """The next staff number to give out (a counter)."""
+    return f"{PREFIX}:staff-number-next"
+
+
+def manager_line_call(call_sid: str) -> str:
+    """One call to the manager line: the staff number entered, tries, who signed in, the
+    calls offered (a hash with a TTL). Never a caller's call."""
+    return f"{PREFIX}:manager-line:{call_sid}"

@@ -25,6 +25,8 @@ from callflow.errors import StoreUnavailable
 # A live call can last hours; its entry outlives it briefly so late callbacks find it.
 LIVE_TTL_SECONDS = 6 * 60 * 60
 ENDED_TTL_SECONDS = 10 * 60
+# A call leg's final statuses, as Twilio's status callbacks name them.
+LEG_ENDED = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
 
 
 class LiveState(StrEnum):

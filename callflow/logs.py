@@ -16,12 +16,28 @@ import time
 # the leading + may be URL-encoded (%2B), as it is in a webhook's query string.
 PHONE_LIKE = re.compile(r"(?<![A-Za-z0-9])(?:\+|%2[Bb])?\d[\d\s().-]{5,}\d(?![A-Za-z0-9])")
 REDACTED = "[redacted]"
+# Terminal colour and cursor codes (werkzeug colours its start-up lines): a JSON line is for
+# a log store, not a terminal.
+ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
 CONTEXT_FIELDS = ("call", "flow", "step", "event", "path", "method", "status", "error", "file",
                   "duration_ms", "kind")
 
 
+def is_address(text: str) -> bool:
+    """An IPv4 address ("127.0.0.1"): digits and dots, but not a phone number."""
+    parts = text.split(".")
+    return len(parts) == 4 and all(p.isdigit() and len(p) <= 3 and int(p) <= 255
+                                   for p in parts)
+
+
+def _redacted(match: re.Match) -> str:
+    return match[0] if is_address(match[0]) else REDACTED
+
+
 def redact(text: str) -> str:
-    return PHONE_LIKE.sub(REDACTED, text)
+    """``text`` with every phone-like run redacted (addresses and ports are kept) and no
+    terminal colour codes."""
+    return PHONE_LIKE.sub(_redacted, ANSI.sub("", text))
 
 
 def _scrub(value):

@@ -1,36 +1,65 @@
-"""The manager line: the Helplines Manager signs in by PIN and listens to a live call.
+"""The manager line: the Helplines Manager signs in with a staff number and a PIN, and listens
+to a live call.
 
 "Respect Phoneline, call 1, connected 4 minutes. ..." The manager picks a call by key, then a
 purpose (1 quality, 2 training); the monitoring gate decides, and a granted listen joins this
-very call to the conference, muted. PINs are gathered digits that are never logged or stored.
+very call to the conference, muted. Signing in is ``callflow.pin_sign_in`` (its limits are the
+ones any phone line uses); a wrong staff number or PIN is answered the same way, after a pause
+that grows with each failure. Digits gathered are never logged; a PIN is never stored.
+
+The line keeps its own small state per call in Redis (the manager is not a caller: nothing here
+is a caller's menu).
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict, dataclass
 from datetime import datetime
 
+import redis
 from twilio.twiml.voice_response import VoiceResponse
 
 from callflow import keys
 from callflow.dialling import DO_NOT_RECORD
-from callflow.errors import LockedOut, SignInRefused
+from callflow.errors import StoreUnavailable
 from callflow.flow import ManagerLine
 from callflow.live import LiveState
 from callflow.monitoring import MonitoringGate, Purpose
+from callflow.pin_sign_in import PinSignIn
 from callflow.runtime import Runtime
-from callflow.staff import StaffStore
-from callflow.state import CallState
+from callflow.staff import MAX_PIN, STAFF_NUMBER, Role, StaffMember, StaffStore
 
 log = logging.getLogger(__name__)
-MAX_PIN_TRIES = 3
+LINE = "manager-line"
+MAX_TRIES = 3
+# Longer than this, the line says when to ring again rather than hold the call in silence.
+LONGEST_PAUSE = 60
+STATE_SECONDS = 60 * 60
 PURPOSES = {"1": Purpose.QUALITY, "2": Purpose.TRAINING}
+STAFF_PROMPT = "Please enter your staff number, then press hash."
+PIN_PROMPT = "Please enter your PIN, then press hash."
+NOT_ACCEPTED = "That staff number and PIN were not accepted."
+
+
+@dataclass
+class LineState:
+    staff_number: str = ""  # as typed, kept only when it is one (4-6 digits)
+    tries: int = 0
+    manager: str = ""  # who signed in
+    choices: str = ""  # the call ids offered, by key, space-separated
+
+
+def may_use_manager_line(member: StaffMember) -> bool:
+    return member.role is Role.MANAGER
 
 
 class ManagerLineCalls:
     def __init__(self, rt: Runtime, staff: StaffStore) -> None:
         self.rt = rt
         self.staff = staff
+        self.sign_in = PinSignIn(staff, line=LINE, allowed=may_use_manager_line,
+                                 clock=rt.clock)
 
     @property
     def line(self) -> ManagerLine:
@@ -54,38 +83,47 @@ class ManagerLineCalls:
         return response
 
     def incoming(self, call_sid: str) -> VoiceResponse:
-        self.rt.calls.save(call_sid, CallState(flow="manager-line", step="pin"))
+        self.save_state(call_sid, LineState())
         response = VoiceResponse()
-        self._gather(response, "pin", "Helplines manager line. Please enter your PIN, then "
-                     "press hash.", digits=8)
+        self._gather(response, "staff", f"Helplines manager line. {STAFF_PROMPT}", digits=6)
+        return response
+
+    def staff_number(self, call_sid: str, digits: str) -> VoiceResponse:
+        state = self.load_state(call_sid)
+        state.staff_number = digits if STAFF_NUMBER.match(digits or "") else ""
+        state.manager = ""
+        self.save_state(call_sid, state)
+        response = VoiceResponse()
+        self._gather(response, "pin", PIN_PROMPT, digits=MAX_PIN)
         return response
 
     def pin(self, call_sid: str, digits: str) -> VoiceResponse:
-        state = self.rt.calls.load(call_sid)
+        state = self.load_state(call_sid)
+        result = self.sign_in.attempt(state.staff_number, digits, call_sid)
         response = VoiceResponse()
-        try:
-            member = self.staff.authenticate_pin(digits, call_sid)
-        except LockedOut:
-            self._say(response, "Phone sign-in is locked after too many wrong PINs. Please "
-                      "try again later.")
-            response.hangup()
-            return response
-        except SignInRefused:
-            state.attempts += 1
-            self.rt.calls.save(call_sid, state)
-            if state.attempts >= MAX_PIN_TRIES:
-                self._say(response, "That PIN was not accepted. Goodbye.")
+        member = result.member
+        if member is None:
+            state.tries, state.staff_number = state.tries + 1, ""
+            self.save_state(call_sid, state)
+            if state.tries >= MAX_TRIES:
+                self._say(response, f"{NOT_ACCEPTED} Goodbye.")
                 response.hangup()
-                return response
-            self._gather(response, "pin", "That PIN was not accepted. Please enter your PIN, "
-                         "then press hash.", digits=8)
+            elif result.pause > LONGEST_PAUSE:
+                minutes = -(-result.pause // 60)
+                self._say(response, f"{NOT_ACCEPTED} Please try again in {minutes} minutes, "
+                          "or ask an admin to unlock your account. Goodbye.")
+                response.hangup()
+            else:
+                self._say(response, NOT_ACCEPTED)
+                if result.pause:
+                    response.pause(length=result.pause)
+                self._gather(response, "staff", STAFF_PROMPT, digits=6)
             return response
         if not member.may_listen or not member.phone_monitoring:
             self._say(response, "This account cannot listen to calls by phone. Goodbye.")
             response.hangup()
             return response
-        state.manager, state.step, state.attempts = member.name, "list", 0
-        self.rt.calls.save(call_sid, state)
+        state.manager, state.tries = member.name, 0
         return self._list(call_sid, state, response)
 
     def listing(self, call_sid: str, digits: str) -> VoiceResponse:
@@ -127,14 +165,14 @@ class ManagerLineCalls:
                         status_callback_event="start end join leave mute")
         return response
 
-    def _list(self, call_sid: str, state: CallState, response: VoiceResponse) -> VoiceResponse:
+    def _list(self, call_sid: str, state: LineState, response: VoiceResponse) -> VoiceResponse:
         now = self.rt.clock()
         flows = self.rt.registry.current.flows
         calls = [c for c in self.rt.live.listing()
                  if c.state == LiveState.CONNECTED and c.monitorable
                  and not c.raw.get("monitor_session")][:9]
         state.choices = " ".join(c.id for c in calls)
-        self.rt.calls.save(call_sid, state)
+        self.save_state(call_sid, state)
         if not calls:
             self._gather(response, "list", "There are no calls you can listen to right now. "
                          "Press 1 to hear the list again, or hang up.")
@@ -148,9 +186,28 @@ class ManagerLineCalls:
         self._gather(response, "list", " ".join(lines))
         return response
 
-    def _signed_in(self, call_sid: str) -> CallState | None:
-        state = self.rt.calls.load(call_sid)
-        return state if state.flow == "manager-line" and state.manager else None
+    def _signed_in(self, call_sid: str) -> LineState | None:
+        state = self.load_state(call_sid)
+        return state if state.manager else None
+
+    def load_state(self, call_sid: str) -> LineState:
+        try:
+            data = self.rt.store.hgetall(keys.manager_line_call(call_sid))
+        except redis.RedisError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        return LineState(staff_number=data.get("staff_number", ""),
+                         tries=int(data.get("tries") or 0), manager=data.get("manager", ""),
+                         choices=data.get("choices", ""))
+
+    def save_state(self, call_sid: str, state: LineState) -> None:
+        key = keys.manager_line_call(call_sid)
+        try:
+            with self.rt.store.pipeline(transaction=False) as pipe:
+                pipe.hset(key, mapping={k: str(v) for k, v in asdict(state).items()})
+                pipe.expire(key, STATE_SECONDS)
+                pipe.execute()
+        except redis.RedisError as exc:
+            raise StoreUnavailable(str(exc)) from exc
 
     def _goodbye(self) -> VoiceResponse:
         response = VoiceResponse()

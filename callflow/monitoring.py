@@ -7,8 +7,10 @@ monitorable and not already being listened to; the manager is within the limit t
 written. Every refusal is audited with its reason. If the audit log cannot be written, the
 listen is refused: no audit write, no listen.
 
-Web and phone share this gate. On the web the manager's phone is rung (a muted, beepless,
-unrecorded conference participant); on the manager line the manager's own call joins the room.
+Web and phone share this gate. On the web the phone registered on the manager's account is rung
+(a muted, beepless, unrecorded conference participant), never a number given with the request;
+on the manager line the manager's own call joins the room. From the request on, every entry of a
+listen names the device: the registered phone's label, or the manager line.
 """
 
 from __future__ import annotations
@@ -26,11 +28,12 @@ from callflow.audit import AuditKind, AuditLog
 from callflow.errors import AuditUnavailable, StoreUnavailable
 from callflow.exceptions_register import CALL_ID
 from callflow.fields import E164
-from callflow.live import LiveCall, LiveState
+from callflow.live import LEG_ENDED, LiveCall, LiveState
 from callflow.logs import PHONE_LIKE
 from callflow.runtime import Runtime
 from callflow.staff import Role, StaffMember
 from callflow.store import store_guard
+from callflow.twilio_api import may_have_happened
 
 log = logging.getLogger(__name__)
 SESSION_TTL_SECONDS = 24 * 60 * 60
@@ -57,16 +60,21 @@ class Refusal(StrEnum):
     CANNOT_RING = "cannot_ring_manager"
     NOT_YOURS = "not_your_session"
     NO_SUCH_SESSION = "no_such_session"
+    PHONE_GIVEN = "phone_not_accepted"
+    UNKNOWN_FIELD = "unknown_field"
 
 
 HTTP_STATUS = {
     Refusal.NOT_SIGNED_IN: 401, Refusal.DISABLED: 403, Refusal.NOT_A_MANAGER: 403,
     Refusal.BAD_PURPOSE: 403, Refusal.NOT_LIVE: 409, Refusal.NOT_CONNECTED: 409,
     Refusal.NOT_MONITORABLE: 409, Refusal.ALREADY_MONITORED: 409,
-    Refusal.ALREADY_LISTENING: 429, Refusal.DAILY_LIMIT: 429, Refusal.NO_PHONE: 400,
+    Refusal.ALREADY_LISTENING: 429, Refusal.DAILY_LIMIT: 429, Refusal.NO_PHONE: 409,
     Refusal.AUDIT_UNAVAILABLE: 503, Refusal.CANNOT_RING: 503, Refusal.NOT_YOURS: 403,
-    Refusal.NO_SUCH_SESSION: 404,
+    Refusal.NO_SUCH_SESSION: 404, Refusal.PHONE_GIVEN: 400, Refusal.UNKNOWN_FIELD: 400,
 }
+# What a listen request may say: only why. Who is rung is the account's registered phone.
+REQUEST_FIELDS = frozenset({"purpose"})
+PHONE_LINE_DEVICE = "manager line"
 
 
 @dataclass(frozen=True)
@@ -76,6 +84,8 @@ class Decision:
     refusal: Refusal | None = None
     session: str | None = None
     call: LiveCall | None = None
+    # Granted, but Twilio never said whether the leg was made (see ``MonitoringGate._unknown``).
+    unknown: bool = False
 
     @property
     def status(self) -> int:
@@ -92,16 +102,12 @@ class MonitoringGate:
 
     @metrics.counts_monitoring
     def request(self, member: StaffMember | None, call_id: str, purpose: str, *,
-                phone: str | None = None, channel: str = "web",
-                own_call_sid: str = "") -> Decision:
+                channel: str = "web", own_call_sid: str = "") -> Decision:
         """Decide a listen-in and, if granted, start it. ``own_call_sid`` is the manager's
-        call on the manager line (it joins the room); on the web the manager's phone is rung."""
+        call on the manager line (it joins the room); on the web the phone registered on the
+        manager's account is rung."""
         actor = member.name if member else "anonymous"
-        # What the request named, made safe to record: never a number typed into a field.
-        recordable = CALL_ID.match(call_id or "") and not PHONE_LIKE.search(call_id)
-        asked = {"call": call_id if recordable else "(not a call id)",
-                 "purpose": purpose if purpose in tuple(Purpose) else "(other)",
-                 "channel": channel}
+        asked = _asked(call_id, purpose, channel)
 
         def refuse(refusal: Refusal, message: str) -> Decision:
             return self._refused(actor, asked, refusal, message)
@@ -124,15 +130,16 @@ class MonitoringGate:
         problem = self._call_problem(call)
         if problem:
             return refuse(*problem)
-        if channel == "web":
-            phone = phone or member.phone
-            if not phone or not E164.match(phone):
-                return refuse(Refusal.NO_PHONE, "Give the phone number to ring you on, in "
-                              "international form (+44…).")
+        phone = member.phone if channel == "web" else None
+        if channel == "web" and not (phone and E164.match(phone)):
+            return refuse(Refusal.NO_PHONE, "No phone is registered on your account, so there "
+                          "is nothing to ring: ask an admin to register yours with `callflow "
+                          "manager set-phone`.")
         session = "s" + secrets.token_hex(10)  # letters and digits: never phone-like
         held = self._reserve(member.name, session, call)
         if held is not None:
             return refuse(*held)
+        asked["device"] = member.phone_label if channel == "web" else PHONE_LINE_DEVICE
         try:
             self.audit.append(AuditKind.MONITOR_REQUESTED, member.name, session=session, **asked)
         except AuditUnavailable:
@@ -140,6 +147,23 @@ class MonitoringGate:
             return Decision(False, "The audit log cannot be written, so listening is refused.",
                             Refusal.AUDIT_UNAVAILABLE)
         return self._start(member, call, session, purpose, channel, phone, own_call_sid, asked)
+
+    @metrics.counts_monitoring
+    def refuse_request(self, member: StaffMember | None, call_id: str, purpose: str,
+                       fields: set[str]) -> Decision:
+        """A listen request that said more than why: refused and audited, before any check.
+
+        Naming a phone is how a stolen session would send a caller's voice elsewhere, so it is
+        refused outright; the fields' names are never recorded (one could be a number)."""
+        unknown = set(fields) - REQUEST_FIELDS
+        refusal = Refusal.PHONE_GIVEN if "phone" in unknown else Refusal.UNKNOWN_FIELD
+        if refusal is Refusal.PHONE_GIVEN:
+            message = ("A listen rings only the phone registered on your account; a request "
+                       "cannot name one. Send {\"purpose\"} only.")
+        else:
+            message = "A listen request takes \"purpose\" and nothing else."
+        return self._refused(member.name if member else "anonymous",
+                             _asked(call_id, purpose, "web"), refusal, message)
 
     def _refused(self, actor: str, asked: dict, refusal: Refusal, message: str) -> Decision:
         """Every refusal is audited with its reason (and still refused if it cannot be)."""
@@ -208,33 +232,37 @@ class MonitoringGate:
                ) -> Decision:
         now = self.rt.clock()
         record = {"manager": member.name, "call": call.id, "purpose": purpose,
-                  "channel": channel, "state": "requested", "requested_at": now.isoformat()}
-        leg = own_call_sid
+                  "channel": channel, "device": asked["device"], "state": "requested",
+                  "requested_at": now.isoformat()}
+        key = keys.monitor_session(session)
         try:
-            key = keys.monitor_session(session)
             with self.rt.store.pipeline() as pipe:
                 pipe.hset(key, mapping=record)
                 pipe.expire(key, SESSION_TTL_SECONDS)
                 pipe.zadd(keys.monitor_sessions(), {session: now.timestamp()})
                 pipe.execute()
-            if channel == "web":
+        except redis.RedisError as exc:
+            return self._not_started(member, call, session, asked, exc)
+        leg = own_call_sid
+        if channel == "web" and self.rt.twilio is None:  # no REST account: nothing can ring
+            return self._not_started(member, call, session, asked, None)
+        if channel == "web":
+            try:
                 leg = self.rt.twilio.listen(conference_sid=call.conference_sid, to=phone,
                                             helpline_number=call.helpline_number,
                                             status_callback=self.rt.links.monitor_status(session),
-                                            label=f"monitor-{session}")
-            self.rt.store.hset(key, "leg", leg)
+                                            label=monitor_label(session))
+            except Exception as exc:
+                if may_have_happened(exc):
+                    return self._unknown(member, call, session, asked, exc)
+                return self._not_started(member, call, session, asked, exc)
+        try:
+            self.rt.store.hset(key, mapping={"leg": leg, "state": "rung"})
             self.rt.store.hset(keys.live_call(call.id), "monitor_leg", leg)
-        except Exception as exc:  # REST or store failure: nobody listens, nothing is counted
-            log.error("could not start a listen", extra={"event": "monitor_failed",
-                                                         "error": type(exc).__name__})
-            try:
-                self.rt.store.delete(keys.monitor_session(session))
-                self.rt.store.zrem(keys.monitor_sessions(), session)
-            except redis.RedisError:
-                log.error("could not remove a session never started", extra={"event": "monitor"})
-            self._release(member.name, call, refund=True, session=session)
-            return self._refused(member.name, {**asked, "session": session}, Refusal.CANNOT_RING,
-                                 "Your phone could not be rung; nothing was started.")
+        except redis.RedisError:  # a leg nobody can match: end it at once
+            log.error("could not record a listening leg", extra={"event": "monitor_failed"})
+            self._hang_up(leg)
+            return self._not_started(member, call, session, asked, None)
         try:
             self.audit.append(AuditKind.MONITOR_GRANTED, member.name, session=session, **asked)
         except AuditUnavailable:
@@ -245,6 +273,44 @@ class MonitoringGate:
         how = "Your phone will ring" if channel == "web" else "You are joining the call"
         return Decision(True, f"{how}: you will hear the call, muted.", session=session,
                         call=call)
+
+    def _not_started(self, member, call, session, asked, exc: Exception | None) -> Decision:
+        """Twilio certainly made no leg (or the store failed first): nobody listens, and the
+        reservation and the day's count are given back."""
+        log.error("could not start a listen", extra={"event": "monitor_failed",
+                                                     "error": type(exc).__name__})
+        try:
+            self.rt.store.delete(keys.monitor_session(session))
+            self.rt.store.zrem(keys.monitor_sessions(), session)
+        except redis.RedisError:
+            log.error("could not remove a session never started", extra={"event": "monitor"})
+        self._release(member.name, call, refund=True, session=session)
+        return self._refused(member.name, {**asked, "session": session}, Refusal.CANNOT_RING,
+                             "Your phone could not be rung; nothing was started.")
+
+    def _unknown(self, member, call, session, asked, exc: Exception) -> Decision:
+        """Twilio's answer never came: the leg may be ringing. Audited as unknown (not as a
+        refusal), nothing is given back, and the session waits for Twilio's own state to say
+        which it was: the leg's status callback, its joining the room, or the room's
+        participants (``RoomGuard.resolve``)."""
+        log.error("Twilio did not say whether a listening leg was made",
+                  extra={"event": "monitor_unknown", "error": type(exc).__name__})
+        try:
+            self.rt.store.hset(keys.monitor_session(session),
+                               mapping={"state": "unknown",
+                                        "unknown_at": self.rt.clock().isoformat()})
+        except redis.RedisError:
+            log.error("could not mark a listen as unknown", extra={"event": "monitor_unknown"})
+        try:
+            self.audit.append(AuditKind.MONITOR_UNKNOWN, member.name, session=session,
+                              problem="no_answer_from_twilio", **asked)
+        except AuditUnavailable:  # ended now: a leg that turns up later is ended on sight
+            self._finish(session, reason=Refusal.AUDIT_UNAVAILABLE.value, hang_up=False)
+            return Decision(False, "The audit log cannot be written, so listening is refused.",
+                            Refusal.AUDIT_UNAVAILABLE)
+        return Decision(True, "Twilio did not confirm in time that your phone is being rung. "
+                        "It may ring: if it does, this listen is logged as usual. Stop "
+                        "listening to cancel it.", session=session, call=call, unknown=True)
 
     # -- what happens after ------------------------------------------------------------------
 
@@ -269,13 +335,70 @@ class MonitoringGate:
         self.rt.store.hset(keys.monitor_session(session), "state", "listening")
         try:
             self.audit.append(AuditKind.MONITOR_STARTED, data.get("manager", "system"),
-                              session=session, call=data.get("call", ""))
+                              session=session, call=data.get("call", ""), **_device(data))
         except AuditUnavailable:  # no audit write, no listen
             self._finish(session, reason=Refusal.AUDIT_UNAVAILABLE.value, hang_up=True)
 
     @store_guard
     def leg_left(self, session: str, reason: str = "left") -> None:
         self._finish(session, reason=reason, hang_up=False)
+
+    @store_guard
+    def leg_reported(self, session: str, leg_sid: str, status: str) -> None:
+        """The status callback of a web-rung leg: Twilio saying which leg it made for the
+        session (so a lost answer is resolved here) and, once it ends, ending the session."""
+        data = self._session(session)
+        if not data or not leg_sid:
+            return
+        if data.get("leg") != leg_sid and not self.adopt(session, leg_sid, "leg_status"):
+            return  # a leg this session no longer wants: adopt has hung it up
+        if status in LEG_ENDED:
+            self.leg_left(session, status)
+
+    def awaits_leg(self, session: str) -> bool:
+        """Whether a session is still waiting to learn its leg (Twilio's answer was lost)."""
+        data = self._session(session)
+        return bool(data) and not data.get("leg") and not data.get("ended_at")
+
+    @store_guard
+    def adopt(self, session: str, leg_sid: str, resolved_by: str) -> bool:
+        """Take ``leg_sid`` as the session's leg, learnt from Twilio's own state after its
+        answer to the request was lost. False if the session has its leg already (another
+        one), or has ended: then the leg is hung up, since nobody may be listening on it."""
+        key = keys.monitor_session(session)
+        data = self._session(session)
+        if not data:
+            return False
+        if data.get("ended_at") or not self.rt.store.hsetnx(key, "leg", leg_sid):
+            ours = self.rt.store.hget(key, "leg") == leg_sid
+            if not ours:
+                self._hang_up(leg_sid)
+            return ours and not data.get("ended_at")
+        call_id = data.get("call", "")
+        self.rt.store.hset(key, "state", "rung")
+        if self.rt.store.hget(keys.live_call(call_id), "monitor_session") == session:
+            self.rt.store.hset(keys.live_call(call_id), "monitor_leg", leg_sid)
+        if data.get("state") != "unknown":
+            return True  # the request itself is still on its way to recording it
+        try:
+            self.audit.append(AuditKind.MONITOR_GRANTED, data.get("manager", "system"),
+                              session=session, call=call_id, purpose=data.get("purpose", ""),
+                              channel=data.get("channel", ""), resolved_by=resolved_by,
+                              **_device(data))
+        except AuditUnavailable:  # no audit write, no listen
+            self._finish(session, reason=Refusal.AUDIT_UNAVAILABLE.value, hang_up=True)
+            return False
+        log.info("a listen Twilio had not confirmed was found", extra={"event": resolved_by})
+        return True
+
+    def unknown_sessions(self) -> list[tuple[str, dict[str, str]]]:
+        """Open sessions still waiting to learn their leg, with their records."""
+        found = []
+        for session in self.rt.store.zrange(keys.monitor_sessions(), 0, -1):
+            data = self._session(session)
+            if data.get("state") == "unknown" and not data.get("leg"):
+                found.append((session, data))
+        return found
 
     @store_guard
     def close_stale(self) -> int:
@@ -313,16 +436,21 @@ class MonitoringGate:
         if self.rt.store.get(keys.monitor_active(manager)) == session:
             self.rt.store.delete(keys.monitor_active(manager))
         # The manager's leg: rung on the web, or their own call on the manager line.
-        if hang_up and leg and self.rt.twilio:
-            try:
-                self.rt.twilio.hang_up(leg)
-            except Exception:
-                log.exception("could not hang up a listening leg", extra={"event": "hang_up"})
+        if hang_up and leg:
+            self._hang_up(leg)
         try:
             self.audit.append(AuditKind.MONITOR_ENDED, manager or "system", session=session,
-                              call=call_id, reason=reason)
+                              call=call_id, reason=reason, **_device(data))
         except AuditUnavailable:
             log.error("the end of a listen could not be audited", extra={"event": "audit_down"})
+
+    def _hang_up(self, leg: str) -> None:
+        if self.rt.twilio is None:
+            return
+        try:
+            self.rt.twilio.hang_up(leg)
+        except Exception:
+            log.exception("could not hang up a listening leg", extra={"event": "hang_up"})
 
     def _session(self, session: str) -> dict[str, str]:
         return self.rt.store.hgetall(keys.monitor_session(session)) if session else {}
@@ -330,3 +458,22 @@ class MonitoringGate:
     def _zone(self, call: LiveCall):
         flow = self.rt.registry.current.flows.get(call.flow)
         return flow.hours.zone if flow else None
+
+
+def monitor_label(session: str) -> str:
+    """The label a web listen's leg is created with, by which Twilio's own records of the room
+    name it (so a leg whose creation Twilio never confirmed can still be recognised)."""
+    return f"monitor-{session}"
+
+
+def _asked(call_id: str, purpose: str, channel: str) -> dict[str, str]:
+    """What a request named, made safe to record: never a number typed into a field."""
+    recordable = CALL_ID.match(call_id or "") and not PHONE_LIKE.search(call_id)
+    return {"call": call_id if recordable else "(not a call id)",
+            "purpose": purpose if purpose in tuple(Purpose) else "(other)", "channel": channel}
+
+
+def _device(session: dict[str, str]) -> dict[str, str]:
+    """The device a session's entries name (sessions begun before devices were recorded name
+    none)."""
+    return {"device": session["device"]} if session.get("device") else {}

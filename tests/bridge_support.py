@@ -30,8 +30,26 @@ CALLS_LIST = re.compile(re.escape(MOCK_API) + _ACCOUNT + r"/Calls\.json(?:\?.*)?
 CALL = re.compile(re.escape(MOCK_API) + _ACCOUNT + r"/Calls/(?P<sid>\w+)\.json$")
 PARTICIPANTS = re.compile(re.escape(MOCK_API) + _ACCOUNT
                           + r"/Conferences/(?P<conf>[\w-]+)/Participants\.json$")
-# Anywhere else (not overlapping the routes above: responses would use each match once).
-ELSEWHERE = re.compile(r"^(?!" + re.escape(MOCK_API) + r"/)")
+PARTICIPANT = re.compile(re.escape(MOCK_API) + _ACCOUNT
+                         + r"/Conferences/(?P<conf>[\w-]+)/Participants/(?P<sid>\w+)\.json$")
+# Every request reaches one callback, which routes it: `responses` would use each of several
+# matching routes only once, so a route per endpoint could not also catch what matches none.
+ANYWHERE = re.compile(r".*")
+METHODS = (responses.GET, responses.POST, responses.DELETE, responses.PUT, responses.PATCH)
+
+
+class MockProblems(AssertionError):
+    """What a REST mock saw that Twilio would refuse, or that was not for Twilio at all."""
+
+
+def check_at_exit(name: str, problems: list[str], strays: list[str]) -> None:
+    """Fail the test that used a mock: each request Twilio's API would refuse, and each one
+    sent anywhere but the mock, is a defect whether or not the test looked for it. A test
+    that provokes them on purpose says so by emptying the list once it has checked it."""
+    found = [f"refused by Twilio's API description: {p}" for p in problems]
+    found += [f"sent to no Twilio endpoint of the mock: {s}" for s in strays]
+    if found:
+        raise MockProblems(f"{name}: " + "; ".join(found))
 
 
 def _json(status: int, body: dict) -> tuple[int, dict, str]:
@@ -43,11 +61,19 @@ def twilio_error(status: int, code: int) -> tuple[int, dict, str]:
                           "more_info": f"https://www.twilio.com/docs/errors/{code}"})
 
 
+class LostAnswer:
+    """An outcome for ``TwilioMock.fail``: Twilio does what was asked, but its answer never
+    reaches the service (it came after the client's timeout, or the connection dropped)."""
+
+    def __init__(self, error: Exception | None = None) -> None:
+        self.error = error or requests.ReadTimeout("Twilio answered after the client gave up")
+
+
 @dataclass
 class Sent:
     """One request the service sent: what Twilio would have received."""
 
-    kind: str  # ring, listen, hang_up, redirect, delete, list
+    kind: str  # ring, listen, hang_up, redirect, delete, list, participants, participant, remove
     method: str
     url: str
     body: str
@@ -69,7 +95,8 @@ class TwilioMock:
     """Twilio's REST API at ``MOCK_API``, answered as Twilio does, on ``responses``.
 
     Every request is kept (``sent``) and checked against Twilio's OpenAPI description
-    (``problems``); one sent anywhere but ``MOCK_API`` is kept in ``strays``. ``fail(kind,
+    (``problems``); one sent anywhere else (another host, a path or method the mock does not
+    answer) is kept in ``strays``, and either fails the test when the mock exits. ``fail(kind,
     ...)`` makes the next requests of a kind fail with an HTTP error or an exception.
 
     ``calls`` is the account's call log, as Twilio keeps it: each call the service creates, and
@@ -86,24 +113,33 @@ class TwilioMock:
     problems: list[str] = field(default_factory=list)
     failures: dict[str, list] = field(default_factory=dict)
     seen: int = 0
+    # Who is in each conference, as Twilio would list them: conference sid -> call sid ->
+    # the participant's label and status. REST-added participants are put in by the create;
+    # those who join by TwiML, by ``joined`` (the Caller's conference callbacks call it).
+    rooms: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.mock = responses.RequestsMock(assert_all_requests_are_fired=False)
+        self.routes = [(responses.POST, CALLS, self._create_call),
+                       (responses.GET, CALLS, self._list_calls),
+                       (responses.POST, CALL, self._update_call),
+                       (responses.DELETE, CALL, self._delete_call),
+                       (responses.POST, PARTICIPANTS, self._participant),
+                       (responses.GET, PARTICIPANTS, self._list_participants),
+                       (responses.GET, PARTICIPANT, self._fetch_participant),
+                       (responses.DELETE, PARTICIPANT, self._remove_participant)]
 
     def __enter__(self) -> TwilioMock:
         self.mock.start()
-        self.mock.add_callback(responses.POST, CALLS, callback=self._create_call)
-        self.mock.add_callback(responses.GET, CALLS_LIST, callback=self._list_calls)
-        self.mock.add_callback(responses.POST, CALL, callback=self._update_call)
-        self.mock.add_callback(responses.DELETE, CALL, callback=self._delete_call)
-        self.mock.add_callback(responses.POST, PARTICIPANTS, callback=self._participant)
-        for method in (responses.GET, responses.POST, responses.DELETE):
-            self.mock.add_callback(method, ELSEWHERE, callback=self._stray)
+        for method in METHODS:
+            self.mock.add_callback(method, ANYWHERE, callback=self._route)
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *exc) -> None:
         self.mock.stop()
         self.mock.reset()
+        if exc_type is None:
+            check_at_exit("Twilio's REST API mock", self.problems, self.strays)
 
     # -- what tests use ---------------------------------------------------------------
 
@@ -114,6 +150,14 @@ class TwilioMock:
 
     def of(self, kind: str) -> list[Sent]:
         return [s for s in self.sent if s.kind == kind]
+
+    def joined(self, conference_sid: str, call_sid: str, label: str = "") -> None:
+        """Someone is in the room (by TwiML, or a REST-added participant who answered)."""
+        room = self.rooms.setdefault(conference_sid, {})
+        room.setdefault(call_sid, {"label": label})["status"] = "connected"
+
+    def left(self, conference_sid: str, call_sid: str) -> None:
+        self.rooms.get(conference_sid, {}).pop(call_sid, None)
 
     @property
     def requests(self) -> list[RestRequest]:
@@ -156,6 +200,8 @@ class TwilioMock:
         if not queue:
             return None
         outcome = queue.pop(0)
+        if isinstance(outcome, LostAnswer):
+            return outcome.error
         if isinstance(outcome, BaseException):
             return outcome
         status, code = outcome if isinstance(outcome, tuple) else (outcome, 20500)
@@ -223,12 +269,72 @@ class TwilioMock:
     def _participant(self, request):
         sent = self._record("listen", request, "CA" + secrets.token_hex(16))
         conference = PARTICIPANTS.match(request.url)["conf"]
-        return self._failure("listen") or _json(201, {"call_sid": sent.sid, "muted": True,
-                                                      "conference_sid": conference})
+        label = sent.form.get("Label", [""])[0]
+        queue = self.failures.get("listen") or [None]
+        lost = isinstance(queue[0], LostAnswer)
+        failure = self._failure("listen")
+        if failure is None or lost:  # Twilio created the participant: it is ringing
+            self.rooms.setdefault(conference, {})[sent.sid] = {"label": label,
+                                                               "status": "queued"}
+        return failure or self._participant_json(conference, sent.sid, "queued", label, 201)
 
-    def _stray(self, request):
+    def _participant_json(self, conference: str, sid: str, status: str, label: str,
+                          code: int = 200):
+        return _json(code, self._participant_record(conference, sid, status, label))
+
+    @staticmethod
+    def _participant_record(conference: str, sid: str, status: str, label: str) -> dict:
+        return {"account_sid": ACCOUNT_SID, "call_sid": sid, "conference_sid": conference,
+                "label": label or None, "status": status, "muted": True, "hold": False,
+                "coaching": False, "end_conference_on_exit": False,
+                "start_conference_on_enter": False,
+                "uri": f"/2010-04-01/Accounts/{ACCOUNT_SID}/Conferences/{conference}"
+                       f"/Participants/{sid}.json"}
+
+    def _list_participants(self, request):
+        self._record("participants", request)
+        conference = PARTICIPANTS.match(request.url)["conf"]
+        failure = self._failure("participants")
+        if failure is not None:
+            return failure
+        room = self.rooms.get(conference, {})
+        uri = f"/2010-04-01/Accounts/{ACCOUNT_SID}/Conferences/{conference}/Participants.json"
+        return _json(200, {
+            "participants": [self._participant_record(conference, sid, p["status"], p["label"])
+                             for sid, p in room.items()],
+            "first_page_uri": f"{uri}?PageSize=50&Page=0", "next_page_uri": None,
+            "previous_page_uri": None, "uri": f"{uri}?PageSize=50&Page=0", "page": 0,
+            "page_size": 50, "start": 0, "end": max(0, len(room) - 1)})
+
+    def _fetch_participant(self, request):
+        match = PARTICIPANT.match(request.url)
+        self._record("participant", request, match["sid"])
+        failure = self._failure("participant")
+        if failure is not None:
+            return failure
+        found = self.rooms.get(match["conf"], {}).get(match["sid"])
+        if found is None:
+            return twilio_error(404, 20404)
+        return self._participant_json(match["conf"], match["sid"], found["status"],
+                                      found["label"])
+
+    def _remove_participant(self, request):
+        match = PARTICIPANT.match(request.url)
+        self._record("remove", request, match["sid"])
+        failure = self._failure("remove")
+        if failure is not None:
+            return failure
+        if self.rooms.get(match["conf"], {}).pop(match["sid"], None) is None:
+            return twilio_error(404, 20404)
+        return 204, {}, ""
+
+    def _route(self, request):
+        url = request.url.split("?", 1)[0]
+        for method, pattern, handler in self.routes:
+            if request.method == method and pattern.match(url):
+                return handler(request)
         self.strays.append(f"{request.method} {request.url}")
-        return requests.ConnectionError(f"not Twilio's mock: {request.url}")
+        return requests.ConnectionError(f"not an endpoint of Twilio's mock: {request.url}")
 
 
 # -- a caller, webhook by webhook -----------------------------------------------------------
@@ -292,11 +398,25 @@ class Caller:
     def hold(self) -> str:
         return self.turn(self.room.get("waitUrl"))
 
-    def conference(self, event: str, call_sid: str | None = None, *, status: int = 200) -> str:
-        return self.post(self.room.get("statusCallback"),
-                         {"AccountSid": SIM_ACCOUNT_SID, "ConferenceSid": self.conference_sid,
-                          "FriendlyName": self.room.text or "", "StatusCallbackEvent": event,
-                          "CallSid": call_sid or self.sid}, status=status)
+    def conference(self, event: str, call_sid: str | None = None, *, status: int = 200,
+                   label: str | None = None) -> str:
+        """Twilio's conference callback. A participant's label is sent as Twilio sends it
+        (``ParticipantLabel``, for one added with a label) unless ``label`` says otherwise
+        ("" for none); the REST mock's room follows joins and leaves."""
+        call_sid = call_sid or self.sid
+        room = getattr(self.rest, "rooms", {}).get(self.conference_sid, {})
+        if label is None:
+            label = room.get(call_sid, {}).get("label", "")
+        if event == "participant-join" and hasattr(self.rest, "joined"):
+            self.rest.joined(self.conference_sid, call_sid, label)
+        elif event == "participant-leave" and hasattr(self.rest, "left"):
+            self.rest.left(self.conference_sid, call_sid)
+        fields = {"AccountSid": SIM_ACCOUNT_SID, "ConferenceSid": self.conference_sid,
+                  "FriendlyName": self.room.text or "", "StatusCallbackEvent": event,
+                  "CallSid": call_sid}
+        if label:
+            fields["ParticipantLabel"] = label
+        return self.post(self.room.get("statusCallback"), fields, status=status)
 
     def status(self, call_status: str = "completed") -> str:
         return self.post("/voice/status", {**self.fields, "CallStatus": call_status})

@@ -54,11 +54,39 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# What some tests need beyond the [test] extra, by the fixture that needs it: a test whose
+# fixtures need something missing is skipped when it is collected, with the reason, rather
+# than failing somewhere inside a fixture or a mock.
+NO_REDIS_SERVER = ("redis-server is not installed (apt-get install redis-server), and REDIS_URL "
+                   "does not name a Redis to use instead")
+NO_CHROMIUM = ("Chromium and chromedriver are not installed (apt-get install chromium "
+               "chromium-driver)")
+
+
+def missing_for(fixtures: list[str]) -> list[str]:
+    """Why the tests using ``fixtures`` cannot run here (nothing when they can)."""
+    from tests.browser.support import chromium_present
+
+    reasons = []
+    has_server = shutil.which("redis-server") is not None
+    own_server = {"private_redis", "servers"}  # these start redis-servers of their own
+    if not has_server and (own_server & set(fixtures)
+                           or ("redis_url" in fixtures and not os.environ.get("REDIS_URL"))):
+        reasons.append(NO_REDIS_SERVER)
+    if "browser" in fixtures and not chromium_present():
+        reasons.append(NO_CHROMIUM)
+    return reasons
+
+
+def pytest_collection_modifyitems(items) -> None:
+    for item in items:
+        for reason in missing_for(getattr(item, "fixturenames", [])):
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
 def start_redis_server(port: int) -> subprocess.Popen:
     """A private, non-persistent redis-server on ``port``, ready when this returns."""
-    binary = shutil.which("redis-server")
-    if not binary:
-        pytest.skip("redis-server is not installed")
+    binary = shutil.which("redis-server") or "redis-server"
     proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                              "--appendonly", "no"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)

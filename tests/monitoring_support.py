@@ -30,7 +30,11 @@ from webhooks.simulator import TwilioSim, new_call_sid
 MANAGER, OTHER_MANAGER, ADMIN = "maria", "martin", "adam"
 PASSWORD = "several plain words for tests"
 MANAGER_PHONE, OTHER_PHONE = "+447700900301", "+447700900302"
-PIN, OTHER_PIN = "4826", "5937"
+PIN, OTHER_PIN = "482615", "593720"
+# Staff numbers are given out in order as accounts are added (add_staff adds these two first).
+MANAGER_NUMBER, OTHER_NUMBER = "1001", "1002"
+# The registered phone's label, as every entry of a web listen names it (the default label).
+DEVICE = f"{MANAGER}'s phone"
 MANAGER_LINE = "+441632960009"
 ADDRESS = "198.51.100.7"  # TEST-NET-2: a manager's browser
 WORKERS = ("+447700900101", "+447700900102", "+447700900103", "+447700900201",
@@ -72,6 +76,8 @@ def add_staff(staff: StaffStore) -> None:
         staff.set_phone(name, phone, actor="cli:test")
         staff.set_pin(name, pin, actor="cli:test")
     staff.add(ADMIN, PASSWORD, Role.ADMIN, actor="cli:test")
+    assert (staff.get(MANAGER).staff_number, staff.get(OTHER_MANAGER).staff_number) == (
+        MANAGER_NUMBER, OTHER_NUMBER)
 
 
 # -- callers -------------------------------------------------------------------------------------
@@ -135,14 +141,19 @@ class WebManager:
         assert page.status_code == 200
         return CSRF_INPUT.search(page.get_data(as_text=True)).group(1)
 
-    def login(self, name: str = MANAGER, password: str = PASSWORD, *, status: int = 200,
-              **headers: str):
+    def login(self, name: str = MANAGER, password: str = PASSWORD, *, status: int | None = 200,
+              headers_address: str = "", **headers: str):
+        """Sign in by the form (JSON answer); ``status=None`` takes whatever comes.
+        ``headers_address`` is sent as X-Forwarded-For (for an app behind a proxy)."""
+        if headers_address:
+            headers["X-Forwarded-For"] = headers_address
         response = self.client.post(
             "/manager/login", data={"username": name, "password": password,
                                     "csrf_token": self.form_token()},
             headers={"Accept": "application/json", **headers})
-        assert response.status_code == status, response.get_data(as_text=True)
-        if status == 200:
+        if status is not None:
+            assert response.status_code == status, response.get_data(as_text=True)
+        if response.status_code == 200:
             self.csrf = response.get_json()["csrf_token"]
         return response
 
@@ -153,12 +164,16 @@ class WebManager:
         return self.client.post(path, json=json if json is not None else {},
                                 headers={"X-CSRF-Token": self.csrf, **headers})
 
-    def listen(self, call_id: str, purpose: str = "quality", phone: str | None = None):
-        body = {"purpose": purpose} | ({"phone": phone} if phone else {})
-        return self.post(f"/manager/api/calls/{call_id}/listen", body)
+    def listen(self, call_id: str, purpose: str = "quality"):
+        return self.post(f"/manager/api/calls/{call_id}/listen", {"purpose": purpose})
 
     def stop(self, session: str):
         return self.post(f"/manager/api/sessions/{session}/stop")
+
+
+def staff_sign_in(app: Flask):
+    """The app's web sign-in (its throttles and the owner's ways back in)."""
+    return app.extensions["callflow"]["sign_in"]
 
 
 def signed_in(app: Flask, name: str = MANAGER, address: str = ADDRESS) -> WebManager:
@@ -216,6 +231,11 @@ class LineCall:
     def press(self, digits: str) -> str:
         """Answer the gather in the last TwiML with ``digits``."""
         return self.turn(self.gather().get("action"), Digits=digits)
+
+    def sign_in(self, staff_number: str, pin: str) -> str:
+        """Answer the staff number prompt, then the PIN prompt."""
+        self.press(staff_number)
+        return self.press(pin)
 
     def heard(self) -> str:
         return " ".join(e.text or "" for e in ET.fromstring(self.last).iter("Say"))

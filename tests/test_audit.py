@@ -142,10 +142,15 @@ def test_only_known_kinds_are_written(audit, kind):
 
 
 def test_every_kind_in_the_brief_exists():
-    assert {k.value for k in AuditKind} == {
+    assert {k.value for k in AuditKind} >= {
         "monitor_requested", "monitor_granted", "monitor_refused", "monitor_started",
         "monitor_ended", "login", "login_failed", "lockout", "staff_changed", "flow_reloaded",
         "flow_reload_refused", "exception_recorded", "purged"}
+
+
+def test_a_listen_of_unknown_outcome_and_an_alarm_are_kinds_of_their_own():
+    assert {AuditKind.MONITOR_UNKNOWN.value, AuditKind.ALARM.value} == {
+        "monitor_outcome_unknown", "alarm"}
 
 
 @pytest.mark.parametrize("signing, days", [(SECRET, 183), (KEYS, 0), (KEYS, -1)])

@@ -57,10 +57,10 @@ def test_validate_proves_the_shipped_flows(runner):
     result = runner.invoke(cli, ["validate"])
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == [
-        f"ok: {FLOWS}/mens-advice-line.yaml: Men's Advice Line (+441632960002), 6 steps; every "
+        f"ok: {FLOWS}/mens-advice-line.yaml: Men's Advice Line (+441632960002), 7 steps; every "
         "path to a person passes the notice; nothing records, transcribes or identifies the "
         "caller",
-        f"ok: {FLOWS}/respect-phoneline.yaml: Respect Phoneline (+441632960001), 7 steps; every "
+        f"ok: {FLOWS}/respect-phoneline.yaml: Respect Phoneline (+441632960001), 8 steps; every "
         "path to a person passes the notice; nothing records, transcribes or identifies the "
         "caller",
         "2 flow(s), 2 team(s) valid",
@@ -90,7 +90,7 @@ def test_validate_refuses_a_bad_folder_naming_file_line_and_column(runner, tmp_p
         "are never recorded, sent to voicemail or looked up)",
         f"error: {folder}/test.yaml:16:10: step 'menu1' option '1' goes to 'conect', which does "
         "not exist (did you mean 'connect'?)",
-        "2 error(s); nothing was changed",
+        "2 error(s); fix them and run `callflow validate` again",
     ]
 
 
@@ -190,17 +190,28 @@ def test_simulate_plays_a_call_to_a_worker(runner, open_now):
     assert any(line.startswith("✔ connected to Alice (respect-workers)") for line in lines)
     assert lines.index(next(line for line in lines if NOTICE in line)) < lines.index(
         next(line for line in lines if "connected" in line))
-    assert "  worker hears: Respect Phoneline call. Press 1 to accept." in lines
+    assert "  worker Alice (respect-workers) hears: Respect Phoneline call. Press 1 to accept." \
+        in lines
 
 
-@pytest.mark.parametrize("at", ["2026-12-25 14:00", "2026-11-25 20:30", "2026-11-28 12:00",
+@pytest.mark.parametrize("at", ["2026-11-25 20:30", "2026-11-28 12:00",
                                 "2026-11-25 16:30-05:00"],
-                         ids=["Christmas", "evening", "Saturday", "an offset"])
+                         ids=["evening", "Saturday", "an offset"])
 def test_simulate_at_a_closed_time_hears_the_closed_message(runner, at):
     result = runner.invoke(cli, ["simulate", "--to", RESPECT, "--digits", ",1", "--at", at])
     assert result.exit_code == 0, result.output
     assert f"🔊 {RESPECT_CLOSED}" in result.stdout.splitlines()
     assert "connected" not in result.stdout
+
+
+def test_simulate_on_a_closure_date_hears_that_today_is_one_and_when_the_line_opens(runner):
+    result = runner.invoke(cli, ["simulate", "--to", RESPECT, "--digits", ",1", "--at",
+                                 "2026-12-25 14:00"])
+    assert result.exit_code == 0, result.output
+    assert ("🔊 Today is one of the days the Respect Phoneline is closed, so there is nobody to "
+            "take your call. We open again on Monday 28 December at 9am. If you think someone "
+            "is in immediate danger, call 999.") in result.stdout.splitlines()
+    assert "We are open Monday to Friday" not in result.stdout
 
 
 def test_simulate_at_an_open_time_is_put_through(runner):
@@ -218,10 +229,72 @@ def test_simulate_a_worker_who_does_not_accept(runner, open_now):
     assert "busy helping other callers" in result.stdout
 
 
-def test_simulate_an_unknown_number_hears_the_apology(runner, open_now):
+def test_simulate_a_number_no_flow_answers_is_refused_with_the_numbers_that_are(runner):
     result = runner.invoke(cli, ["simulate", "--to", "+441632960555", "--digits", ""])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert ("Invalid value for --to: no flow answers +441632960555; the numbers answered are: "
+            "+441632960002 (Men's Advice Line), +441632960001 (Respect Phoneline), "
+            "+441632960009 (the manager line)") in " ".join(result.stderr.split())
+
+
+def test_simulate_help_lists_the_numbers_answered(runner):
+    result = runner.invoke(cli, ["simulate", "--help"])
+    assert result.exit_code == 0
+    help_text = result.stdout.split("Numbers answered")[1]
+    assert help_text.splitlines()[1:] == ["  +441632960002  Men's Advice Line",
+                                          "  +441632960001  Respect Phoneline",
+                                          "  +441632960009  the manager line"]
+
+
+def test_simulate_help_says_when_the_flows_do_not_load(runner, tmp_path, monkeypatch):
+    monkeypatch.setenv("CALLFLOW_FLOWS", str(tmp_path / "nowhere"))
+    result = runner.invoke(cli, ["simulate", "--help"])
+    assert result.exit_code == 0
+    assert "do not load" in result.stdout
+
+
+@pytest.mark.parametrize(("option", "keys", "wrong"), [
+    ("--digits", ",a", "'a' is not a key"), ("--digits", "1;2", "';' is not a key"),
+    ("--digits", "1 x", "' ' 'x' are not keys"), ("--worker-digits", "yes", "'e' 's' 'y'"),
+])
+def test_simulate_refuses_keys_a_phone_does_not_have_with_a_hint(runner, option, keys, wrong):
+    result = runner.invoke(cli, ["simulate", "--to", RESPECT, option, keys])
+    assert result.exit_code == 2
+    message = " ".join(result.stderr.split())
+    assert f"Invalid value for {option}: {wrong}" in message
+    assert "a phone has the keys 0-9, * and #" in message
+
+
+def test_simulate_takes_every_key_a_phone_has(runner, open_now):
+    result = runner.invoke(cli, ["simulate", "--to", MENS_ADVICE, "--digits", " ,*,#,0,1"])
     assert result.exit_code == 0, result.output
-    assert "🔊 Sorry, we are having a technical problem." in result.stdout
+    assert "  ⌨ pressed *" in result.stdout
+
+
+def test_simulate_interactively_asks_again_for_a_key_a_phone_does_not_have(runner, open_now):
+    result = runner.invoke(cli, ["simulate", "--to", MENS_ADVICE, "--worker-digits", "1"],
+                           input="\nq\n1\n")
+    assert result.exit_code == 0, result.output
+    assert "'q' is not a key on a phone" in result.output
+    assert "✔ connected to Dan (mal-workers)" in result.output
+
+
+def test_simulate_shows_a_simultaneous_ring_as_simultaneous(runner, open_now):
+    result = runner.invoke(cli, ["simulate", "--to", RESPECT, "--digits", ",1",
+                                 "--worker-digits", ",1"])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stdout.splitlines() if "worker" in line]
+    assert lines == [
+        "⏳ waiting in a private conference room while workers are rung",
+        "☎ worker Alice (respect-workers) is ringing…",
+        "☎ worker Bilal (respect-workers) is ringing…",
+        "  worker Alice (respect-workers) hears: Respect Phoneline call. Press 1 to accept.",
+        "  worker Alice (respect-workers) did not accept",
+        "  worker Bilal (respect-workers) hears: Respect Phoneline call. Press 1 to accept.",
+        "  worker Bilal (respect-workers) pressed 1",
+        "✔ connected to Bilal (respect-workers)",
+    ]
 
 
 def test_simulate_refuses_a_time_it_cannot_read(runner):

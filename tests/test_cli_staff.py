@@ -2,35 +2,49 @@
 
 from __future__ import annotations
 
+import getpass
+
 import pytest
 from argon2 import PasswordHasher
 
 from callflow import keys
+from callflow.audit import AuditKind, AuditLog
 from callflow.cli import cli
 from callflow.cli import staff as staff_cli
 from callflow.config import Settings
-from callflow.staff import StaffStore
-from callflow.store import connect
+from callflow.errors import AuditUnavailable
+from tests.audit_keys import KEYS
 from tests.conftest import free_port, store_dump
+from tests.staff_support import store_state
 
 PASSWORD = "correct horse battery staple"
 PIN = "482915"
 PHONE = "+447700900123"
 
 
+ACTOR = f"cli:{getpass.getuser()}"
+
+
 @pytest.fixture
 def env(redis_url) -> dict[str, str]:
-    return {"REDIS_URL": redis_url}
+    return {"REDIS_URL": redis_url, "SECRET_KEY": "test-secret"}
 
 
 @pytest.fixture
 def cheap(monkeypatch):
-    """The commands' own store, on the configured Redis, with cheap argon2 to keep tests fast."""
-    def open_store() -> StaffStore:
-        return StaffStore(connect(Settings.from_env()),
-                          hasher=PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+    """The commands' own store, built as they build it (on the configured Redis, auditing to
+    its log), with cheap argon2 to keep tests fast."""
+    hasher = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    monkeypatch.setattr(staff_cli, "open_store",
+                        lambda: staff_cli.build_store(Settings.from_env(), hasher=hasher))
 
-    monkeypatch.setattr(staff_cli, "open_store", open_store)
+
+def audit_log(redis) -> AuditLog:
+    return AuditLog(redis, KEYS)
+
+
+def staff_entries(redis) -> list[tuple[str, dict]]:
+    return [(e.actor, e.data) for e in audit_log(redis).entries(kind=AuditKind.STAFF_CHANGED)]
 
 
 @pytest.fixture
@@ -40,6 +54,128 @@ def manager(runner, env, redis, cheap):
         return runner.invoke(cli, ["manager", *args], input=input, env=env)
 
     return run
+
+
+# -- every change is audited, and undone when it cannot be ------------------------------------
+
+
+def test_every_staff_change_from_the_command_line_is_audited_with_who_ran_it(manager, redis):
+    """The hole: `callflow manager add|disable|set-pin|set-phone` wrote no audit entry."""
+    steps = [
+        (["add", "alice", "--password-stdin"], PASSWORD + "\n"),
+        (["set-password", "alice", "--password-stdin"], "another long phrase\n"),
+        (["set-pin", "alice", "--pin-stdin"], PIN + "\n"),
+        (["set-phone", "alice", PHONE, "--label", "alice's mobile"], None),
+        (["phone-monitoring", "alice", "off"], None),
+        (["phone-monitoring", "alice", "on"], None),
+        (["set-staff-number", "alice", "4321"], None),
+        (["remove-pin", "alice"], None),
+        (["unlock", "alice"], None),
+        (["disable", "alice"], None),
+        (["enable", "alice"], None),
+    ]
+    for args, stdin in steps:
+        result = manager(*args, input=stdin)
+        assert result.exit_code == 0, (args, result.output)
+
+    assert staff_entries(redis) == [
+        (ACTOR, {"name": "alice", "change": "added", "role": "manager", "staff_number": "1001"}),
+        (ACTOR, {"name": "alice", "change": "password_set"}),
+        (ACTOR, {"name": "alice", "change": "pin_set"}),
+        (ACTOR, {"name": "alice", "change": "phone_set", "label": "alice's mobile"}),
+        (ACTOR, {"name": "alice", "change": "phone_monitoring_off"}),
+        (ACTOR, {"name": "alice", "change": "phone_monitoring_on"}),
+        (ACTOR, {"name": "alice", "change": "staff_number_set", "staff_number": "4321"}),
+        (ACTOR, {"name": "alice", "change": "pin_removed"}),
+        (ACTOR, {"name": "alice", "change": "unlocked"}),
+        (ACTOR, {"name": "alice", "change": "disabled"}),
+        (ACTOR, {"name": "alice", "change": "enabled"}),
+    ]
+    assert audit_log(redis).verify().ok
+    text = " ".join(e.to_json() for e in audit_log(redis).entries())
+    for secret in (PASSWORD, "another long phrase", PIN, PHONE.lstrip("+")):
+        assert secret not in text
+
+
+CHANGES = {
+    "add": (["add", "bob", "--password-stdin"], PASSWORD + "\n"),
+    "disable": (["disable", "alice"], None),
+    "enable": (["enable", "alice"], None),
+    "set-password": (["set-password", "alice", "--password-stdin"], "another long phrase\n"),
+    "set-pin": (["set-pin", "alice", "--pin-stdin"], "593720\n"),
+    "remove-pin": (["remove-pin", "alice"], None),
+    "phone-monitoring": (["phone-monitoring", "alice", "off"], None),
+    "set-phone": (["set-phone", "alice", "+447700900124"], None),
+    "set-staff-number": (["set-staff-number", "alice", "4321"], None),
+    "unlock": (["unlock", "alice"], None),
+}
+
+
+@pytest.mark.parametrize(("args", "stdin"), CHANGES.values(), ids=CHANGES.keys())
+def test_a_change_whose_audit_entry_cannot_be_written_is_undone(manager, redis, monkeypatch,
+                                                                args, stdin):
+    manager("add", "alice", "--password-stdin", input=PASSWORD + "\n")
+    manager("set-pin", "alice", "--pin-stdin", input=PIN + "\n")
+    manager("set-phone", "alice", PHONE)
+    redis.set(keys.lockout_failures("account:alice"), 3)
+    before = {k: v for k, v in store_state(redis).items() if "staff-number-next" not in k}
+
+    def down(self, *args, **kwargs):
+        raise AuditUnavailable("the audit log could not be written: test")
+
+    monkeypatch.setattr(AuditLog, "append", down)
+    result = manager(*args, input=stdin)
+
+    assert result.exit_code == 1
+    assert "audit log could not be written" in result.output
+    assert "Traceback" not in result.output
+    after = {k: v for k, v in store_state(redis).items() if "staff-number-next" not in k}
+    assert after == before
+
+
+def test_without_the_audit_signing_key_nothing_is_changed_unaudited(runner, redis, redis_url,
+                                                                    cheap):
+    result = runner.invoke(cli, ["manager", "add", "alice", "--password-stdin"],
+                           input=PASSWORD + "\n", env={"REDIS_URL": redis_url, "SECRET_KEY": "",
+                                                       "CALLFLOW_AUDIT_SIGNING_KEY": ""})
+
+    assert result.exit_code == 1
+    assert "CALLFLOW_AUDIT_SIGNING_KEY" in result.output
+    assert not redis.exists(keys.staff("alice"))
+
+
+def test_unlock_lets_the_owner_back_in_on_the_web_and_by_phone(manager, redis):
+    manager("add", "alice", "--password-stdin", input=PASSWORD + "\n")
+    for subject in ("account:alice", "pair:alice@203.0.113.5", "staff-number:1001"):
+        redis.set(keys.lockout_locked(subject), 1, ex=900)
+        redis.set(keys.lockout_wait(subject), "9999999999", ex=900)
+
+    result = manager("unlock", "alice")
+
+    assert result.exit_code == 0, result.output
+    assert "alice" in result.output
+    assert list(redis.scan_iter("callflow:lockout:*")) == []
+
+
+def test_phone_monitoring_needs_a_pin(manager):
+    manager("add", "alice", "--password-stdin", input=PASSWORD + "\n")
+
+    result = manager("phone-monitoring", "alice", "on")
+
+    assert result.exit_code == 1
+    assert "no PIN" in result.output
+    assert manager("phone-monitoring", "alice", "maybe").exit_code == 2
+
+
+def test_a_staff_number_can_be_given_or_the_next_free_one_taken(manager, redis):
+    manager("add", "alice", "--password-stdin", input=PASSWORD + "\n")
+    manager("add", "bob", "--password-stdin", input=PASSWORD + "\n")
+
+    assert "staff number 1001" in manager("set-staff-number", "bob", "1001").output
+    result = manager("set-staff-number", "bob")
+
+    assert result.exit_code == 0, result.output
+    assert "staff number 1003" in result.output
 
 
 def test_add_reads_the_password_from_stdin_with_the_real_hasher(runner, env, redis):
@@ -91,6 +227,14 @@ def test_a_duplicate_name_is_refused_before_asking_for_a_password(manager):
     assert "Password" not in result.output
 
 
+def test_a_name_that_cannot_be_used_is_refused_before_asking_for_a_password(manager, redis):
+    result = manager("add", "Bad")
+    assert result.exit_code == 1
+    assert "'Bad' is not a usable staff name" in result.output
+    assert "Password" not in result.output
+    assert redis.dbsize() == 0
+
+
 def test_set_pin_set_phone_disable_and_list(manager, redis):
     manager("add", "alice", "--password-stdin", input=PASSWORD + "\n")
     manager("add", "root", "--role", "admin", "--password-stdin", input=PASSWORD + "\n")
@@ -102,9 +246,11 @@ def test_set_pin_set_phone_disable_and_list(manager, redis):
     listing = manager("list")
     assert listing.exit_code == 0
     lines = listing.output.splitlines()
-    assert lines[0].split() == ["name", "role", "disabled", "pin", "phone"]
-    assert lines[1].split() == ["alice", "manager", "no", "yes", "+44••••••0123"]
-    assert lines[2].split() == ["root", "admin", "yes", "no", "-"]
+    assert lines[0].split() == ["name", "role", "staff", "no.", "disabled", "pin",
+                                "by", "phone", "registered", "phone"]
+    assert lines[1].split() == ["alice", "manager", "1001", "no", "yes", "on",
+                                "+44••••••0123", "(alice's", "phone)"]
+    assert lines[2].split() == ["root", "admin", "1002", "yes", "no", "-", "-"]
     assert PHONE not in listing.output
     assert PIN not in store_dump(redis)
 
@@ -119,8 +265,8 @@ def test_set_pin_and_password_from_stdin(manager, redis):
 
 
 @pytest.mark.parametrize("args, stdin, message", [
-    (["set-pin", "alice", "--pin-stdin"], "12\n", "4 to 8 digits"),
-    (["set-pin", "alice", "--pin-stdin"], "1234\n", "too easy to guess"),
+    (["set-pin", "alice", "--pin-stdin"], "4826\n", "6 to 12 digits"),
+    (["set-pin", "alice", "--pin-stdin"], "123456\n", "too easy to guess"),
     (["set-pin", "root", "--pin-stdin"], PIN + "\n", "only managers"),
     (["set-phone", "alice", "07700900123"], None, "international form"),
     (["set-phone", "root", PHONE], None, "only managers"),
@@ -129,11 +275,11 @@ def test_set_pin_and_password_from_stdin(manager, redis):
 def test_bad_changes_exit_non_zero_and_change_nothing(manager, redis, args, stdin, message):
     manager("add", "alice", "--password-stdin", input=PASSWORD + "\n")
     manager("add", "root", "--role", "admin", "--password-stdin", input=PASSWORD + "\n")
-    before = store_dump(redis)
+    before = store_state(redis)
     result = manager(*args, input=stdin)
     assert result.exit_code == 1
     assert message in result.output
-    assert store_dump(redis) == before
+    assert store_state(redis) == before
 
 
 def test_an_empty_list_says_how_to_start(manager):
@@ -143,7 +289,7 @@ def test_an_empty_list_says_how_to_start(manager):
 
 
 def test_an_unreachable_store_is_a_clear_failure(runner, cheap):
-    env = {"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    env = {"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0", "SECRET_KEY": "test-secret"}
     result = runner.invoke(cli, ["manager", "list"], env=env)
     assert result.exit_code == 1
     assert "could not be reached" in result.output

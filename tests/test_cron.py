@@ -21,7 +21,9 @@ pytest_plugins = ("tests.monitoring_fixtures",)
 
 JOB_NAMES = {"purge-audit": jobs.purge_audit,
              "close-stale-monitoring": jobs.close_stale_monitoring,
-             "sweep-twilio-records": jobs.sweep_twilio_records}
+             "sweep-twilio-records": jobs.sweep_twilio_records,
+             "audit-refused-sign-ins": jobs.audit_refused_sign_ins}
+EVERY_MINUTE = ["close-stale-monitoring", "audit-refused-sign-ins"]
 
 
 @pytest.fixture
@@ -66,6 +68,8 @@ def test_the_purge_runs_daily_and_stale_listens_are_closed_every_few_minutes(set
     assert "interval" not in schedules["purge-audit"]
     interval = schedules["close-stale-monitoring"]["interval"]
     assert 60 <= interval <= settings.monitor_max_minutes * 60 // 4
+    # Refused sign-ins are audited soon after their window closes.
+    assert schedules["audit-refused-sign-ins"]["interval"] <= 60
 
 
 def test_the_scheduler_registers_every_one_on_the_timed_queue(app_rt):
@@ -76,7 +80,8 @@ def test_the_scheduler_registers_every_one_on_the_timed_queue(app_rt):
     assert {(j.name, j.func_name, j.queue_name) for j in registered} == {
         ("purge-audit", "callflow.jobs.purge_audit", cron.TIMED_QUEUE),
         ("close-stale-monitoring", "callflow.jobs.close_stale_monitoring", cron.TIMED_QUEUE),
-        ("sweep-twilio-records", "callflow.jobs.sweep_twilio_records", cron.TIMED_QUEUE)}
+        ("sweep-twilio-records", "callflow.jobs.sweep_twilio_records", cron.TIMED_QUEUE),
+        ("audit-refused-sign-ins", "callflow.jobs.audit_refused_sign_ins", cron.TIMED_QUEUE)}
     assert signal.getsignal(signal.SIGINT) is before
 
 
@@ -86,12 +91,14 @@ def test_the_scheduler_enqueues_what_is_due_and_the_worker_runs_it(app_rt):
     due = scheduler.enqueue_jobs()
 
     # The interval jobs run at once; the daily purge waits for its hour.
-    assert sorted(job.name for job in due) == ["close-stale-monitoring", "sweep-twilio-records"]
-    assert timed_queue(app_rt).count == 2
+    interval_jobs = sorted([*EVERY_MINUTE, "sweep-twilio-records"])
+    assert sorted(job.name for job in due) == interval_jobs
+    assert timed_queue(app_rt).count == len(interval_jobs)
     run_timed_jobs(app_rt)
     assert timed_queue(app_rt).count == 0
     done = timed_queue(app_rt).finished_job_registry.get_job_ids()
-    assert [timed_queue(app_rt).fetch_job(job_id).return_value() for job_id in done] == [0, 0]
+    assert [timed_queue(app_rt).fetch_job(job_id).return_value() for job_id in done] == [
+        0] * len(interval_jobs)
 
 
 # -- the purge ---------------------------------------------------------------------------------

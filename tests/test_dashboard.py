@@ -106,10 +106,20 @@ def test_the_live_page_has_both_helplines_and_what_its_script_needs(manager, clo
 
 def test_the_live_page_never_shows_the_managers_phone(app):
     app.extensions["callflow"]["staff"].add("maria", PASSWORD, Role.MANAGER, actor="test")
-    app.extensions["callflow"]["staff"].set_phone("maria", "+447700900301", actor="test")
+    app.extensions["callflow"]["staff"].set_phone("maria", "+447700900301",
+                                                  label="maria's mobile", actor="test")
     page = sign_in(app).get("/manager/").get_data(as_text=True)
     assert 'data-phone-set="yes"' in page
+    assert 'data-phone-label="maria&#39;s mobile"' in page
     assert "7700900" not in page
+
+
+def test_the_listen_form_has_no_phone_to_fill_in(manager):
+    """Only the registered phone is rung: the form cannot name another."""
+    page = manager.get("/manager/").get_data(as_text=True)
+    script = (STATIC / "dashboard.js").read_text(encoding="utf-8")
+    assert 'type="tel"' not in page and 'name="phone"' not in page
+    assert "payload.phone" not in script and "phone:" not in script
 
 
 # -- security headers and the templates ---------------------------------------------------------
@@ -212,13 +222,31 @@ def test_the_trail_filters_by_kind_and_date(manager, app):
 
 @pytest.mark.parametrize(("query", "message"), [
     ("kind=nonsense", "That kind of entry does not exist"),
-    ("from=25/11/2026", "Dates are written like 2026-11-25"),
+    ("from=25th+November", "Dates are written day first, like 25/11/2026"),
+    ("from=31/02/2026", "Dates are written day first, like 25/11/2026"),
+    ("from=11/25/2026", "Dates are written day first, like 25/11/2026"),
     ("from=2026-11-25&to=2026-11-01", "they were swapped"),
 ])
 def test_a_bad_filter_is_explained(manager, query, message):
     response = manager.get(f"/manager/audit?{query}")
     assert response.status_code == 200
     assert message in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("typed", ["25/11/2026", "25-11-2026", "25.11.2026", "2026-11-25",
+                                   " 25/11/2026 "])
+def test_dates_are_typed_and_shown_day_first(manager, typed):
+    page = manager.get("/manager/audit", query_string={"from": typed, "to": typed}
+                       ).get_data(as_text=True)
+    assert "Dates are written" not in page
+    assert 'value="25/11/2026"' in page
+    assert 'placeholder="dd/mm/yyyy"' in page
+    assert "from=25/11/2026" in page.replace("%2F", "/")  # the exports keep the filter
+
+
+def test_a_date_that_was_refused_is_left_to_correct(manager):
+    page = manager.get("/manager/audit?from=25th+Nov").get_data(as_text=True)
+    assert 'value="25th Nov"' in page
 
 
 def test_ids_in_entries_are_shown_as_they_are(manager, app):
@@ -333,6 +361,16 @@ def test_a_bad_exception_is_refused_in_words(manager, app, fields, message):
     assert "7700900666" not in page.replace('value="+447700900666"', "").replace(
         "ring them on 07700 900666", "")
     assert len(rt(app).audit.entries()) == before
+
+
+def test_a_call_reference_that_looks_like_a_number_is_refused_in_words_and_not_kept(manager):
+    response = exception_form(manager, call="01632960123")
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    assert ("The call reference looks like a phone number; the audit log never holds caller "
+            "data.") in page
+    assert "call_id" not in page and "Call_id" not in page
+    assert "1632960123" not in page
 
 
 def test_the_form_needs_the_csrf_token(manager):

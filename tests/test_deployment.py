@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import re
 import runpy
-import shutil
 import signal
 import subprocess
 import sys
@@ -55,6 +54,8 @@ def service_env(redis_url: str, folder: Path, **extra: str) -> dict[str, str]:
            "GUNICORN_CMD_ARGS")
     env = {k: v for k, v in os.environ.items() if not k.startswith(own)}
     flows = write_folder(folder / "flows", {"test-line.yaml": ALWAYS_OPEN})
+    # The Procfile's commands from this interpreter's environment, activated or not.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     return {**env, "REDIS_URL": redis_url, "TWILIO_AUTH_TOKEN": TOKEN,
             "CALLFLOW_PUBLIC_URL": PUBLIC_URL, "SECRET_KEY": "s" * 48,
             "CALLFLOW_FLOWS": str(flows), "CALLFLOW_RELOAD_INTERVAL": "0",
@@ -180,7 +181,6 @@ def test_two_gunicorn_workers_share_one_call(gunicorn):
         calls[-1].served_by)
 
 
-@pytest.mark.skipif(shutil.which("honcho") is None, reason="honcho is in the dev extra")
 def test_honcho_start_runs_web_and_worker(redis, redis_url, tmp_path):
     port = free_port()
     log = tmp_path / "honcho.log"
@@ -189,8 +189,8 @@ def test_honcho_start_runs_web_and_worker(redis, redis_url, tmp_path):
     queue = Queue(QUEUE_NAME, connection=redis_lib.Redis.from_url(redis_url),
                   serializer=JSONSerializer)
     with log.open("wb") as out:
-        proc = subprocess.Popen(["honcho", "start", "-f", "Procfile", "-e", str(no_env_file),
-                                 "-p", str(port)], cwd=ROOT,
+        proc = subprocess.Popen([sys.executable, "-m", "honcho", "start", "-f", "Procfile",
+                                 "-e", str(no_env_file), "-p", str(port)], cwd=ROOT,
                                 env=service_env(redis_url, tmp_path, WEB_CONCURRENCY="1"),
                                 stdout=out, stderr=subprocess.STDOUT)
     try:
@@ -268,12 +268,24 @@ class Recorder(dict):
         return default
 
 
-def test_the_configuration_table_lists_every_variable():
+def configuration_table(path: Path) -> dict[str, str]:
+    """A document's configuration table: each variable and its default, as written."""
+    text = path.read_text(encoding="utf-8")
+    return {name: default.strip() for name, default in
+            re.findall(r"^\| `([A-Z_]+)` \| ([^|]*) \|", text, flags=re.MULTILINE)}
+
+
+@pytest.mark.parametrize("document", ["docs/configuration.md", "README.md"])
+def test_the_configuration_table_lists_every_variable(document):
     env = Recorder()
     Settings.from_env(env)
-    table = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
-    documented = set(re.findall(r"^\| `([A-Z_]+)`", table, flags=re.MULTILINE))
+    documented = configuration_table(ROOT / document)
     others = {"PORT", "WEB_CONCURRENCY", "WEB_THREADS", "PROMETHEUS_MULTIPROC_DIR",
               "GUNICORN_CMD_ARGS"}
-    assert set(env.asked) | others <= documented
+    assert set(documented) == set(env.asked) | others
     assert len(env.asked) == len(Settings.__dataclass_fields__)
+
+
+def test_the_readme_and_the_configuration_page_give_the_same_defaults():
+    assert configuration_table(ROOT / "README.md") == configuration_table(
+        ROOT / "docs" / "configuration.md")

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from callflow.errors import FlowError, Where
-from callflow.hours import OpeningHours, parse_hours, parse_zone
+from callflow.hours import OpeningHours, parse_hours, parse_zone, spoken_opening
 from callflow.source import load_text
 
 WEEKDAYS = """\
@@ -145,3 +145,49 @@ def test_an_unknown_zone_suggests_the_nearest():
 def test_a_zone_that_is_not_a_name(name):
     with pytest.raises(FlowError, match="the time zone should be a name like Europe/London"):
         parse_zone(name, Where("f.yaml", 3, 11))
+
+
+# -- when the line opens next, as a caller hears it ------------------------------------------
+
+@pytest.mark.parametrize(("moment", "spoken"), [
+    pytest.param(utc(2026, 11, 23, 7, 30), "at 9am today", id="Monday before opening"),
+    pytest.param(utc(2026, 11, 23, 12, 0), "now", id="open now"),
+    pytest.param(utc(2026, 11, 25, 12, 15), "at 1pm today", id="Wednesday's lunch break"),
+    pytest.param(utc(2026, 11, 23, 17, 0), "at 9am tomorrow", id="Monday after closing"),
+    pytest.param(utc(2026, 11, 28, 10, 0), "at 10pm tomorrow", id="Saturday: Sunday night"),
+    pytest.param(utc(2026, 12, 24, 18, 0), "on Sunday 27 December at 10pm",
+                 id="Christmas Eve: two closures, then Sunday night"),
+    pytest.param(utc(2026, 12, 25, 14, 0), "on Sunday 27 December at 10pm", id="a closure"),
+    pytest.param(utc(2026, 6, 1, 7, 30), "at 9am today", id="BST: 08:30 local"),
+])
+def test_the_next_opening_is_said_in_the_helplines_own_time(moment, spoken):
+    hours = hours_of()
+    assert spoken_opening(hours.next_opening(moment), moment) == spoken
+
+
+def test_the_next_opening_in_another_zone_is_said_in_that_zones_time():
+    hours = hours_of(zone="America/New_York")
+    moment = utc(2026, 11, 23, 13, 0)  # 08:00 in New York
+    opening = hours.next_opening(moment)
+    assert opening == datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
+    assert spoken_opening(opening, moment) == "at 9am today"
+
+
+def test_minutes_are_said_when_the_line_opens_off_the_hour():
+    hours = hours_of('hours:\n  monday: "09:30-17:00"\n')
+    assert spoken_opening(hours.next_opening(utc(2026, 11, 22, 12, 0)),
+                          utc(2026, 11, 22, 12, 0)) == "at 9:30am tomorrow"
+
+
+def test_a_line_that_never_opens_says_so_gently():
+    hours = hours_of("hours: {}\n")
+    assert hours.next_opening(utc(2026, 11, 23, 12, 0)) is None
+    assert spoken_opening(None, utc(2026, 11, 23, 12, 0)) == "when our opening hours allow"
+
+
+@pytest.mark.parametrize(("moment", "closure"), [
+    (utc(2026, 12, 25, 12, 0), True), (utc(2026, 12, 26, 23, 30), True),
+    (utc(2026, 12, 27, 0, 30), False), (utc(2026, 12, 24, 23, 59), False),
+])
+def test_a_closure_is_a_date_at_the_helpline(moment, closure):
+    assert hours_of().is_closure(moment) is closure

@@ -28,9 +28,27 @@ def test_phone_numbers_are_redacted(text):
 @pytest.mark.parametrize("text", [
     CALL_SID, "call 999 now", "step main-menu", "press 1", "duration 1234", "retries 3 of 5",
     "AC00000000000000000000000000000000", "a7f3c2e1-9b8d-4c6a", "room-0123456789abcdef",
+    " * Running on http://127.0.0.1:5000", "listening on 0.0.0.0:8080", "from 203.0.113.25",
+    "via [2001:db8::1]:443", "proxy 10.255.255.254 port 65535", "::ffff:192.168.100.200",
 ])
 def test_what_is_not_a_phone_number_is_kept(text):
     assert redact(text) == text
+
+
+@pytest.mark.parametrize("text", [
+    "07700.900.666", "+44.7700.900.666", "1.800.555.0199", "447.700.900.666", "44.7700.900666",
+])
+def test_a_phone_number_written_with_dots_is_still_redacted(text):
+    assert redact(text) == "[redacted]"
+
+
+def test_terminal_colours_never_reach_a_json_line():
+    coloured = ("\x1b[31m\x1b[1mWARNING: This is a development server.\x1b[0m\n"
+                " * Running on http://127.0.0.1:5000\n\x1b[33mPress CTRL+C to quit\x1b[0m")
+    line = JsonFormatter().format(record(coloured))
+    assert "\\u001b" not in line and "\x1b" not in line
+    assert json.loads(line)["msg"] == ("WARNING: This is a development server.\n"
+                                       " * Running on http://127.0.0.1:5000\nPress CTRL+C to quit")
 
 
 def record(msg: str = "hello", *args, **extra) -> logging.LogRecord:

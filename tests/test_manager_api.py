@@ -7,17 +7,20 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
 
 import pytest
 
-from callflow import keys
+from callflow import jobs, keys
 from callflow.audit import AuditKind, AuditLog
-from callflow.lockout import MAX_FAILURES, WINDOW_SECONDS
+from callflow.lockout import WINDOW_SECONDS
+from callflow.sign_in import ACCOUNT_FREE_FAILURES, ADDRESS_FAILURES, PAIR_FAILURES
 from tests.bridge_support import dead_store, raw_dump
 from tests.conftest import CANARY_NUMBER, PUBLIC_URL, assert_no_canary
 from tests.monitoring_support import (
     ADDRESS,
     ADMIN,
+    DEVICE,
     MANAGER,
     MANAGER_PHONE,
     OTHER_MANAGER,
@@ -28,7 +31,9 @@ from tests.monitoring_support import (
     build_app,
     connected_caller,
     last_seq,
+    later,
     signed_in,
+    staff_sign_in,
     waiting_caller,
 )
 
@@ -72,8 +77,40 @@ def test_a_json_sign_in_answers_with_the_csrf_token_and_is_audited(monitor_app, 
         AuditKind.LOGIN, MANAGER, {"channel": "web", "address": ADDRESS})
     session = browser.get("/manager/api/session")
     assert session.get_json() == {"user": MANAGER, "role": "manager",
-                                  "csrf_token": body["csrf_token"], "phone_set": True}
+                                  "csrf_token": body["csrf_token"], "phone_set": True,
+                                  "phone_label": DEVICE}
     assert MANAGER_PHONE not in session.get_data(as_text=True)
+
+
+def test_a_wrong_password_on_the_form_keeps_the_username(monitor_app):
+    browser = WebManager(monitor_app)
+    response = browser.client.post("/manager/login", data={
+        "username": MANAGER, "password": WRONG_PASSWORD, "csrf_token": browser.form_token()})
+    assert response.status_code == 401
+    page = response.get_data(as_text=True)
+    assert f'value="{MANAGER}"' in page
+    assert WRONG_PASSWORD not in page
+    assert re.search(r'id="password"[^>]*autofocus', page)
+
+
+def test_signing_in_while_the_store_is_down_shows_the_unavailable_page(monitor_app, rt,
+                                                                       monkeypatch):
+    browser = WebManager(monitor_app)
+    token = browser.form_token()
+    down = dead_store()
+    sign_in = monitor_app.extensions["callflow"]["sign_in"]
+    for part in (monitor_app.extensions["callflow"]["staff"], *vars(sign_in).values()):
+        if hasattr(part, "client"):  # the staff store and each of sign-in's limits
+            monkeypatch.setattr(part, "client", down)
+    response = browser.client.post("/manager/login", data={
+        "username": MANAGER, "password": PASSWORD, "csrf_token": token})
+    assert response.status_code == 503
+    assert response.mimetype == "text/html"
+    assert "The dashboard is unavailable" in response.get_data(as_text=True)
+    api = browser.client.post("/manager/login", data={
+        "username": MANAGER, "password": PASSWORD, "csrf_token": token},
+        headers={"Accept": "application/json"})
+    assert (api.status_code, api.get_json()["reason"]) == (503, "unavailable")
 
 
 def test_a_form_sign_in_goes_to_the_dashboard(monitor_app):
@@ -97,7 +134,7 @@ def test_a_wrong_password_is_refused_and_audited_without_it(monitor_app, rt, red
     [entry] = new_entries(rt, seq)
     assert (entry.kind, entry.actor, entry.data) == (
         AuditKind.LOGIN_FAILED, MANAGER,
-        {"reason": "bad_credentials", "channel": "web", "address": ADDRESS})
+        {"reason": "bad_credentials", "channel": "web", "address": ADDRESS, "failures": 1})
     texts = [e.to_json() for e in rt.audit.entries()] + [raw_dump(redis_url)]
     texts += [r.getMessage() + str(vars(r)) for r in caplog.records]
     for secret in (WRONG_PASSWORD, PASSWORD):
@@ -183,82 +220,177 @@ def test_a_token_from_another_browser_is_refused(monitor_app):
     assert response.status_code == 403
 
 
-# -- lockout ---------------------------------------------------------------------------------
+# -- lockout: per account and address, slowed per account, the owner kept a way in ----------------
 
 
 def assert_locked_out(response) -> None:
     """The web's lockout answer: 429, and when to try again."""
     assert response.status_code == 429
-    assert response.get_json() == {"reason": "sign_in_refused", "message": LOCKED_MESSAGE}
+    body = response.get_json()
+    assert body["reason"] == "sign_in_refused"
+    assert body["message"].startswith("Too many failed sign-in attempts; try again in")
 
 
-def test_five_failures_lock_an_account_from_any_address(monitor_app, rt, redis):
+def test_five_failures_from_one_address_lock_that_address_out_of_that_account(monitor_app,
+                                                                             rt, redis):
+    here = "198.51.100.20"
     seq = last_seq(rt)
-    for n in range(MAX_FAILURES - 1):
-        WebManager(monitor_app, f"198.51.100.{20 + n}").login(MANAGER, WRONG_PASSWORD,
-                                                              status=401)
+    for _ in range(PAIR_FAILURES - 1):
+        WebManager(monitor_app, here).login(MANAGER, WRONG_PASSWORD, status=401)
 
-    # The failure that locks the account says so.
-    fifth = f"198.51.100.{20 + MAX_FAILURES - 1}"
-    assert_locked_out(WebManager(monitor_app, fifth).login(MANAGER, WRONG_PASSWORD, status=429))
-    assert_locked_out(WebManager(monitor_app, "198.51.100.99").login(MANAGER, PASSWORD,
-                                                                     status=429))
+    # The failure that locks says so; then the right password from there is refused too.
+    assert_locked_out(WebManager(monitor_app, here).login(MANAGER, WRONG_PASSWORD, status=429))
+    assert_locked_out(WebManager(monitor_app, here).login(MANAGER, PASSWORD, status=429))
 
-    assert WINDOW_SECONDS - 5 < redis.ttl(keys.lockout_locked(f"account:{MANAGER}")) <= 900
+    assert 0 < redis.ttl(keys.lockout_locked(f"pair:{MANAGER}@{here}")) <= WINDOW_SECONDS
     entries = new_entries(rt, seq)
     failures = [e for e in entries if e.kind == AuditKind.LOGIN_FAILED]
-    assert [e.data["reason"] for e in failures] == ["bad_credentials"] * 5 + ["locked_out"]
+    assert [e.data["reason"] for e in failures] == ["bad_credentials"] * PAIR_FAILURES
+    assert [e.data["failures"] for e in failures] == list(range(1, PAIR_FAILURES + 1))
     [lockout] = [e for e in entries if e.kind == AuditKind.LOCKOUT]
-    # Audited right after the failure that caused it, by scope and account, not one string.
-    assert entries.index(lockout) == entries.index(failures[4]) + 1
+    assert entries.index(lockout) == entries.index(failures[-1]) + 1
     assert (lockout.actor, lockout.data) == (MANAGER, {
-        "scope": "account", "account": MANAGER, "seconds": 15 * 60, "channel": "web",
-        "address": fifth})
-    assert AuditKind.LOGIN not in [e.kind for e in entries]
-    # another account is not affected
-    WebManager(monitor_app, "198.51.100.98").login(OTHER_MANAGER)
+        "scope": "pair", "account": MANAGER, "seconds": 15 * 60, "channel": "web",
+        "address": here})
+    # The manager, from anywhere else, is not affected; nor is another account from here.
+    WebManager(monitor_app, "198.51.100.98").login(MANAGER)
+    WebManager(monitor_app, here).login(OTHER_MANAGER)
+
+
+def test_an_outsider_rotating_addresses_cannot_keep_the_owner_out(monitor_app, rt):
+    """The attack: failures from ever new addresses used to lock the account for everyone,
+    its owner included, for as long as they kept coming."""
+    owner = signed_in(monitor_app, MANAGER)  # the manager's own browser, known from before
+    owner.post("/manager/logout", headers={"Accept": "application/json"})
+    for n in range(30):
+        WebManager(monitor_app, f"203.0.113.{n + 1}").login(MANAGER, WRONG_PASSWORD,
+                                                             status=None)
+
+    # Strangers are slowed down; the account's own browser signs in at once.
+    assert_locked_out(WebManager(monitor_app, "203.0.113.200").login(MANAGER, PASSWORD,
+                                                                     status=429))
+    owner.login(MANAGER)
+    assert owner.get("/manager/api/session").status_code == 200
+
+
+def test_strangers_are_slowed_down_per_account_whatever_their_address(monitor_app, clock):
+    for n in range(ACCOUNT_FREE_FAILURES):
+        WebManager(monitor_app, f"203.0.113.{n + 1}").login(MANAGER, WRONG_PASSWORD,
+                                                             status=401)
+    WebManager(monitor_app, "203.0.113.50").login(MANAGER, WRONG_PASSWORD, status=401)
+
+    # Now every attempt at the account from an unknown browser waits its turn.
+    assert_locked_out(WebManager(monitor_app, "203.0.113.51").login(MANAGER, PASSWORD,
+                                                                    status=429))
+    later(clock, minutes=1)
+    WebManager(monitor_app, "203.0.113.52").login(MANAGER)  # the wait is over: the owner's in
+
+
+def test_an_admin_can_let_the_owner_back_in(monitor_app, staff):
+    for n in range(30):
+        WebManager(monitor_app, f"203.0.113.{n + 1}").login(MANAGER, WRONG_PASSWORD,
+                                                             status=None)
+    assert_locked_out(WebManager(monitor_app, "203.0.113.1").login(MANAGER, PASSWORD,
+                                                                   status=429))
+
+    staff_sign_in(monitor_app).unlock(MANAGER, actor="cli:root")
+
+    WebManager(monitor_app, "203.0.113.1").login(MANAGER)
 
 
 def _lock_an_address(monitor_app, rt, address: str) -> None:
     seq = last_seq(rt)
-    names = (MANAGER, OTHER_MANAGER, ADMIN, "nobody", "nobody-else")
+    names = [f"nobody-{n}" for n in range(ADDRESS_FAILURES)]
     for name in names[:-1]:
         WebManager(monitor_app, address).login(name, WRONG_PASSWORD, status=401)
 
-    # The fifth failure from the address, at an unknown name, locks it and says so.
+    # The last failure from the address locks it, for every account, and says so.
     assert_locked_out(WebManager(monitor_app, address).login(names[-1], WRONG_PASSWORD,
                                                              status=429))
     assert_locked_out(WebManager(monitor_app, address).login(OTHER_MANAGER, PASSWORD,
                                                              status=429))
 
     entries = new_entries(rt, seq)
-    failures = [e for e in entries if e.kind == AuditKind.LOGIN_FAILED]
-    assert [e.data["reason"] for e in failures] == ["bad_credentials"] * 5 + ["locked_out"]
     [lockout] = [e for e in entries if e.kind == AuditKind.LOCKOUT]
-    assert entries.index(lockout) == entries.index(failures[4]) + 1
-    # By scope, naming no account (the name guessed was no account's); the address is where
-    # the failure came from, as on every failure.
+    # By scope, naming no account (the names guessed were no account's); the address is
+    # where the failure came from, as on every failure.
     assert (lockout.actor, lockout.data) == ("unknown", {
         "scope": "address", "seconds": 15 * 60, "channel": "web", "address": address})
     WebManager(monitor_app, "2001:db8::99").login(OTHER_MANAGER)  # from elsewhere: fine
 
 
-def test_five_failures_lock_an_address_for_every_account(monitor_app, rt):
+def test_failures_at_many_accounts_lock_an_ipv6_address(monitor_app, rt):
     _lock_an_address(monitor_app, rt, "2001:db8::50")
 
 
-def test_five_failures_lock_an_ipv4_address_and_the_lockout_is_audited(monitor_app, rt):
+def test_failures_at_many_accounts_lock_an_ipv4_address(monitor_app, rt):
     _lock_an_address(monitor_app, rt, "198.51.100.50")
 
 
-def test_a_good_password_clears_an_accounts_count_but_not_an_address_lock(monitor_app):
-    for _ in range(MAX_FAILURES - 1):
+def test_a_locked_address_is_refused_before_any_hashing_and_audited_once_per_window(
+        monitor_app, rt, staff, clock, monkeypatch):
+    """The attack: 150 sign-ins from a locked address wrote 150 audit entries (~276 a
+    second)."""
+    address = "198.51.100.51"
+    _lock_an_address(monitor_app, rt, address)
+    seq = last_seq(rt)
+    hashed = []
+    verify = staff.verify  # every password check (and its hashing) goes through it
+    monkeypatch.setattr(staff, "verify", lambda *a: hashed.append(1) or verify(*a))
+
+    for n in range(150):
+        WebManager(monitor_app, address).login(MANAGER if n % 2 else "nobody",
+                                               WRONG_PASSWORD, status=429)
+
+    assert hashed == []
+    assert new_entries(rt, seq) == []
+    later(clock, minutes=16)
+    jobs.audit_refused_sign_ins()
+    [entry] = new_entries(rt, seq)
+    assert (entry.kind, entry.actor) == (AuditKind.LOGIN_THROTTLED, "unknown")
+    assert {k: entry.data[k] for k in ("scope", "channel", "address", "count")} == {
+        # the 150, and the one refused while the address was being locked: the same window
+        "scope": "address", "channel": "web", "address": address, "count": 151}
+
+
+def test_a_good_password_clears_the_accounts_count_but_not_a_lock(monitor_app):
+    for _ in range(PAIR_FAILURES - 1):
         WebManager(monitor_app, "198.51.100.60").login(MANAGER, WRONG_PASSWORD, status=401)
-    WebManager(monitor_app, "198.51.100.61").login(MANAGER)
+    WebManager(monitor_app, "198.51.100.60").login(MANAGER)
+    for _ in range(PAIR_FAILURES - 1):  # a fresh count
+        WebManager(monitor_app, "198.51.100.60").login(MANAGER, WRONG_PASSWORD, status=401)
+    WebManager(monitor_app, "198.51.100.60").login(MANAGER)
 
-    WebManager(monitor_app, "198.51.100.62").login(MANAGER, WRONG_PASSWORD, status=401)
 
-    WebManager(monitor_app, "198.51.100.63").login(MANAGER)
+@pytest.mark.parametrize("forwarded", ["+441134960999", "not an address", "198.51.100.7:80",
+                                       "999.1.1.1", "unknown"])
+def test_a_malformed_forwarded_address_is_a_400_not_an_error(monitor_settings, redis, clock,
+                                                           rt, forwarded):
+    """Behind one trusted proxy, the client's address is the X-Forwarded-For it sets."""
+    app = build_app(dataclasses.replace(monitor_settings, trusted_proxies=1), redis, clock)
+    browser = WebManager(app)
+    seq = last_seq(rt)
+
+    response = browser.client.post(
+        "/manager/login", data={"username": MANAGER, "password": PASSWORD,
+                                "csrf_token": browser.form_token()},
+        headers={"Accept": "application/json", "X-Forwarded-For": forwarded})
+
+    assert response.status_code == 400
+    assert response.get_json()["reason"] == "bad_request"
+    assert "address" in response.get_json()["message"]
+    assert_no_canary(response.get_data(as_text=True))
+    assert "1134960999" not in " ".join(e.to_json() for e in rt.audit.entries())
+    assert new_entries(rt, seq) == []
+
+
+def test_a_well_formed_forwarded_address_is_the_one_counted(monitor_settings, redis, clock,
+                                                            rt):
+    app = build_app(dataclasses.replace(monitor_settings, trusted_proxies=1), redis, clock)
+
+    WebManager(app).login(headers_address="2001:db8::7")
+
+    assert rt.audit.entries(kind=AuditKind.LOGIN)[-1].data["address"] == "2001:db8::7"
 
 
 # -- the session cookie ------------------------------------------------------------------------
@@ -277,7 +409,7 @@ def test_the_session_cookie_is_http_only_same_site_strict_and_secure(monitor_app
     assert "HttpOnly" in flags
     assert "SameSite=Strict" in flags
     assert "Secure" in flags
-    assert "Path=/" in flags
+    assert "Path=/manager" in flags  # never sent with anything but the dashboard's requests
 
 
 def test_the_cookie_is_not_secure_only_when_the_public_url_is_plain_http(monitor_settings,
@@ -419,7 +551,16 @@ def test_calls_that_ended_are_not_listed(maria, sim, rest):
     call.conference("participant-leave")
     call.conference("conference-end")
 
-    assert maria.get("/manager/api/calls").get_json() == {"calls": []}
+    assert maria.get("/manager/api/calls").get_json()["calls"] == []
+
+
+def test_the_list_says_whether_each_helpline_is_open_now(monitor_app, maria, clock):
+    assert maria.get("/manager/api/calls").get_json()["helplines"] == [
+        {"name": "Men's Advice Line", "open": True}, {"name": "Respect Phoneline", "open": True}]
+    clock.now = clock.now.replace(hour=18)  # Respect closes at 17:00, the Men's line at 20:00
+    later = signed_in(monitor_app, MANAGER)  # hours idle would have ended maria's session
+    assert later.get("/manager/api/calls").get_json()["helplines"] == [
+        {"name": "Men's Advice Line", "open": True}, {"name": "Respect Phoneline", "open": False}]
 
 
 def test_an_admin_sees_the_list_too(monitor_app, sim, rest):
@@ -551,6 +692,11 @@ def test_an_admin_may_record_an_exception(monitor_app):
                                                       "grounds": ["caller_consent"]})
 
     assert response.status_code == 201
+    entry = response.get_json()["entry"]
+    assert (entry["kind"], entry["actor"]) == ("exception_recorded", ADMIN)
+    assert entry["data"] == {"call": "callid-0001", "grounds": ["caller_consent"],
+                             "agency": "police", "caller_informed": True}
+    assert admin.get("/manager/api/exceptions").get_json()["entries"] == [entry]
 
 
 @pytest.mark.parametrize(("change", "words"), [

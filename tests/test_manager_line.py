@@ -1,6 +1,7 @@
-"""The manager line: a PIN sign-in with lockout, the live calls read out by helpline, a call
-picked by key, a purpose, and the manager's own call joining the room muted, beepless and
-unrecorded; all through signed webhooks, as Twilio sends them."""
+"""The manager line: a staff number and a PIN, failures counted per account and slowed down by a
+growing pause (never one lock for everyone), the live calls read out by helpline, a call picked
+by key, a purpose, and the manager's own call joining the room muted, beepless and unrecorded;
+all through signed webhooks, as Twilio sends them."""
 
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ import pytest
 from callflow import jobs
 from callflow.audit import AuditKind
 from callflow.errors import AuditUnavailable
-from callflow.lockout import PHONE_LINE
 from tests.bridge_support import Caller, raw_dump
 from tests.conftest import CANARY_NUMBER, MENS_ADVICE, PUBLIC_URL, assert_no_canary
 from tests.monitoring_support import (
     MANAGER,
+    MANAGER_NUMBER,
     OTHER_MANAGER,
+    OTHER_NUMBER,
     OTHER_PIN,
     PIN,
     LineCall,
@@ -32,28 +34,30 @@ from tests.monitoring_support import (
 
 pytest_plugins = ("tests.monitoring_fixtures",)
 
-PIN_PROMPT = "Helplines manager line. Please enter your PIN, then press hash."
-PIN_AGAIN = "That PIN was not accepted. Please enter your PIN, then press hash."
-PIN_GOODBYE = "That PIN was not accepted. Goodbye."
-LOCKED = "Phone sign-in is locked after too many wrong PINs. Please try again later."
+STAFF_PROMPT = "Helplines manager line. Please enter your staff number, then press hash."
+STAFF_AGAIN = "Please enter your staff number, then press hash."
+PIN_PROMPT = "Please enter your PIN, then press hash."
+NOT_ACCEPTED = "That staff number and PIN were not accepted."
+GOODBYE = "That staff number and PIN were not accepted. Goodbye."
 PURPOSE_PROMPT = "For quality, press 1. For training, press 2."
 NOTHING = "There are no calls you can listen to right now."
 # Wrong PINs long enough to be found if they leaked anywhere (and not a straight run).
-WRONG_PINS = ("90817263", "81726354", "72635445", "63544536", "54453627")
+WRONG_PINS = ("90817263", "81726354", "72635445", "63544536", "54453627", "45362718",
+              "36271809", "27180936")
 
 
 @pytest.fixture
 def line(sim) -> LineCall:
-    """The manager rings the manager line and hears the PIN prompt."""
+    """The manager rings the manager line and hears the staff number prompt."""
     call = LineCall(sim)
     call.ring()
     return call
 
 
-def signed_in_line(sim) -> LineCall:
+def signed_in_line(sim, number: str = MANAGER_NUMBER, pin: str = PIN) -> LineCall:
     call = LineCall(sim)
     call.ring()
-    call.press(PIN)
+    call.sign_in(number, pin)
     return call
 
 
@@ -65,124 +69,198 @@ def kinds(entries) -> list[str]:
     return [e.kind for e in entries]
 
 
+def pause_of(twiml: str) -> int:
+    """The seconds the line waits before asking again (0 if it does not)."""
+    pause = ET.fromstring(twiml).find("Pause")
+    return int(pause.get("length")) if pause is not None else 0
+
+
 # -- signing in ------------------------------------------------------------------------------
 
 
-def test_the_line_asks_for_a_pin(line):
+def test_the_line_asks_for_a_staff_number_then_a_pin(line):
     gather = line.gather()
+    assert line.heard() == STAFF_PROMPT
+    assert gather.get("action") == f"{PUBLIC_URL}/voice/manager/staff"
+    assert (gather.get("numDigits"), gather.get("finishOnKey")) == ("6", "#")
+
+    line.press(MANAGER_NUMBER)
 
     assert line.heard() == PIN_PROMPT
-    assert gather.get("action") == f"{PUBLIC_URL}/voice/manager/pin"
-    assert (gather.get("numDigits"), gather.get("finishOnKey")) == ("8", "#")
+    assert line.gather().get("action") == f"{PUBLIC_URL}/voice/manager/pin"
+    assert (line.gather().get("numDigits"), line.gather().get("finishOnKey")) == ("12", "#")
 
 
-def test_the_right_pin_signs_in_and_is_audited(line, rt):
+def test_the_right_staff_number_and_pin_sign_in_and_are_audited(line, rt):
     seq = last_seq(rt)
 
-    line.press(PIN)
+    line.sign_in(MANAGER_NUMBER, PIN)
 
     [entry] = entries_after(rt, seq, prefix="login")
     assert (entry.kind, entry.actor) == (AuditKind.LOGIN, MANAGER)
-    assert entry.data == {"channel": "phone", "call_sid": line.sid}
+    assert entry.data == {"channel": "phone", "line": "manager-line", "call_sid": line.sid}
     assert line.heard() == f"{NOTHING} Press 1 to hear the list again, or hang up."
 
 
-def test_a_wrong_pin_is_asked_again_and_three_end_the_call(line):
-    line.press(WRONG_PINS[0])
-    assert line.heard() == PIN_AGAIN
+def test_a_pin_is_checked_against_the_staff_numbers_account_only(line):
+    line.sign_in(OTHER_NUMBER, PIN)  # maria's PIN, martin's number
+
+    assert line.heard() == f"{NOT_ACCEPTED} {STAFF_AGAIN}"
+
+
+def test_a_wrong_pin_is_asked_again_after_a_pause_and_three_end_the_call(line, clock):
+    line.sign_in(MANAGER_NUMBER, WRONG_PINS[0])
+    assert line.heard() == f"{NOT_ACCEPTED} {STAFF_AGAIN}"
     assert not line.hung_up()
-    line.press(WRONG_PINS[1])
-    assert line.heard() == PIN_AGAIN
+    first = pause_of(line.last)
+    assert first >= 1
+    later(clock, seconds=first)  # Twilio plays the pause, then asks again
+    line.sign_in(MANAGER_NUMBER, WRONG_PINS[1])
+    assert pause_of(line.last) > first  # a growing pause
 
-    line.press(WRONG_PINS[2])
+    line.sign_in(MANAGER_NUMBER, WRONG_PINS[2])
 
-    assert line.heard() == PIN_GOODBYE
+    assert line.heard() == GOODBYE
     assert line.hung_up()
 
 
+@pytest.mark.parametrize("number", ["", "12", "9999", "1234567", CANARY_NUMBER[1:]])
+def test_an_unknown_or_malformed_staff_number_is_told_nothing_more(line, number, redis_url):
+    line.sign_in(number, PIN)
+
+    assert line.heard() == f"{NOT_ACCEPTED} {STAFF_AGAIN}"
+    # A phone number typed in place of a staff number is never kept.
+    assert_no_canary(raw_dump(redis_url))
+
+
 def test_no_pin_at_all_is_a_wrong_pin(line):
+    line.press(MANAGER_NUMBER)
     line.turn(line.gather().get("action"))  # the gather timed out: no Digits
 
-    assert line.heard() == PIN_AGAIN
+    assert line.heard() == f"{NOT_ACCEPTED} {STAFF_AGAIN}"
 
 
 def test_a_disabled_managers_pin_is_not_accepted(line, staff):
     staff.disable(MANAGER, actor="cli:test")
 
-    line.press(PIN)
+    line.sign_in(MANAGER_NUMBER, PIN)
 
-    assert line.heard() == PIN_AGAIN
-
-
-def _five_wrong_pins(sim) -> LineCall:
-    """Three wrong PINs in one call (which ends it) and two in the next: five in all."""
-    first = LineCall(sim)
-    first.ring()
-    for pin in WRONG_PINS[:3]:
-        first.press(pin)
-    assert first.hung_up()
-    second = LineCall(sim)
-    second.ring()
-    for pin in WRONG_PINS[3:]:
-        second.press(pin)
-    return second
+    assert line.heard() == f"{NOT_ACCEPTED} {STAFF_AGAIN}"
 
 
-def test_five_wrong_pins_lock_the_line_which_says_so_and_hangs_up(sim, rt):
+def _guess(sim, number: str, pins) -> LineCall:
+    """Wrong PINs at one staff number, three to a call, ignoring the line's pauses (a caller
+    who hangs up and rings again at once)."""
+    call = None
+    for index, pin in enumerate(pins):
+        if index % 3 == 0:
+            call = LineCall(sim)
+            call.ring()
+        call.sign_in(number, pin)
+    return call
+
+
+def test_guessing_at_one_account_never_locks_out_another_manager(sim, rt):
+    """The attack: wrong PINs from any caller used to lock phone monitoring for every manager
+    at once (two calls every 15 minutes kept it shut)."""
+    _guess(sim, OTHER_NUMBER, WRONG_PINS)
+
+    line = signed_in_line(sim, MANAGER_NUMBER, PIN)
+
+    assert line.heard().startswith(NOTHING)
+    assert rt.audit.entries(kind=AuditKind.LOGIN)[-1].actor == MANAGER
+
+
+def test_while_an_account_is_paused_its_pins_are_not_even_checked(sim, rt, clock, staff,
+                                                                   monkeypatch):
+    """Redialling in parallel buys no guesses: until the pause is over, an attempt at that
+    staff number is refused without its PIN being checked, the right PIN included."""
+    _guess(sim, MANAGER_NUMBER, WRONG_PINS[:4])
+    checked = []
+    verify = staff.verify  # every PIN and password check goes through it
+    monkeypatch.setattr(staff, "verify", lambda *args: checked.append(1) or verify(*args))
+
+    during = signed_in_line(sim, MANAGER_NUMBER, PIN)
+
+    assert during.heard() == f"{NOT_ACCEPTED} {STAFF_AGAIN}"
+    assert checked == []
+    later(clock, seconds=pause_of(during.last))
+    during.sign_in(MANAGER_NUMBER, PIN)
+    assert during.heard().startswith(NOTHING)
+    assert checked
+
+
+def test_the_pause_grows_with_each_failure_up_to_a_limit(sim, clock):
+    pauses = []
+    for pin in WRONG_PINS + WRONG_PINS:
+        call = LineCall(sim)
+        call.ring()
+        call.sign_in(OTHER_NUMBER, pin)
+        if call.hung_up():  # paused for longer than a call should wait in silence
+            assert "Please try again in" in call.heard()
+            pauses.append(None)
+            break
+        pauses.append(pause_of(call.last))
+        later(clock, seconds=pause_of(call.last))
+    waits = [p for p in pauses if p is not None]
+    assert waits == sorted(waits) and waits[0] < waits[-1]
+    assert pauses[-1] is None  # and then the line says how long, rather than holding the call
+
+
+def test_every_failure_is_audited_from_the_first(sim, rt):
     seq = last_seq(rt)
-    second = _five_wrong_pins(sim)
 
-    # The fifth wrong PIN is the one that locks the line: it says so and hangs up.
-    assert second.heard() == LOCKED
-    assert second.hung_up()
-    for pin in (PIN, OTHER_PIN):  # a new call, any manager's PIN: still locked
-        third = LineCall(sim)
-        third.ring()
-        third.press(pin)
-        assert third.heard() == LOCKED
-        assert third.hung_up()
-    entries = [e for e in rt.audit.entries() if e.seq > seq]
-    failures = [e for e in entries if e.kind == AuditKind.LOGIN_FAILED]
-    assert [e.data["reason"] for e in failures] == ["bad_credentials"] * 5 + ["locked_out"] * 2
-    assert {e.data["channel"] for e in failures} == {"phone"}
-    [lockout] = [e for e in entries if e.kind == AuditKind.LOCKOUT]
-    # Audited with the failure that caused it (the fifth, on the second call), by its scope;
-    # a phone-line lockout names no account, and no combined "subject" string is kept.
-    assert entries.index(lockout) == entries.index(failures[4]) + 1
-    assert lockout.actor == failures[4].actor
-    assert lockout.data == {"scope": PHONE_LINE, "seconds": 15 * 60, "channel": "phone",
-                            "call_sid": second.sid}
-    assert AuditKind.LOGIN not in kinds(entries)
+    call = LineCall(sim)
+    call.ring()
+    call.sign_in(MANAGER_NUMBER, WRONG_PINS[0])
+
+    [failure] = entries_after(rt, seq, prefix="login")
+    assert (failure.kind, failure.actor) == (AuditKind.LOGIN_FAILED, MANAGER)
+    assert failure.data == {"reason": "bad_credentials", "channel": "phone",
+                            "line": "manager-line", "call_sid": call.sid,
+                            "staff_number": MANAGER_NUMBER, "failures": 1,
+                            "pause_seconds": pause_of(call.last)}
 
 
-def test_the_wrong_pin_that_locks_the_line_says_so_and_hangs_up(sim):
-    second = _five_wrong_pins(sim)
+def test_attempts_refused_unchecked_are_audited_once_per_window_with_a_count(sim, rt, clock):
+    _guess(sim, OTHER_NUMBER, WRONG_PINS[:1])
+    seq = last_seq(rt)
+    for _ in range(5):  # all during the pause
+        signed_in_line(sim, OTHER_NUMBER, OTHER_PIN)
+    assert entries_after(rt, seq, prefix="login") == []
 
-    assert second.heard() == LOCKED
-    assert second.hung_up()
+    later(clock, minutes=16)
+    jobs.audit_refused_sign_ins()
+    jobs.audit_refused_sign_ins()
+
+    [entry] = entries_after(rt, seq, prefix="login")
+    assert (entry.kind, entry.actor) == (AuditKind.LOGIN_THROTTLED, OTHER_MANAGER)
+    assert entry.data["count"] == 5
+    assert (entry.data["scope"], entry.data["channel"]) == ("staff-number", "phone")
 
 
-def test_pins_are_never_kept_logged_or_audited(sim, rt, redis_url, caplog):
+def test_pins_and_staff_numbers_typed_are_never_logged_or_kept(sim, rt, redis_url, caplog):
     caplog.set_level(logging.DEBUG)
-    _five_wrong_pins(sim)
+    _guess(sim, MANAGER_NUMBER, WRONG_PINS[:5])
 
     texts = [e.to_json() for e in rt.audit.entries()]
     texts += [r.getMessage() + " " + str(vars(r)) for r in caplog.records]
     texts.append(raw_dump(redis_url))
-    for pin in WRONG_PINS:
+    for pin in WRONG_PINS[:5]:
         assert not any(pin in text for text in texts), f"PIN {pin} was kept"
 
 
 def test_the_line_refuses_unsigned_requests(monitor_app):
     client = monitor_app.test_client()
 
-    for stage in ("pin", "list", "purpose"):
+    for stage in ("staff", "pin", "list", "purpose"):
         response = client.post(f"/voice/manager/{stage}", data={"CallSid": "CA" + "1" * 32,
                                                                 "Digits": PIN})
         assert response.status_code == 403
 
 
-@pytest.mark.parametrize("url", ["/voice/manager/list", "/voice/manager/purpose?call=whatever"])
+@pytest.mark.parametrize("url", ["/voice/manager/list", "/voice/manager/purpose?call=whatever",
+                                 "/voice/manager/pin"])
 def test_choosing_without_signing_in_is_refused(sim, rest, url):
     connected_caller(sim, rest)
     call = LineCall(sim)
@@ -190,6 +268,9 @@ def test_choosing_without_signing_in_is_refused(sim, rest, url):
 
     call.turn(url, Digits="1")
 
+    if url.endswith("/pin"):  # a PIN with no staff number before it
+        assert call.heard() == f"{NOT_ACCEPTED} {STAFF_AGAIN}"
+        return
     assert call.heard() == "Please sign in again. Goodbye."
     assert call.hung_up()
 
@@ -243,7 +324,7 @@ def test_a_phone_listen_joins_the_managers_own_call_to_the_room(sim, rest, rt, c
     line = LineCall(sim)
     line.ring()
 
-    line.press(PIN)
+    line.sign_in(MANAGER_NUMBER, PIN)
     assert line.heard() == "Respect Phoneline, call 1, connected 4 minutes: press 1."
     line.press("1")
     assert line.heard() == PURPOSE_PROMPT
@@ -267,13 +348,14 @@ def test_a_phone_listen_joins_the_managers_own_call_to_the_room(sim, rest, rt, c
     entries = entries_after(rt, seq)
     session = entries[0].data["session"]
     asked = {"call": call.call_id, "channel": "phone", "purpose": "training",
-             "session": session}
+             "session": session, "device": "manager line"}
     assert [(e.kind, e.actor, e.data) for e in entries] == [
         ("monitor_requested", MANAGER, asked),
         ("monitor_granted", MANAGER, asked),
-        ("monitor_started", MANAGER, {"call": call.call_id, "session": session}),
+        ("monitor_started", MANAGER, {"call": call.call_id, "session": session,
+                                      "device": "manager line"}),
         ("monitor_ended", MANAGER, {"call": call.call_id, "session": session,
-                                    "reason": "left"})]
+                                    "reason": "left", "device": "manager line"})]
     assert rt.audit.verify().ok
 
 
@@ -371,7 +453,7 @@ def test_no_audit_write_no_phone_sign_in(sim, staff, monkeypatch):
     line = LineCall(sim)
     line.ring()
 
-    line.press(PIN)
+    line.sign_in(MANAGER_NUMBER, PIN)
 
     assert line.heard() == "Listening to calls is unavailable right now. Goodbye."
     assert line.hung_up()

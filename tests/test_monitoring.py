@@ -14,6 +14,8 @@ import logging
 from urllib.parse import urlsplit
 
 import pytest
+import requests
+import urllib3
 
 from callflow import jobs, keys
 from callflow.audit import AuditKind, AuditLog
@@ -21,7 +23,7 @@ from callflow.errors import AuditUnavailable, StoreUnavailable
 from callflow.monitoring import HTTP_STATUS, MonitoringGate, Refusal
 from callflow.staff import Role
 from tests import twilio_openapi
-from tests.bridge_support import dead_store, raw_dump
+from tests.bridge_support import LostAnswer, dead_store, raw_dump
 from tests.conftest import (
     CANARY_FIELDS,
     CANARY_NUMBER,
@@ -31,6 +33,7 @@ from tests.conftest import (
 )
 from tests.monitoring_support import (
     ADMIN,
+    DEVICE,
     MANAGER,
     MANAGER_PHONE,
     OTHER_MANAGER,
@@ -172,7 +175,7 @@ def test_only_quality_or_training_is_a_purpose(maria, call, rest, rt, purpose):
 def test_a_call_without_a_purpose_is_refused(maria, call, rest, rt):
     seq = last_seq(rt)
 
-    response = maria.post(f"/manager/api/calls/{call.call_id}/listen", {"phone": MANAGER_PHONE})
+    response = maria.post(f"/manager/api/calls/{call.call_id}/listen", {})
 
     assert_refused(response, Refusal.BAD_PURPOSE, rt, seq, rest)
 
@@ -360,7 +363,8 @@ def test_limits_are_per_manager(monitor_app, maria, call, rest):
     assert martin.listen(call.call_id).status_code == 202
 
 
-def test_a_manager_with_no_phone_must_give_one(monitor_app, staff, call, rest, rt):
+def test_a_manager_with_no_registered_phone_is_told_to_have_one_registered(
+        monitor_app, staff, call, rest, rt):
     staff.add(NO_PHONE_MANAGER, PASSWORD, Role.MANAGER, actor="cli:test")
     mona = signed_in(monitor_app, NO_PHONE_MANAGER)
     seq = last_seq(rt)
@@ -368,18 +372,7 @@ def test_a_manager_with_no_phone_must_give_one(monitor_app, staff, call, rest, r
     response = mona.listen(call.call_id)
 
     assert_refused(response, Refusal.NO_PHONE, rt, seq, rest, actor=NO_PHONE_MANAGER)
-    assert "+44" in response.get_json()["message"]
-
-
-@pytest.mark.parametrize("phone", ["07700900301", "phone me", "+44 7700 900301", "+0"])
-def test_a_phone_that_is_not_in_international_form_is_refused(maria, call, rest, rt, phone):
-    seq = last_seq(rt)
-
-    response = maria.listen(call.call_id, phone=phone)
-
-    assert_refused(response, Refusal.NO_PHONE, rt, seq, rest)
-    assert_no_canary(str(refused(rt, seq)))
-    assert "7700" not in str(refused(rt, seq))
+    assert "callflow manager set-phone" in response.get_json()["message"]
 
 
 def test_refusals_come_in_the_gates_order(rt, staff, sim, rest):
@@ -451,10 +444,70 @@ def test_a_granted_listen_makes_exactly_one_rest_request(maria, call, rest, rt):
     assert rest.problems == [] and rest.strays == []
 
 
-def test_a_phone_given_with_the_request_is_the_one_rung(maria, call, rest):
-    assert maria.listen(call.call_id, phone=OTHER_PHONE).status_code == 202
+# -- the phone that is rung (a stolen session must not send a caller's voice anywhere) ----------
+
+ANY_PHONE = "+447700900999"  # a phone that is on nobody's account
+
+
+def test_a_listen_that_names_a_phone_is_refused_and_nothing_is_rung(maria, call, rest, rt):
+    """The attack: a stolen session cookie asks for the call to be rung to a phone of its
+    choosing. The leg only ever rings the phone registered on the manager's account."""
+    seq = last_seq(rt)
+
+    response = maria.post(f"/manager/api/calls/{call.call_id}/listen",
+                          {"purpose": "training", "phone": ANY_PHONE})
+
+    assert response.status_code == 400
+    assert response.get_json()["reason"] == Refusal.PHONE_GIVEN.value
+    assert "registered on your account" in response.get_json()["message"]
+    assert rest.of("listen") == []
+    assert refused(rt, seq) == [{"call": call.call_id, "channel": "web", "purpose": "training",
+                                 "reason": Refusal.PHONE_GIVEN.value}]
+    assert ANY_PHONE.lstrip("+") not in " ".join(e.to_json() for e in rt.audit.entries())
+    assert maria.listen(call.call_id).status_code == 202  # nothing was held or counted
+
+
+@pytest.mark.parametrize("body", [{"purpose": "quality", "phone": None},
+                                  {"purpose": "quality", "phone": ""},
+                                  {"purpose": "quality", "Phone": ANY_PHONE},
+                                  {"purpose": "quality", "to": ANY_PHONE},
+                                  {"purpose": "quality", ANY_PHONE: "ring"}])
+def test_a_listen_takes_a_purpose_and_nothing_else(maria, call, rest, rt, body):
+    seq = last_seq(rt)
+
+    response = maria.post(f"/manager/api/calls/{call.call_id}/listen", body)
+
+    assert response.status_code == 400
+    assert response.get_json()["reason"] in (Refusal.PHONE_GIVEN.value,
+                                             Refusal.UNKNOWN_FIELD.value)
+    assert '"purpose"' in response.get_json()["message"]
+    assert rest.of("listen") == []
+    assert [r["reason"] for r in refused(rt, seq)] == [response.get_json()["reason"]]
+    assert_no_canary(str(refused(rt, seq)))
+    assert "7700" not in str(refused(rt, seq))
+
+
+def test_the_leg_rings_the_phone_registered_on_the_account(maria, staff, call, rest):
+    staff.set_phone(MANAGER, OTHER_PHONE, label="maria's desk phone", actor="cli:test")
+
+    assert maria.listen(call.call_id).status_code == 202
 
     assert rest.of("listen")[0].one("To") == OTHER_PHONE
+
+
+def test_every_entry_of_a_listen_names_the_device_rung(maria, staff, call, rest, rt, sim):
+    staff.set_phone(MANAGER, MANAGER_PHONE, label="maria's mobile", actor="cli:test")
+    seq = last_seq(rt)
+
+    session = listen_ok(maria, call.call_id)
+    call.conference("participant-join", manager_leg(rest))
+    leg_status(sim, rest, "completed")
+
+    entries = entries_after(rt, seq)
+    assert kinds(entries) == ["monitor_requested", "monitor_granted", "monitor_started",
+                              "monitor_ended"]
+    assert {e.data["device"] for e in entries} == {"maria's mobile"}
+    assert {e.data["session"] for e in entries} == {session}
 
 
 def test_a_granted_listen_is_audited_before_and_after_the_leg(maria, call, rest, rt):
@@ -463,7 +516,8 @@ def test_a_granted_listen_is_audited_before_and_after_the_leg(maria, call, rest,
     session = listen_ok(maria, call.call_id, purpose="training")
 
     entries = entries_after(rt, seq)
-    asked = {"call": call.call_id, "channel": "web", "purpose": "training", "session": session}
+    asked = {"call": call.call_id, "channel": "web", "purpose": "training", "session": session,
+             "device": DEVICE}
     assert [(e.kind, e.actor, e.data) for e in entries] == [
         (AuditKind.MONITOR_REQUESTED, MANAGER, asked),
         (AuditKind.MONITOR_GRANTED, MANAGER, asked)]
@@ -496,8 +550,9 @@ def test_requested_granted_started_ended_come_in_order_from_the_callbacks(maria,
     entries = entries_after(rt, seq)
     assert kinds(entries) == ["monitor_requested", "monitor_granted", "monitor_started",
                               "monitor_ended"]
-    assert entries[2].data == {"call": call.call_id, "session": session}
-    assert entries[3].data == {"call": call.call_id, "session": session, "reason": "left"}
+    assert entries[2].data == {"call": call.call_id, "session": session, "device": DEVICE}
+    assert entries[3].data == {"call": call.call_id, "session": session, "reason": "left",
+                               "device": DEVICE}
     assert {e.actor for e in entries} == {MANAGER}
     assert rt.audit.verify().ok
 
@@ -531,7 +586,8 @@ def test_a_leg_the_manager_never_answers_ends_the_session(maria, call, rest, rt,
 
     entries = entries_after(rt, seq)
     assert kinds(entries) == ["monitor_requested", "monitor_granted", "monitor_ended"]
-    assert entries[-1].data == {"call": call.call_id, "session": session, "reason": "no-answer"}
+    assert entries[-1].data == {"call": call.call_id, "session": session, "reason": "no-answer",
+                                "device": DEVICE}
     assert maria.get("/manager/api/calls").get_json()["calls"][0]["being_monitored"] is False
 
 
@@ -759,7 +815,7 @@ def test_a_listen_twilio_could_not_ring_is_audited_as_refused(maria, call, rest,
     requested, refusal = entries
     assert refusal.actor == MANAGER
     assert refusal.data == {"call": call.call_id, "channel": "web", "purpose": "quality",
-                            "reason": Refusal.CANNOT_RING.value,
+                            "reason": Refusal.CANNOT_RING.value, "device": DEVICE,
                             "session": requested.data["session"]}
     # The session the request created is gone, and nothing marks the call as monitored.
     session = requested.data["session"]
@@ -804,7 +860,7 @@ def test_close_stale_closes_a_session_whose_callbacks_never_came(monitor_app, ma
     entries = entries_after(rt, seq)
     assert kinds(entries) == ["monitor_requested", "monitor_granted", "monitor_ended"]
     assert entries[-1].data == {"call": call.call_id, "session": session,
-                                "reason": "closed_by_timer"}
+                                "reason": "closed_by_timer", "device": DEVICE}
     assert [s.sid for s in rest.of("hang_up")].count(leg) == 1
     maria = signed_in(monitor_app)  # the earlier web session has timed out
     assert maria.listen(call.call_id).status_code == 202  # the slot is free again
@@ -869,10 +925,140 @@ def test_the_canary_caller_is_nowhere(monitor_app, maria, sim, rest, rt, redis_u
 
 
 def test_the_sessions_own_record_holds_no_phone_number(maria, call, redis):
-    session = listen_ok(maria, call.call_id, phone=OTHER_PHONE)
+    session = listen_ok(maria, call.call_id)
 
     record = redis.hgetall(keys.monitor_session(session))
 
     assert record["manager"] == MANAGER
     assert record["call"] == call.call_id
     assert OTHER_PHONE not in str(record) and MANAGER_PHONE not in str(record)
+
+
+# -- a listen Twilio may have created though it never said so ------------------------------------
+
+
+def _unknown_listen(maria, call, rest, rt) -> tuple[str, int]:
+    """The attack of a slow answer: Twilio creates the manager's leg, but answers after the
+    service has stopped waiting. Returns the session and the audit's seq before the request."""
+    seq = last_seq(rt)
+    rest.fail("listen", LostAnswer())
+
+    response = maria.listen(call.call_id)
+
+    assert response.status_code == 202, response.get_json()
+    assert response.get_json()["outcome"] == "unknown"
+    assert "may ring" in response.get_json()["message"]
+    return response.get_json()["session"], seq
+
+
+def test_a_listen_whose_answer_never_came_is_audited_as_unknown_not_refused(maria, call, rest,
+                                                                           rt, redis):
+    session, seq = _unknown_listen(maria, call, rest, rt)
+
+    entries = entries_after(rt, seq)
+    assert kinds(entries) == [AuditKind.MONITOR_REQUESTED, AuditKind.MONITOR_UNKNOWN]
+    assert entries[1].data == {"call": call.call_id, "channel": "web", "purpose": "quality",
+                               "device": DEVICE, "session": session,
+                               "problem": "no_answer_from_twilio"}
+    # No count is refunded for a leg that may exist, and nobody else may listen meanwhile.
+    [count_key] = redis.keys(keys.monitor_count(MANAGER, "*"))
+    assert redis.get(count_key) == "1"
+    assert maria.get("/manager/api/calls").get_json()["calls"][0]["being_monitored"] is True
+    assert redis.get(keys.monitor_active(MANAGER)) == session
+
+
+def test_a_lost_answer_is_resolved_by_the_legs_own_status_callback(maria, call, rest, rt, sim):
+    session, seq = _unknown_listen(maria, call, rest, rt)
+
+    leg_status(sim, rest, "ringing")
+    call.conference("participant-join", manager_leg(rest))
+    leg_status(sim, rest, "completed")
+
+    entries = entries_after(rt, seq)
+    assert kinds(entries) == ["monitor_requested", "monitor_outcome_unknown", "monitor_granted",
+                              "monitor_started", "monitor_ended"]
+    assert entries[2].data["resolved_by"] == "leg_status"
+    assert {e.data["session"] for e in entries} == {session}
+    assert rest.of("remove") == []  # the manager's own leg is never taken for an intruder
+    assert rt.audit.entries(kind=AuditKind.ALARM) == []
+
+
+@pytest.mark.parametrize("label", [None, ""], ids=["label-in-callback", "label-fetched"])
+def test_a_lost_answer_is_resolved_when_the_leg_joins_the_room(maria, call, rest, rt, label):
+    """The join is matched by the participant's label: from the callback, or (when the
+    callback does not carry it) from Twilio's own record of the participant."""
+    session, seq = _unknown_listen(maria, call, rest, rt)
+
+    call.conference("participant-join", manager_leg(rest), label=label)
+    call.conference("participant-leave", manager_leg(rest))
+
+    entries = entries_after(rt, seq)
+    assert kinds(entries) == ["monitor_requested", "monitor_outcome_unknown", "monitor_granted",
+                              "monitor_started", "monitor_ended"]
+    assert entries[2].data["resolved_by"] == "conference"
+    assert rest.of("remove") == []
+    assert (len(rest.of("participant")) == 1) is (label == "")
+
+
+def test_a_lost_answer_is_resolved_from_the_rooms_participants(maria, call, rest, rt, clock):
+    session, seq = _unknown_listen(maria, call, rest, rt)
+    leg = manager_leg(rest)
+
+    later(clock, minutes=1)
+    jobs.close_stale_monitoring()
+
+    entries = entries_after(rt, seq)
+    assert kinds(entries) == ["monitor_requested", "monitor_outcome_unknown", "monitor_granted"]
+    assert entries[2].data["resolved_by"] == "participants"
+    assert len(rest.of("participants")) == 1
+    call.conference("participant-join", leg)
+    assert kinds(entries_after(rt, seq))[-1] == "monitor_started"
+
+
+def test_a_leg_twilio_never_made_is_closed_once_the_room_shows_it_is_not_there(
+        maria, call, rest, rt, clock, redis):
+    seq = last_seq(rt)
+    rest.fail("listen", requests.ReadTimeout("no answer, and nothing was created"))
+    session = maria.listen(call.call_id).get_json()["session"]
+
+    jobs.close_stale_monitoring()  # too soon to tell: Twilio may still be creating it
+    assert kinds(entries_after(rt, seq))[-1] == "monitor_outcome_unknown"
+    later(clock, minutes=1)
+    jobs.close_stale_monitoring()
+
+    entries = entries_after(rt, seq)
+    assert kinds(entries) == ["monitor_requested", "monitor_outcome_unknown", "monitor_ended"]
+    assert entries[-1].data["reason"] == "never_rang"
+    assert entries[-1].data["session"] == session
+    [count_key] = redis.keys(keys.monitor_count(MANAGER, "*"))
+    assert redis.get(count_key) == "1"  # still counted: it could not be known at the time
+    assert maria.listen(call.call_id).status_code == 202
+
+
+def test_a_listen_stopped_while_unknown_hangs_up_the_leg_when_it_turns_up(maria, call, rest,
+                                                                          rt, sim):
+    session, seq = _unknown_listen(maria, call, rest, rt)
+    assert maria.stop(session).status_code == 200
+    assert manager_leg(rest) not in [s.sid for s in rest.of("hang_up")]  # not known yet
+
+    leg_status(sim, rest, "ringing")
+
+    assert [s.sid for s in rest.of("hang_up")].count(manager_leg(rest)) == 1
+    assert kinds(entries_after(rt, seq)) == ["monitor_requested", "monitor_outcome_unknown",
+                                             "monitor_ended"]
+
+
+@pytest.mark.parametrize("failure", [
+    500, 400, requests.ConnectTimeout("never connected"),
+    requests.ConnectionError(urllib3.exceptions.NewConnectionError(None, "refused"))],
+    ids=["twilio-500", "twilio-400", "connect-timeout", "connection-refused"])
+def test_a_leg_twilio_certainly_did_not_make_is_refused_and_refunded(maria, call, rest, rt,
+                                                                     redis, failure):
+    rest.fail("listen", failure)
+
+    response = maria.listen(call.call_id)
+
+    assert response.status_code == 503
+    assert response.get_json()["reason"] == Refusal.CANNOT_RING.value
+    [count_key] = redis.keys(keys.monitor_count(MANAGER, "*"))
+    assert redis.get(count_key) == "0"

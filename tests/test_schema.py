@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import json
 
+import jsonschema
 import pytest
 
 from callflow import schema
@@ -66,7 +67,6 @@ def _plain(value):
 
 @pytest.fixture(scope="module")
 def validator():
-    jsonschema = pytest.importorskip("jsonschema")
     document = json.loads((FLOWS / "schema.json").read_text(encoding="utf-8"))
     jsonschema.Draft202012Validator.check_schema(document)
     return jsonschema.Draft202012Validator(document)

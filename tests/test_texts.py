@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from callflow.texts import PLACEHOLDERS, fill, stray_braces
+from callflow.texts import CLOSING, LONGEST, PLACEHOLDERS, SPOKEN, fill, stray_braces
 
 # Text made mostly of the characters that matter here.
 TEXTS = st.text(alphabet=st.sampled_from("{}helpin:.[]!r0 >"), max_size=40) | st.text()
@@ -35,7 +35,14 @@ def test_stray_braces(text, stray):
 
 
 def test_the_documented_placeholders():
-    assert list(PLACEHOLDERS) == ["helpline"]
+    assert list(PLACEHOLDERS) == ["helpline", "next_open"]
+    assert {"helpline"} == SPOKEN and {"helpline", "next_open"} == CLOSING
+    assert set(LONGEST) == CLOSING - SPOKEN  # what the flow does not fix has a longest value
+
+
+def test_next_open_is_a_placeholder_only_where_a_closed_line_speaks():
+    assert stray_braces("We open {next_open}.") == ["{next_open}"]
+    assert stray_braces("We open {next_open}.", CLOSING) == []
 
 
 def test_fill_names_the_helpline_and_halves_doubled_braces():

@@ -9,6 +9,7 @@ import logging
 
 import pytest
 import requests
+import urllib3
 from twilio.base.exceptions import TwilioRestException
 
 from callflow.config import TWILIO_API_DEFAULT, Settings
@@ -19,6 +20,7 @@ from callflow.twilio_api import (
     BaseUrlHttpClient,
     TwilioApi,
     make_client,
+    may_have_happened,
 )
 from tests import twilio_openapi
 from tests.bridge_support import MOCK_API, TwilioMock
@@ -104,6 +106,57 @@ def test_listen_adds_a_muted_beepless_unrecorded_participant(api, twilio_api):
     assert sent.form["EndConferenceOnExit"] == ["false"]
     assert sent.form["EarlyMedia"] == ["false"]
     assert sent.form["StatusCallback"] == [MONITOR_URL]
+
+
+def test_the_rooms_participants_are_listed_with_their_labels(api, twilio_api):
+    sid = listen(api)
+    twilio_api.joined(CONFERENCE_SID, LEG_SID)
+
+    listed = api.participants(CONFERENCE_SID)
+
+    assert_checked(twilio_api, 2)
+    assert twilio_api.sent[1].method == "GET"
+    assert twilio_api.sent[1].url.split("?")[0].endswith(
+        f"/Conferences/{CONFERENCE_SID}/Participants.json")
+    assert {(p.call_sid, p.label, p.status) for p in listed} == {
+        (sid, "monitor", "queued"), (LEG_SID, "", "connected")}
+
+
+def test_one_participant_is_read_and_an_absent_one_is_none(api, twilio_api):
+    sid = listen(api)
+
+    assert api.participant(CONFERENCE_SID, sid).label == "monitor"
+    assert api.participant(CONFERENCE_SID, LEG_SID) is None
+    assert_checked(twilio_api, 3)
+
+
+def test_a_participant_is_removed_and_removing_one_gone_is_fine(api, twilio_api):
+    sid = listen(api)
+
+    api.remove(CONFERENCE_SID, sid)
+    api.remove(CONFERENCE_SID, sid)  # Twilio answers 404: already out
+
+    assert_checked(twilio_api, 3)
+    assert [s.method for s in twilio_api.sent[1:]] == ["DELETE", "DELETE"]
+    assert twilio_api.sent[1].url.endswith(
+        f"/Conferences/{CONFERENCE_SID}/Participants/{sid}.json")
+    assert twilio_api.rooms[CONFERENCE_SID] == {}
+
+
+@pytest.mark.parametrize("error, happened", [
+    (TwilioRestException(400, "uri"), False),
+    (TwilioRestException(500, "uri"), False),
+    (TwilioRestException(502, "uri"), True),
+    (TwilioRestException(504, "uri"), True),
+    (requests.ConnectTimeout("never connected"), False),
+    (requests.ConnectionError(urllib3.exceptions.MaxRetryError(
+        None, "/", urllib3.exceptions.NewConnectionError(None, "refused"))), False),
+    (requests.ReadTimeout("no answer in time"), True),
+    (requests.ConnectionError(urllib3.exceptions.ProtocolError("Connection aborted.")), True),
+    (requests.ConnectionError("dropped"), True),
+])
+def test_only_an_answer_from_twilio_or_no_connection_says_nothing_happened(error, happened):
+    assert may_have_happened(error) is happened
 
 
 def test_hang_up_cancels_a_ringing_leg(api, twilio_api):
@@ -209,6 +262,7 @@ def test_twilio_api_url_is_the_base_of_every_request(bridge_settings, twilio_api
         with pytest.raises(requests.ConnectionError):
             ring(api)
         urls = [stray.split(" ", 1)[1] for stray in twilio_api.strays]
+        twilio_api.strays.clear()  # provoked on purpose, and checked below
     assert len(urls) == 1
     assert urls[0].startswith(expected)
 

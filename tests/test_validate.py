@@ -73,6 +73,15 @@ steps:
     closed: connect
 """))
 
+CLOSURE_FIRST = edit("start: welcome", "start: check", edit("steps:\n", """\
+steps:
+  check:
+    kind: hours
+    open: welcome
+    closed: welcome
+    closure: connect
+"""))
+
 LOOP_AROUND = edit("start: welcome", "start: first", edit("steps:\n", """\
 steps:
   first:
@@ -114,6 +123,10 @@ INVALID_KEY = edit("    on_no_input: connect\n", "    on_no_input: connect\n"
                  ["test.yaml:22:3: a caller can reach 'connect' without hearing the "
                   f"confidentiality notice: check → connect {NOTICE_HINT}"],
                  id="the hours' closed branch skips it"),
+    pytest.param(CLOSURE_FIRST,
+                 ["test.yaml:23:3: a caller can reach 'connect' without hearing the "
+                  f"confidentiality notice: check → connect {NOTICE_HINT}"],
+                 id="the hours' closure branch skips it"),
     pytest.param(LOOP_AROUND,
                  ["test.yaml:36:3: a caller can reach 'connect' without hearing the "
                   f"confidentiality notice: first → info → second → connect {NOTICE_HINT}"],
@@ -215,41 +228,58 @@ def test_a_menu_with_no_way_out_is_refused(tmp_path):
 
 BRACES_HINT = ("(the placeholders are {helpline} (the helpline's name); write {{ or }} for a "
                "brace itself)")
+MESSAGE_HINT = ("(the placeholders are {helpline} (the helpline's name), {next_open} (when the "
+                "line opens next, e.g. 'on Monday 28 December at 9am'); write {{ or }} for a "
+                "brace itself)")
 BUSY_TEXT = "    text: Sorry, everyone is busy. In an emergency call 999."
 
 
 @pytest.mark.parametrize(("old", "new", "expected"), [
     pytest.param(BUSY_TEXT, "    text: Sorry {caller}, call 999.",
                  "test.yaml:24:11: step 'busy' text has '{caller}', which is not a placeholder "
-                 f"{BRACES_HINT}", id="unknown name"),
+                 f"here {MESSAGE_HINT}", id="unknown name"),
     pytest.param("    prompt: Press 1 to talk to someone", "    prompt: Press 1 {to talk",
                  "test.yaml:14:13: step 'menu1' prompt has '{to talk', which is not a "
-                 f"placeholder {BRACES_HINT}", id="unclosed"),
+                 f"placeholder here {BRACES_HINT}", id="unclosed"),
     pytest.param("    on_no_answer: busy", "    on_no_answer: busy\n    whisper: Call {0}",
                  "test.yaml:22:14: step 'connect' whisper has '{0}', which is not a placeholder "
-                 f"{BRACES_HINT}", id="a position"),
+                 f"here {BRACES_HINT}", id="a position"),
     pytest.param("  team: respect-workers\nstart",
                  "  team: respect-workers\n  closed_message: Closed {today}.\nstart",
                  "test.yaml:1:1: the degraded closed_message has '{today}', which is not a "
-                 f"placeholder {BRACES_HINT}", id="degraded message"),
+                 f"placeholder here {MESSAGE_HINT}", id="degraded message"),
+    pytest.param("    prompt: Press 1 to talk to someone",
+                 "    prompt: We open {next_open}. Press 1",
+                 "test.yaml:14:13: step 'menu1' prompt has '{next_open}', which is not a "
+                 f"placeholder here {BRACES_HINT}", id="next_open in a prompt"),
     pytest.param(BUSY_TEXT, "    text: '{helpline:>50000000}'",
                  "test.yaml:24:11: step 'busy' text has '{helpline:>50000000}', which is not a "
-                 f"placeholder {BRACES_HINT}", id="a width of fifty million"),
+                 f"placeholder here {MESSAGE_HINT}", id="a width of fifty million"),
     pytest.param(BUSY_TEXT, "    text: '{helpline.__class__}'",
                  "test.yaml:24:11: step 'busy' text has '{helpline.__class__}', which is not a "
-                 f"placeholder {BRACES_HINT}", id="an attribute"),
+                 f"placeholder here {MESSAGE_HINT}", id="an attribute"),
     pytest.param(BUSY_TEXT, "    text: '{helpline[0]} and {helpline!r}'",
                  "test.yaml:24:11: step 'busy' text has '{helpline[0]}' and '{helpline!r}', "
-                 f"which are not placeholders {BRACES_HINT}", id="an index and a conversion"),
+                 f"which are not placeholders here {MESSAGE_HINT}",
+                 id="an index and a conversion"),
     pytest.param(BUSY_TEXT, "    text: 'Call {helpline:}'",
                  "test.yaml:24:11: step 'busy' text has '{helpline:}', which is not a "
-                 f"placeholder {BRACES_HINT}", id="an empty format spec"),
+                 f"placeholder here {MESSAGE_HINT}", id="an empty format spec"),
     pytest.param(BUSY_TEXT, "    text: 'Call } now'",
                  "test.yaml:24:11: step 'busy' text has '}', which is not a placeholder "
-                 f"{BRACES_HINT}", id="a lone closing brace"),
+                 f"here {MESSAGE_HINT}", id="a lone closing brace"),
 ])
 def test_spoken_text_with_stray_braces_is_refused(tmp_path, old, new, expected):
     assert errors_of(write_folder(tmp_path, {"test.yaml": edit(old, new)})) == [expected]
+
+
+def test_a_message_may_say_when_the_line_opens_next(tmp_path):
+    text = edit(BUSY_TEXT,
+                "    text: We open again {next_open}. In an emergency call 999.")
+    text = text.replace("  team: respect-workers\nstart",
+                        "  team: respect-workers\n  closed_message: Open {next_open}.\nstart")
+    flowset = load_flowset(write_folder(tmp_path, {"test.yaml": text}))
+    assert flowset.warnings == []
 
 
 def test_spoken_text_may_name_the_helpline_and_write_braces_doubled(tmp_path):

@@ -57,6 +57,15 @@ CLOSED = {
     MENS_ADVICE: "The Men's Advice Line is closed right now. We are open Monday to Friday, 10am "
                  "to 8pm. If you are in immediate danger, call 999.",
 }
+# On a closure date: that today is one, and when the line opens next, not the usual week.
+CLOSURE = {
+    RESPECT: "Today is one of the days the Respect Phoneline is closed, so there is nobody to "
+             "take your call. We open again on Monday 28 December at 9am. If you think someone "
+             "is in immediate danger, call 999.",
+    MENS_ADVICE: "Today is one of the days the Men's Advice Line is closed, so there is nobody "
+                 "to take your call. We open again on Monday 28 December at 10am. If you are in "
+                 "immediate danger, call 999.",
+}
 BUSY = {
     RESPECT: "Sorry, all our helpline workers are busy helping other callers. Please try again "
              "shortly, or visit respect phone line dot org dot uk. If you think someone is in "
@@ -115,10 +124,13 @@ def nothing_but_the_last_good_flows(store: redis_lib.Redis) -> bool:
 
 
 def assert_private_twiml(body: str, helpline: str | None = None) -> None:
-    """No recording, streaming or transcription; every dial shows a helpline and is screened."""
-    if not body.startswith("<?xml"):
-        return
-    root = ET.fromstring(body)
+    """TwiML with no recording, streaming or transcription; every dial shows a helpline and
+    is screened. A body that is not TwiML fails: Twilio would have nothing to follow."""
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError as exc:
+        raise AssertionError(f"not XML ({exc}): {body[:200]!r}") from None
+    assert root.tag == "Response", body
     for element in root.iter():
         assert element.tag not in {"Record", "Stream", "Start", "Siprec", "Transcription",
                                    "Pay", "Refer"}, body
@@ -139,6 +151,13 @@ def assert_private_twiml(body: str, helpline: str | None = None) -> None:
         assert numbers or dial.find("Conference") is not None, body
         for conference in dial.iter("Conference"):
             assert conference.get("record") in (None, "do-not-record"), body
+
+
+@pytest.mark.parametrize("body", ["", "Internal Server Error", "<html><body>500</body></html>",
+                                  '{"error": "oops"}'])
+def test_a_body_that_is_not_twiml_is_never_taken_for_private(body):
+    with pytest.raises(AssertionError):
+        assert_private_twiml(body)
 
 
 @pytest.fixture
@@ -235,7 +254,7 @@ def test_a_caller_hears_the_notice_then_the_menu_and_reaches_a_screened_worker(
     assert transcript.heard("worker") == [f"{NAME[number]} call. Press 1 to accept."]
     kinds = transcript.kinds()
     assert kinds.index("say") < kinds.index("dial") < kinds.index("connected")
-    assert [e.text for e in transcript.events if e.kind == "connected"] == [FIRST_WORKER[number]]
+    assert [e.name for e in transcript.events if e.kind == "connected"] == [FIRST_WORKER[number]]
     assert [e.text for e in transcript.events if e.kind == "dial"] == [number]
     assert kinds[-1] == "hangup"
     check(twilio, snoop=snoop, helpline=number)
@@ -390,15 +409,16 @@ def test_the_notice_is_said_before_a_worker_when_the_url_does_not_say_it_was_hea
 
 # -- opening hours -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("moment", [CLOSED_TIME, CHRISTMAS_NOON], ids=["night", "closure"])
+@pytest.mark.parametrize(("moment", "message"), [(CLOSED_TIME, CLOSED), (CHRISTMAS_NOON, CLOSURE)],
+                         ids=["night", "closure"])
 @pytest.mark.parametrize("number", [RESPECT, MENS_ADVICE])
 def test_out_of_hours_the_caller_hears_the_notice_then_the_closed_message(
-        twilio, redis, clock, check, number, moment):
+        twilio, redis, clock, check, number, moment, message):
     clock.now = moment
     snoop = Snoop(redis, ["", "1"])
     transcript = twilio.call(number, snoop, caller=CANARY_NUMBER)
-    assert transcript.heard() == [*offered_notice(number), CLOSED[number]]
-    assert "999" in CLOSED[number]
+    assert transcript.heard() == [*offered_notice(number), message[number]]
+    assert "999" in message[number]
     assert "dial" not in transcript.kinds()
     assert transcript.kinds()[-1] == "hangup"
     check(twilio, snoop=snoop)
@@ -413,7 +433,7 @@ def test_when_no_worker_presses_1_the_caller_hears_the_busy_message(
     snoop = Snoop(redis, ["", "1"], worker_keys)
     transcript = twilio.call(RESPECT, snoop, caller=CANARY_NUMBER)
     assert not transcript.connected
-    assert [e.text for e in transcript.events if e.kind == "ring"] == [
+    assert [e.name for e in transcript.events if e.kind == "ring"] == [
         "Alice (respect-workers)", "Bilal (respect-workers)"]  # Chris is not active
     assert transcript.heard()[-1] == BUSY[RESPECT]
     assert transcript.kinds()[-1] == "hangup"
@@ -504,11 +524,12 @@ def test_with_redis_down_nobody_answering_gives_the_flows_no_answer_step(down, c
     check(down, helpline=RESPECT)
 
 
-@pytest.mark.parametrize("moment", [CLOSED_TIME, CHRISTMAS_NOON], ids=["night", "closure"])
-def test_with_redis_down_opening_hours_still_apply(down, clock, check, moment):
+@pytest.mark.parametrize(("moment", "closed"), [(CLOSED_TIME, CLOSED), (CHRISTMAS_NOON, CLOSURE)],
+                         ids=["night", "closure"])
+def test_with_redis_down_opening_hours_still_apply(down, clock, check, moment, closed):
     clock.now = moment
     transcript = down.call(RESPECT, Keypad(), caller=CANARY_NUMBER)
-    assert transcript.heard() == [*offered_notice(RESPECT), CLOSED[RESPECT]]
+    assert transcript.heard() == [*offered_notice(RESPECT), closed[RESPECT]]
     assert "dial" not in transcript.kinds()
     check(down)
 

@@ -80,7 +80,7 @@ def test_the_procfile_worker_runs_a_job_in_a_work_horse(rt, caller):
 
 def test_the_in_process_runner_runs_queued_jobs_until_stopped(rt, caller, twilio_api,
                                                               monkeypatch):
-    monkeypatch.setattr(worker_module, "start_timed_jobs", lambda rt: None)
+    monkeypatch.setattr(worker_module, "start_timed_jobs", lambda rt, stop=None: None)
     stop = start_in_process(rt, interval=0.02)
     (runner,) = [t for t in threading.enumerate() if t.name == "callflow-jobs"]
     try:

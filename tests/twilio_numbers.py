@@ -3,7 +3,8 @@
 Answers the three requests those make (list numbers by PhoneNumber, update one number, fetch
 the account) as Twilio does, applies updates so a second look sees them, and checks every
 request against Twilio's OpenAPI description: form fields through ``twilio_openapi.check``,
-query parameters against the operation's declared ``in: query`` parameters.
+query parameters against the operation's declared ``in: query`` parameters. A request Twilio
+would refuse, or one to anything else, fails the test when the mock exits.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
+import requests
 import responses
 
 from callflow import provisioning
 from tests import twilio_openapi
-from tests.bridge_support import ACCOUNT_SID, MOCK_API
+from tests.bridge_support import ACCOUNT_SID, ANYWHERE, METHODS, MOCK_API, check_at_exit
 
 PUBLIC_URL = "https://calls.example.org"
 ACCOUNT = re.escape(MOCK_API) + r"/2010-04-01/Accounts/(?P<account>AC\w+)"
@@ -63,21 +65,25 @@ class TwilioNumbers:
     account_status: str = "active"
     sent: list[Sent] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    strays: list[str] = field(default_factory=list)
     fail_with: dict[str, tuple[int, int]] = field(default_factory=dict)  # kind -> (status, code)
 
     def __post_init__(self) -> None:
         self.mock = responses.RequestsMock(assert_all_requests_are_fired=False)
+        self.routes = [(responses.GET, LIST, self._list), (responses.POST, ONE, self._update),
+                       (responses.GET, FETCH_ACCOUNT, self._account)]
 
     def __enter__(self) -> TwilioNumbers:
         self.mock.start()
-        self.mock.add_callback(responses.GET, LIST, callback=self._list)
-        self.mock.add_callback(responses.POST, ONE, callback=self._update)
-        self.mock.add_callback(responses.GET, FETCH_ACCOUNT, callback=self._account)
+        for method in METHODS:
+            self.mock.add_callback(method, ANYWHERE, callback=self._route)
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *exc) -> None:
         self.mock.stop()
         self.mock.reset()
+        if exc_type is None:
+            check_at_exit("Twilio's numbers mock", self.problems, self.strays)
 
     def own(self, number: str, base: dict | None = None, **changes) -> dict:
         """Add a number to the account: as bought (``fresh``) or ``base``, with ``changes``."""
@@ -91,6 +97,13 @@ class TwilioNumbers:
         return [s for s in self.sent if s.method == "POST"]
 
     # -- the API ------------------------------------------------------------------------
+
+    def _route(self, request):
+        for method, pattern, handler in self.routes:
+            if request.method == method and pattern.match(request.url):
+                return handler(request)
+        self.strays.append(f"{request.method} {request.url}")
+        return requests.ConnectionError(f"not an endpoint of the numbers mock: {request.url}")
 
     def _check(self, request) -> Sent:
         parts = urlsplit(request.url)

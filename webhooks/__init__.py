@@ -19,9 +19,9 @@ from callflow.errors import ConfigError
 from callflow.links import Links
 from callflow.manager_line import ManagerLineCalls
 from callflow.registry import reload_on_sighup
+from callflow.sign_in import WebSignIn
 from callflow.staff import StaffStore
-from webhooks import body_size
-from webhooks.cookies import CookieSessions
+from webhooks import body_size, sessions
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024  # the dashboard and API; Twilio's webhooks: webhooks.body_size
@@ -34,15 +34,15 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     config = dict(config or {})
     settings: Settings = config.pop("SETTINGS", None) or Settings.from_env()
     app = Flask(__name__)
-    app.session_interface = CookieSessions()
     app.config.update(MAX_CONTENT_LENGTH=MAX_BODY_BYTES, SECRET_KEY=settings.secret_key,
                       SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Strict",
                       SESSION_COOKIE_SECURE=settings.public_url.startswith("https://"),
-                      SESSION_COOKIE_NAME="callflow_session",
+                      SESSION_COOKIE_NAME="callflow_session", SESSION_COOKIE_PATH="/manager",
                       PERMANENT_SESSION_LIFETIME=timedelta(minutes=settings.session_minutes))
     if settings.trusted_proxies:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies,
                                 x_proto=settings.trusted_proxies)
+    app.session_interface = sessions.RedisSessionInterface()
     app.config.update(config)
     if not app.testing:
         _require(settings, allow_missing_token=config.pop("ALLOW_MISSING_TOKEN", False))
@@ -58,7 +58,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     validator = RequestValidator(settings.twilio_auth_token)
     app.extensions["callflow"] = {"settings": settings, "registry": rt.registry,
                                   "store": rt.store, "runtime": rt, "engine": engine,
-                                  "staff": staff, "manager_line": ManagerLineCalls(rt, staff),
+                                  "staff": staff, "sign_in": WebSignIn(staff, clock=rt.clock),
+                                  "manager_line": ManagerLineCalls(rt, staff),
                                   "validator": validator}
     if not app.testing:  # SIGHUP reloads whatever the interval (0: SIGHUP only)
         rt.registry.watch(settings.reload_interval)

@@ -1,28 +1,58 @@
 """Manager sign-in for the web: the session cookie, CSRF protection, and who is signed in.
 
-The cookie is signed with SECRET_KEY, http-only, same-site strict, secure behind https, and
-expires after a spell of inactivity. Every state-changing request must carry the session's
-CSRF token and must not come from another site.
+The cookie holds only the id of a session kept in Redis (``webhooks.sessions``); it is
+http-only, same-site strict, secure behind https and sent only to ``/manager``. Every
+state-changing request must carry the session's CSRF token and must not come from another site.
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import secrets
 from functools import wraps
 from urllib.parse import urlsplit
 
 from flask import current_app, g, jsonify, request, session
 
+from callflow.errors import StoreUnavailable
+from callflow.sign_in import DEVICE_SECONDS, WebSignIn
 from callflow.staff import Role, StaffMember, StaffStore
 from webhooks.sessions import session_generation
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_HEADER = "X-CSRF-Token"
+# The browser's device token: sent only to the sign-in form, for 90 days.
+DEVICE_COOKIE = "callflow_device"
+DEVICE_PATH = "/manager/login"
 
 
 def staff_store() -> StaffStore:
     return current_app.extensions["callflow"]["staff"]
+
+
+def web_sign_in() -> WebSignIn:
+    return current_app.extensions["callflow"]["sign_in"]
+
+
+def client_address() -> str | None:
+    """The client's IP address (behind ``CALLFLOW_TRUSTED_PROXIES``, the one the proxy put in
+    X-Forwarded-For), or None when it is not an IP address at all: a malformed header is never
+    counted, logged or stored (it could be anything, a phone number included)."""
+    value = request.remote_addr or ""
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return None
+
+
+def keep_device(response, token: str):
+    """Let this browser be known to the account next time (see ``callflow.sign_in``)."""
+    settings = current_app.extensions["callflow"]["settings"]
+    response.set_cookie(DEVICE_COOKIE, token, max_age=DEVICE_SECONDS, path=DEVICE_PATH,
+                        secure=settings.public_url.startswith("https://"), httponly=True,
+                        samesite="Strict")
+    return response
 
 
 def csrf_token() -> str:
@@ -31,8 +61,16 @@ def csrf_token() -> str:
     return session["csrf"]
 
 
+def session_store_up() -> None:
+    """Fail closed (503, through the blueprints' handlers) when the session store is down:
+    neither who is signed in nor the CSRF token can be known then."""
+    if not getattr(session, "available", True):
+        raise StoreUnavailable("the session store is unavailable")
+
+
 def current_member() -> StaffMember | None:
     """The signed-in staff member, re-read each request: a disabled account is signed out."""
+    session_store_up()
     if "member" not in g:
         name = session.get("user")
         member = staff_store().get(name) if name else None
@@ -43,6 +81,7 @@ def current_member() -> StaffMember | None:
 
 def sign_in(member: StaffMember) -> None:
     session.clear()
+    session.renew()  # a new id: one known before sign-in (fixation) is no use after
     session.permanent = True
     session["user"] = member.name
     session["generation"] = session_generation(member.name)
@@ -75,6 +114,7 @@ def check_csrf() -> tuple | None:
     """``before_request`` of the manager blueprint: None, or a 403 response."""
     if request.method in SAFE_METHODS:
         return None
+    session_store_up()
     sent = request.headers.get(CSRF_HEADER) or request.form.get("csrf_token", "")
     expected = session.get("csrf", "")
     matches = hmac.compare_digest(sent.encode("utf-8", "replace"), expected.encode("utf-8"))

@@ -8,10 +8,10 @@ import logging
 from flask import Blueprint, Response, abort, current_app
 from twilio.twiml.voice_response import VoiceResponse
 
-from callflow.bridge import LEG_ENDED, Bridge
+from callflow.bridge import Bridge
 from callflow.errors import StoreUnavailable
 from callflow.monitoring import MonitoringGate
-from webhooks.edge import check_and_strip, field, link
+from webhooks.edge import CALL_SID, check_and_strip, field, link
 from webhooks.voice import METHODS, twiml
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,12 @@ def call_id() -> str:
     return value
 
 
+def sid_or_empty() -> str:
+    """The request's CallSid when it is well formed, else "" (nothing is recorded then)."""
+    sid = field("CallSid")
+    return sid if CALL_SID.fullmatch(sid) else ""
+
+
 @bp.errorhandler(StoreUnavailable)
 def store_unavailable(error: StoreUnavailable):
     """A callback the store cannot take: Twilio logs the 503; no caller hears anything of it."""
@@ -52,7 +58,7 @@ def hold():
 @bp.route("/conference", methods=METHODS)
 def conference():
     bridge().conference_event(call_id(), field("StatusCallbackEvent"), field("ConferenceSid"),
-                              field("CallSid"))
+                              field("CallSid"), field("ParticipantLabel"))
     return twiml(VoiceResponse())
 
 
@@ -63,15 +69,18 @@ def worker():
 
 @bp.route("/worker/answer", methods=METHODS)
 def worker_answer():
-    return twiml(bridge().worker_answer(call_id(), leg(), field("Digits"), link("flow")))
+    return twiml(bridge().worker_answer(call_id(), leg(), field("Digits"), link("flow"),
+                                        sid_or_empty()))
 
 
 @bp.route("/monitor/status", methods=METHODS)
 def monitor_status():
-    """The manager's web-rung leg: once it ends (or never answers) the session is closed."""
+    """The manager's web-rung leg: Twilio naming it (which settles a listen whose REST answer
+    was lost) and, once it ends (or never answers), closing the session."""
     session = link("session")
-    if field("CallStatus") in LEG_ENDED and session:
-        MonitoringGate(bridge().rt, bridge().rt.audit).leg_left(session, field("CallStatus"))
+    if session:
+        MonitoringGate(bridge().rt, bridge().rt.audit).leg_reported(session, sid_or_empty(),
+                                                                    field("CallStatus"))
     return twiml(VoiceResponse())
 
 

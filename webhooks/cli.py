@@ -7,21 +7,23 @@ import ipaddress
 import logging
 import os
 import secrets
+import signal
 import sys
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import click
 
-from callflow import logs, runtime
+from callflow import local, logs, runtime
 from callflow.cli import cli
 from callflow.config import Settings
 from callflow.errors import CallflowError
 from callflow.links import Links
 from callflow.local_keys import local_signing_key
 from callflow.registry import reload_on_sighup
+from callflow.store import stop_embedded
 from webhooks.simulator import ACCOUNT_SID, Event, Keypad, TwilioSim
 from webhooks.twilio_double import TwilioDouble
 
@@ -35,16 +37,20 @@ def is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
-def local_settings(settings: Settings, host: str, port: int) -> Settings:
-    """On a loopback address, fill what a first try on a laptop lacks, loudly; never elsewhere."""
+def loopback_settings(settings: Settings, host: str, port: int) -> Settings:
+    """On a loopback address, fill what a first try on a laptop lacks, loudly; never elsewhere.
+
+    The local key is the one every other command uses in local mode (``callflow.local``), so
+    ``callflow audit verify`` checks what this serve wrote.
+    """
     notes = []
     if not settings.public_url:
         settings = replace(settings, public_url=f"http://{host}:{port}")
         notes.append(f"CALLFLOW_PUBLIC_URL is not set: using {settings.public_url}")
-    if not settings.secret_key:
-        settings = replace(settings, secret_key=local_secret(settings))
+    if not settings.secret_key and local.is_local(settings):
+        settings = local.with_local_key(settings)
         notes.append("SECRET_KEY is not set: using the local key kept beside the embedded "
-                     f"store ({Path(settings.embedded_db).parent / 'secret-key'})")
+                     f"store ({local.secret_path(settings)})")
     if not settings.audit_signing_key and not settings.shared_store:
         notes.append("CALLFLOW_AUDIT_SIGNING_KEY is not set: the audit log is signed with the "
                      f"local key kept beside the embedded store ({local_signing_key(settings)})")
@@ -54,6 +60,23 @@ def local_settings(settings: Settings, host: str, port: int) -> Settings:
     for note in notes:
         click.echo(f"local mode: {note}", err=True)
     return settings
+
+
+def stop_like_ctrl_c(signum: int, frame: object) -> None:
+    """SIGTERM (``kill``, a service manager) ends ``serve`` the way Ctrl-C does."""
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def embedded_store_stopped_at_the_end(app):
+    """Whatever ends the block (a normal exit, Ctrl-C, SIGTERM, an error), the embedded
+    store's redis-server is stopped with it, its data saved."""
+    previous = signal.signal(signal.SIGTERM, stop_like_ctrl_c)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        stop_embedded(app.extensions["callflow"]["store"])
 
 
 @cli.command()
@@ -67,19 +90,50 @@ def serve(host: str, port: int) -> None:
 
     settings = Settings.from_env()
     if is_loopback(host):
-        settings = local_settings(settings, host, port)
+        settings = loopback_settings(settings, host, port)
     try:
         app = create_app({"SETTINGS": settings, "ALLOW_MISSING_TOKEN": is_loopback(host)})
     except CallflowError as exc:
         raise click.ClickException(str(exc)) from None
-    if not settings.shared_store:
-        from callflow.worker import start_in_process
+    with embedded_store_stopped_at_the_end(app):
+        jobs = None
+        if not settings.shared_store:
+            from callflow.worker import start_in_process
 
-        start_in_process(app.extensions["callflow"]["runtime"])
-    click.echo(f"callflow listening on http://{host}:{port} (flows: {settings.flows_dir}, "
-               f"store: {'Redis' if settings.shared_store else 'embedded, jobs run in-process'})",
-               err=True)
-    run(app, host, port)
+            jobs = start_in_process(app.extensions["callflow"]["runtime"])
+        store = "Redis" if settings.shared_store else "embedded, jobs run in-process"
+        click.echo(f"callflow listening on http://{host}:{port} (flows: {settings.flows_dir}, "
+                   f"store: {store})", err=True)
+        try:
+            run(app, host, port)
+        finally:
+            if jobs is not None:
+                jobs.set()
+
+
+PHONE_KEYS = frozenset("0123456789*#")
+KEYS_HINT = ("a phone has the keys 0-9, * and #; give each prompt's keys between commas, "
+             "an empty entry for none (e.g. ',1')")
+
+
+def phone_keys(text: str) -> str:
+    """``text`` if a phone could press it, else a ``click.BadParameter`` with the hint."""
+    text = text.strip()
+    wrong = sorted(set(text) - PHONE_KEYS)
+    if wrong:
+        raise click.BadParameter(f"{' '.join(repr(k) for k in wrong)} "
+                                 f"{'is not a key' if len(wrong) == 1 else 'are not keys'} "
+                                 f"on a phone: {KEYS_HINT}")
+    return text
+
+
+def split_keys(value: str | None, option: str) -> list[str] | None:
+    if value is None:
+        return None
+    try:
+        return [phone_keys(k) for k in value.split(",")]
+    except click.BadParameter as exc:
+        raise click.BadParameter(exc.message, param_hint=option) from None
 
 
 @cli.command()
@@ -115,50 +169,62 @@ class TerminalKeypad(Keypad):
     def caller(self, prompt: str) -> str:
         if self.scripted_caller:
             return super().caller(prompt)
-        return click.prompt("  your key (Enter for none)", default="", show_default=False)
+        return click.prompt("  your key (Enter for none)", default="", show_default=False,
+                            value_proc=phone_keys)
 
     def worker(self, name: str, whisper: str) -> str:
         if self.scripted_worker:
             return super().worker(name, whisper)
         return click.prompt(f"  worker {name}: key (1 accepts, Enter = no answer)", default="",
-                            show_default=False)
-
-
-def local_secret(settings: Settings) -> str:
-    """A key kept beside the embedded store, so its signed audit log verifies across runs."""
-    path = Path(settings.embedded_db).parent / "secret-key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(48), encoding="utf-8")
-        path.chmod(0o600)
-    return path.read_text(encoding="utf-8").strip()
+                            show_default=False, value_proc=phone_keys)
 
 
 SHOW = {
     "step": lambda e: click.style(f"  · {e.text}", dim=True),
-    "say": lambda e: (f"  {e.who} hears: " if e.who == "worker" else "🔊 ") + e.text,
+    "say": lambda e: (f"  worker {e.name} hears: " if e.who == "worker" else "🔊 ") + e.text,
     "play": lambda e: f"♪ plays {e.text}",
     "gather": lambda e: f"  ⌨ pressed {e.text}" if e.text else "  ⌨ (no key)",
     "dial": lambda e: f"☎ dialling workers; they see {e.text}",
-    "ring": lambda e: f"☎ worker {e.text} is ringing…",
-    "accepted": lambda e: f"  worker {e.text} pressed 1",
-    "declined": lambda e: f"  worker {e.text} did not accept",
-    "connected": lambda e: click.style(f"✔ connected to {e.text}", bold=True),
+    "ring": lambda e: f"☎ worker {e.name} is ringing…",
+    "accepted": lambda e: f"  worker {e.name} pressed 1",
+    "declined": lambda e: f"  worker {e.name} did not accept",
+    "connected": lambda e: click.style(f"✔ connected to {e.name}", bold=True),
     "waiting": lambda e: "⏳ waiting in a private conference room while workers are rung",
-    "cancelled": lambda e: "  another worker's phone stops ringing",
+    "cancelled": lambda e: f"  worker {e.name} stops ringing: the call was taken",
     "fallback": lambda e: "  nobody accepted: taken to the flow's no-answer step",
     "hangup": lambda e: "— call ended —",
     "http": lambda e: click.style(f"✘ the service answered HTTP {e.text}", fg="red"),
 }
 
 
-def split_keys(value: str | None) -> list[str] | None:
-    return None if value is None else [k.strip() for k in value.split(",")]
+def answered_numbers(flows_dir: str) -> list[tuple[str, str]]:
+    """Each number the flows answer, with what answers it, in the order of the files."""
+    from callflow.loader import load_flowset
+
+    flowset = load_flowset(flows_dir)
+    numbers = [(n, flow.helpline) for flow in flowset.flows.values() for n in flow.numbers]
+    if flowset.manager_line:
+        numbers += [(n, "the manager line") for n in flowset.manager_line.numbers]
+    return numbers
 
 
-@cli.command()
-@click.option("--to", "to", required=True, help="The helpline number to ring.")
-@click.option("--digits", help="Caller's keys, comma separated ('' = no key), e.g. 1,2")
+class SimulateCommand(click.Command):
+    """``simulate --help`` ends with the numbers the flows answer, read when it is asked."""
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        flows_dir = Settings.from_env().flows_dir
+        try:
+            rows = answered_numbers(flows_dir)
+        except CallflowError as exc:
+            rows = [("", f"(the flows in {flows_dir} do not load: {exc})")]
+        with formatter.section(f"Numbers answered (flows in {flows_dir})"):
+            formatter.write_dl(rows)
+
+
+@cli.command(cls=SimulateCommand)
+@click.option("--to", "to", required=True, help="The number to ring (see below).")
+@click.option("--digits", help="The caller's keys at each prompt, comma separated ('' = no "
+              "key), e.g. ',1'; without it the call is interactive")
 @click.option("--worker-digits", help="Workers' keys at screening, comma separated (default: "
               "1 when scripted)")
 @click.option("--at", "at", help='Pretend it is this local time, e.g. "2026-12-25 14:00"')
@@ -166,29 +232,42 @@ def simulate(to: str, digits: str | None, worker_digits: str | None, at: str | N
     """Play a call to a helpline in the terminal, through signed webhooks."""
     from webhooks import create_app
 
-    settings = Settings.from_env()
+    settings = local.settings()
+    caller_keys = split_keys(digits, "--digits")
+    worker_keys = split_keys(worker_digits, "--worker-digits")
+    try:
+        numbers = answered_numbers(settings.flows_dir)
+    except CallflowError as exc:
+        raise click.ClickException(str(exc)) from None
+    if to not in {number for number, _ in numbers}:
+        listed = ", ".join(f"{number} ({what})" for number, what in numbers)
+        raise click.BadParameter(f"no flow answers {to}; the numbers answered are: {listed}",
+                                 param_hint="--to")
+    if not settings.secret_key:
+        raise click.ClickException("set SECRET_KEY: the simulator writes to the Redis at "
+                                   "REDIS_URL, whose audit log is signed with it (or unset "
+                                   "REDIS_URL to simulate on the embedded store)")
     settings = replace(settings, twilio_account_sid=ACCOUNT_SID,
                        twilio_auth_token=secrets.token_hex(16),
-                       secret_key=settings.secret_key or local_secret(settings),
                        public_url="https://simulator.callflow.invalid", reload_interval=0,
                        log_level="WARNING")
+    clock = clock_at(at, to, settings) if at else None
     rest = TwilioDouble()
     try:
         app = create_app({"SETTINGS": settings, "TWILIO_HTTP_CLIENT": rest, "SYNC_JOBS": True,
-                          "CLOCK": clock_at(at, to, settings) if at else None})
+                          "CLOCK": clock})
     except CallflowError as exc:
         raise click.ClickException(str(exc)) from None
-    scripted = digits is not None
-    keypad = TerminalKeypad(split_keys(digits),
-                            split_keys(worker_digits) if worker_digits is not None
-                            else (["1"] if scripted else None))
+    keypad = TerminalKeypad(caller_keys, worker_keys if worker_keys is not None
+                            else (["1"] if caller_keys is not None else None))
 
     def show(event: Event) -> None:
         click.echo(SHOW.get(event.kind, lambda e: f"{e.kind} {e.text}")(event))
 
-    transcript = TwilioSim(app, on_event=show, rest=rest).call(to, keypad)
-    if "http" in transcript.kinds():
-        sys.exit(1)
+    with embedded_store_stopped_at_the_end(app):
+        transcript = TwilioSim(app, on_event=show, rest=rest).call(to, keypad)
+        if "http" in transcript.kinds():
+            sys.exit(1)
 
 
 def clock_at(at: str, to: str, settings: Settings):

@@ -12,6 +12,8 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import re
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from functools import wraps
@@ -63,9 +65,12 @@ KIND_LABELS = {
     AuditKind.MONITOR_REFUSED: "Listen refused",
     AuditKind.MONITOR_STARTED: "Listening started",
     AuditKind.MONITOR_ENDED: "Listening ended",
+    AuditKind.MONITOR_UNKNOWN: "Listen not confirmed by Twilio",
+    AuditKind.ALARM: "Alarm",
     AuditKind.LOGIN: "Signed in",
     AuditKind.LOGIN_FAILED: "Sign-in refused",
     AuditKind.LOCKOUT: "Locked out",
+    AuditKind.LOGIN_THROTTLED: "Sign-ins refused unchecked",
     AuditKind.STAFF_CHANGED: "Staff account changed",
     AuditKind.FLOW_RELOADED: "Flows reloaded",
     AuditKind.FLOW_RELOAD_REFUSED: "Flow edit refused",
@@ -75,6 +80,8 @@ KIND_LABELS = {
 KIND_TONES = {
     AuditKind.MONITOR_REFUSED: "warn", AuditKind.LOGIN_FAILED: "warn", AuditKind.LOCKOUT: "bad",
     AuditKind.FLOW_RELOAD_REFUSED: "bad", AuditKind.MONITOR_GRANTED: "good",
+    AuditKind.MONITOR_UNKNOWN: "warn", AuditKind.ALARM: "bad",
+    AuditKind.LOGIN_THROTTLED: "warn",
     AuditKind.MONITOR_STARTED: "good", AuditKind.EXCEPTION_RECORDED: "note",
 }
 GROUND_LABELS = {ground.value: text[0].upper() + text[1:] for ground, text in
@@ -86,7 +93,7 @@ AGENCY_LABELS = {
     Agency.OTHER.value: "Another agency",
 }
 WHY_NOT_LABELS = {why.value: text[0].upper() + text[1:] for why, text in WHY_NOT.items()}
-WORDY = frozenset({"reason", "change", "channel", "purpose", "problem"})
+WORDY = frozenset({"reason", "change", "channel", "purpose", "problem", "resolved_by"})
 CSV_COLUMNS = ("seq", "at", "kind", "actor", "data", "prev", "hash")
 
 
@@ -164,7 +171,8 @@ class AuditFilter:
             kind = None
         start, end = _date(args.get("from")), _date(args.get("to"))
         if start is False or end is False:
-            problems.append("Dates are written like 2026-11-25; that date was ignored.")
+            problems.append("Dates are written day first, like 25/11/2026; that date was "
+                            "ignored.")
         start = start or None
         end = end or None
         if start and end and end < start:
@@ -183,18 +191,29 @@ class AuditFilter:
         return list(reversed(found))
 
     def args(self) -> dict[str, str]:
-        values = {"kind": self.kind, "from": self.start and self.start.isoformat(),
-                  "to": self.end and self.end.isoformat()}
+        values = {"kind": self.kind, "from": self.start and day_first(self.start),
+                  "to": self.end and day_first(self.end)}
         return {name: value for name, value in values.items() if value}
 
 
+def day_first(day: date) -> str:
+    """A date as it is shown and typed on these pages: 25/11/2026 (en-GB)."""
+    return day.strftime("%d/%m/%Y")
+
+
 def _date(text: str | None) -> date | None | bool:
+    """A date typed day first (25/11/2026, 25-11-2026, 25.11.2026), or 2026-11-25 as a link
+    or a browser's date picker sends it; False for anything else."""
+    text = (text or "").strip()
     if not text:
         return None
-    try:
+    with suppress(ValueError):
         return date.fromisoformat(text)
-    except ValueError:
-        return False
+    parts = text.replace("-", "/").replace(".", "/").split("/")
+    if len(parts) == 3 and all(p.isascii() and p.isdigit() for p in parts) and len(parts[2]) == 4:
+        with suppress(ValueError):
+            return date(int(parts[2]), int(parts[1]), int(parts[0]))
+    return False
 
 
 def verification_badge(result: Verification) -> dict:
@@ -242,6 +261,8 @@ def audit():
         e.kind, ""), "details": details(e)} for e in entries[:SHOWN_ENTRIES]]
     return render_template("audit.html", **chrome("audit"), rows=rows, total=len(entries),
                            shown=SHOWN_ENTRIES, chosen=chosen, kinds=KIND_LABELS,
+                           typed={"from": request.args.get("from", ""),
+                                  "to": request.args.get("to", "")},
                            badge=verification_badge(rt().audit.verify_recent()))
 
 
@@ -334,14 +355,31 @@ def record():
                                  None if told else form["why_not"],
                                  None if told else form["detail"])
     except ValueError as exc:
+        if str(exc).startswith("call_id"):  # never echo back what may be a phone number
+            form["call"] = ""
         return render_register(form, _sentence(str(exc)), status=400)
     return redirect(url_for("dashboard.exceptions", recorded=entry.seq))
 
 
+# The register's checks name its fields as the API does; the form says them in words.
+FIELD_WORDS = {
+    "not_informed_reason": "the reason the caller was not told",
+    "caller_informed": "whether the caller was told",
+    "call_id": "the call reference",
+    "grounds": "the grounds",
+    "agency": "who it was shared with",
+    "actor": "who is recording it",
+}
+# Only the names no sentence would use as words ("grounds" is both).
+FIELD_NAME = re.compile(r"\b(" + "|".join(n for n in FIELD_WORDS if "_" in n) + r")\b")
+
+
 def _sentence(message: str) -> str:
-    """The register's checks name the field first ("grounds: …"); a form shows the words."""
+    """A check's message as the form shows it: a field named first ("grounds: …") is the
+    field the message is about, and any field named inside it is said in words."""
     head, _, rest = message.partition(": ")
-    text = rest if rest and " " not in head else message
+    text = rest if rest and head in FIELD_WORDS else message
+    text = FIELD_NAME.sub(lambda m: FIELD_WORDS[m[1]], text)
     return text[0].upper() + text[1:] + ("" if text.endswith(".") else ".")
 
 

@@ -23,18 +23,21 @@ from callflow.audit import AuditKind
 from callflow.errors import AuditUnavailable, LockedOut, SignInRefused, StoreUnavailable
 from callflow.exceptions_register import record_exception
 from callflow.live import LiveCall
-from callflow.monitoring import MonitoringGate
+from callflow.monitoring import REQUEST_FIELDS, MonitoringGate
 from callflow.runtime import Runtime
 from callflow.staff import Role
 from webhooks import sessions
 from webhooks.auth import (
+    DEVICE_COOKIE,
     check_csrf,
+    client_address,
     csrf_token,
     current_member,
+    keep_device,
     require,
     sign_in,
     sign_out,
-    staff_store,
+    web_sign_in,
 )
 from webhooks.public import helplines
 
@@ -58,7 +61,10 @@ def wants_json() -> bool:
 @bp.errorhandler(StoreUnavailable)
 @bp.errorhandler(AuditUnavailable)
 def unavailable(error: Exception):
+    """Fail closed: the API says so in JSON, a page (the sign-in form too) in words."""
     log.error("manager request failed closed", extra={"event": "unavailable"})
+    if not (request.path.startswith("/manager/api/") or wants_json()):
+        return render_template("unavailable.html", member=None), 503
     return jsonify(reason="unavailable", message="The service's store or audit log is "
                    "unavailable; nothing was changed."), 503
 
@@ -70,29 +76,38 @@ def login_form():
     if current_member() is not None:
         return redirect(url_for("manager.home"))
     return render_template("login.html", csrf_token=csrf_token(), error=None,
-                           notice=sessions.take_notice())
+                           notice=sessions.take_notice(), username="")
 
 
 @bp.post("/login")
 def login():
     name, password = request.form.get("username", ""), request.form.get("password", "")
+    address = client_address()
+    if address is None:
+        return _login_refused("Your request's forwarded address is not an IP address, so it "
+                              "cannot be signed in; check the proxy in front of the service.",
+                              400, reason="bad_request")
     try:
-        member = staff_store().authenticate(name, password, request.remote_addr or "unknown")
+        signed = web_sign_in().attempt(name, password, address,
+                                       request.cookies.get(DEVICE_COOKIE, ""))
     except LockedOut as exc:
         return _login_refused(str(exc).capitalize() + ".", 429)
     except SignInRefused:
         return _login_refused("That username and password did not match.", 401)
-    sign_in(member)
+    sign_in(signed.member)
     if wants_json():
-        return jsonify(user=member.name, role=member.role.value, csrf_token=csrf_token())
-    return redirect(url_for("manager.home"))
+        response = jsonify(user=signed.member.name, role=signed.member.role.value,
+                           csrf_token=csrf_token())
+    else:
+        response = redirect(url_for("manager.home"))
+    return keep_device(response, signed.device)
 
 
-def _login_refused(message: str, status: int):
+def _login_refused(message: str, status: int, reason: str = "sign_in_refused"):
     if wants_json():
-        return jsonify(reason="sign_in_refused", message=message), status
+        return jsonify(reason=reason, message=message), status
     return render_template("login.html", csrf_token=csrf_token(), error=message,
-                           notice=None), status
+                           notice=None, username=request.form.get("username", "")), status
 
 
 @bp.post("/logout")
@@ -123,7 +138,7 @@ def home():
 def session_info():
     member = current_member()
     return jsonify(user=member.name, role=member.role.value, csrf_token=csrf_token(),
-                   phone_set=bool(member.phone))
+                   phone_set=bool(member.phone), phone_label=member.phone_label or None)
 
 
 def call_json(call: LiveCall, helplines: dict[str, str]) -> dict:
@@ -136,8 +151,13 @@ def call_json(call: LiveCall, helplines: dict[str, str]) -> dict:
 @bp.get("/api/calls")
 @require()
 def calls():
-    helplines = {f.id: f.helpline for f in rt().registry.current.flows.values()}
-    return jsonify(calls=[call_json(c, helplines) for c in rt().live.listing()])
+    """The live calls, and whether each helpline is open now (the page's pills follow it)."""
+    flows = rt().registry.current.flows.values()
+    names = {f.id: f.helpline for f in flows}
+    now = rt().clock()
+    return jsonify(calls=[call_json(c, names) for c in rt().live.listing()],
+                   helplines=[{"name": f.helpline, "open": f.hours.is_open(now)}
+                              for f in sorted(flows, key=lambda f: f.helpline)])
 
 
 @bp.post("/api/calls/<call_id>/listen")
@@ -145,11 +165,14 @@ def calls():
 def listen(call_id: str):
     body = request.get_json(silent=True)
     body = body if isinstance(body, dict) else {}
-    purpose, phone = body.get("purpose"), body.get("phone")
-    decision = gate().request(current_member(), call_id, str(purpose or ""),
-                              phone=str(phone) if phone else None)
+    purpose = str(body.get("purpose") or "")
+    if set(body) - REQUEST_FIELDS:
+        decision = gate().refuse_request(current_member(), call_id, purpose, set(body))
+    else:
+        decision = gate().request(current_member(), call_id, purpose)
     if decision.granted:
-        return jsonify(session=decision.session, message=decision.message), 202
+        return jsonify(session=decision.session, message=decision.message,
+                       outcome="unknown" if decision.unknown else "granted"), 202
     return jsonify(reason=decision.refusal.value, message=decision.message), decision.status
 
 

@@ -1,4 +1,4 @@
-"""The manager line's webhooks: PIN sign-in, the list of live calls, the purpose."""
+"""The manager line's webhooks: staff number and PIN, the list of live calls, the purpose."""
 
 from __future__ import annotations
 
@@ -28,7 +28,12 @@ def unavailable(error: Exception):
     return twiml(line().unavailable())
 
 
-@bp.route("/pin", endpoint="pin", methods=METHODS)
+@bp.route("/staff", methods=METHODS)
+def staff():
+    return twiml(line().staff_number(require_call_sid(), field("Digits")))
+
+
+@bp.route("/pin", methods=METHODS)
 def pin():
     return twiml(line().pin(require_call_sid(), field("Digits")))
 
@@ -38,6 +43,6 @@ def listing():
     return twiml(line().listing(require_call_sid(), field("Digits")))
 
 
-@bp.route("/purpose", endpoint="purpose", methods=METHODS)
+@bp.route("/purpose", methods=METHODS)
 def purpose():
     return twiml(line().purpose(require_call_sid(), link("call"), field("Digits")))

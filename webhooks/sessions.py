@@ -1,8 +1,10 @@
-"""Web sessions beyond the signed cookie: the inactivity timeout and "sign out everywhere".
+"""Web sessions held on the server, the inactivity timeout, and "sign out everywhere".
 
-The cookie alone cannot do either. Flask re-issues it on every request, and the live-calls
-page polls every few seconds, so a tab left open would never time out; and a cookie cannot be
-taken back from a device once issued. So:
+A signed cookie that holds the session itself cannot be taken back: a copy saved before
+sign-out would go on working wherever it was replayed. So the cookie carries only a random id,
+and the session's record is in Redis (keyed by the id's SHA-256, with a TTL): signing out
+deletes the record, and the id is worthless from then on, everywhere. Signing in starts a new
+id. A session ends :data:`ABSOLUTE_LIFETIME` after sign-in however active it is, and besides:
 
 - each session holds the time of its last *activity* (any request but the page's background
   polling, which says so with the ``X-Callflow-Poll`` header); a session idle for longer than
@@ -14,22 +16,122 @@ taken back from a device once issued. So:
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import re
+import secrets
+from datetime import timedelta
 
 import redis
 from flask import Flask, current_app, request, session
+from flask.sessions import SessionInterface, SessionMixin
+from werkzeug.datastructures import CallbackDict
 
 from callflow import keys
 from callflow.audit import AuditKind
 
 log = logging.getLogger(__name__)
+ABSOLUTE_LIFETIME = timedelta(hours=12)
+SESSION_ID = re.compile(r"[A-Za-z0-9_-]{43}")  # secrets.token_urlsafe(32)
+# A signed-in record outlives the idle limit a little, so an idle session is still found, and
+# said to have timed out, when its owner comes back; an anonymous one (a sign-in form's CSRF
+# token) lasts ten minutes at most, so a flood of sign-in pages costs little memory.
+IDLE_GRACE_SECONDS = 60 * 60
+ANONYMOUS_SECONDS = 10 * 60
 POLL_HEADER = "X-Callflow-Poll"
 # Why the sign-in page was reached, shown there once.
 NOTICES = {
     "expired": "You were signed out after {minutes} minutes without activity.",
     "signed_out": "You have signed out.",
     "everywhere": "You have been signed out on every device, this one included.",
+    "lifetime": "You were signed out 12 hours after signing in; please sign in again.",
 }
+
+
+class ServerSession(CallbackDict, SessionMixin):
+    """The session's values, with the id they are stored under and when it began."""
+
+    def __init__(self, values: dict | None = None, sid: str = "", created: float = 0.0,
+                 available: bool = True) -> None:
+        def changed(_session) -> None:
+            self.modified = True
+
+        super().__init__(values or {}, changed)
+        self.sid, self.created, self.available = sid, created, available
+        self.modified = False
+        self.renewed = False
+
+    def renew(self) -> None:
+        """Start over under a new id (at sign-in, so an id known before is no use after)."""
+        self.renewed = True
+        self.modified = True
+
+
+class RedisSessionInterface(SessionInterface):
+    """Flask's session, kept in the service's Redis; the cookie holds the id only."""
+
+    def open_session(self, app: Flask, request) -> ServerSession:
+        sid = request.cookies.get(self.get_cookie_name(app), "")
+        if not SESSION_ID.fullmatch(sid):
+            return ServerSession()
+        try:
+            raw = _store(app).get(keys.web_session(_hash(sid)))
+        except redis.RedisError:
+            log.error("the session store is unavailable", extra={"event": "unavailable"})
+            return ServerSession(available=False)
+        if raw is None:
+            return ServerSession()
+        record = json.loads(raw)
+        created = float(record.pop("_created", 0))
+        if _now(app) - created > ABSOLUTE_LIFETIME.total_seconds():
+            _delete(app, sid)
+            return ServerSession({"notice": "lifetime"} if "user" in record else {})
+        return ServerSession(record, sid=sid, created=created)
+
+    def save_session(self, app: Flask, session: ServerSession, response) -> None:
+        name, path = self.get_cookie_name(app), self.get_cookie_path(app)
+        if not session.available:
+            return
+        if not session:
+            if session.sid:
+                _delete(app, session.sid)
+            if request.cookies.get(name):
+                response.delete_cookie(name, path=path, domain=self.get_cookie_domain(app))
+            return
+        if session.sid and not (session.modified or session.renewed):
+            return
+        now = _now(app)
+        if session.renewed or not session.sid:
+            if session.sid:
+                _delete(app, session.sid)
+            session.sid, session.created = secrets.token_urlsafe(32), now
+        remaining = ABSOLUTE_LIFETIME.total_seconds() - (now - session.created)
+        idle = app.permanent_session_lifetime.total_seconds()
+        kept = idle + IDLE_GRACE_SECONDS if "user" in session else min(idle, ANONYMOUS_SECONDS)
+        ttl = int(max(1, min(remaining, kept)))
+        try:
+            _store(app).set(keys.web_session(_hash(session.sid)),
+                            json.dumps({**session, "_created": session.created}), ex=ttl)
+        except redis.RedisError:
+            log.error("a session could not be saved", extra={"event": "unavailable"})
+            return
+        response.set_cookie(name, session.sid, max_age=int(max(1, remaining)), path=path,
+                            domain=self.get_cookie_domain(app),
+                            secure=self.get_cookie_secure(app),
+                            httponly=self.get_cookie_httponly(app),
+                            samesite=self.get_cookie_samesite(app))
+
+
+def _hash(sid: str) -> str:
+    return hashlib.sha256(sid.encode("ascii")).hexdigest()
+
+
+def _delete(app: Flask, sid: str) -> None:
+    try:
+        _store(app).delete(keys.web_session(_hash(sid)))
+    except redis.RedisError:
+        log.error("a session could not be deleted", extra={"event": "unavailable"})
 
 
 def _store(app: Flask | None = None) -> redis.Redis:
@@ -51,8 +153,8 @@ def sign_out_everywhere(name: str) -> int:
     return generation
 
 
-def _now() -> float:
-    return current_app.extensions["callflow"]["runtime"].clock().timestamp()
+def _now(app: Flask | None = None) -> float:
+    return (app or current_app).extensions["callflow"]["runtime"].clock().timestamp()
 
 
 def _limit_seconds() -> float:

@@ -30,8 +30,10 @@ def new_call_sid() -> str:
 @dataclass
 class Event:
     who: str  # "caller", "worker", "system"
-    kind: str  # say, play, gather, step, ring, accepted, declined, connected, hangup, http
+    kind: str  # say, play, gather, step, ring, accepted, declined, connected, cancelled,
+    #           hangup, http
     text: str = ""
+    name: str = ""  # the worker's, on a worker's events
 
 
 @dataclass
@@ -156,14 +158,19 @@ class TwilioSim:
         return None, {}
 
     def _dial(self, dial: ET.Element, transcript: Transcript, keypad: Keypad, fields) -> str:
-        """Ring each number; the first worker to press 1 at the screening is connected."""
+        """Every number of the <Dial> rings at once; the first worker to press 1 at the
+        screening is connected and the other phones stop ringing."""
         names = self._worker_names()
         self.emit(transcript, Event("system", "dial", dial.get("callerId", "")))
-        for number in dial.findall("Number"):
-            name = names.get((number.text or "").strip(), "a worker")
-            self.emit(transcript, Event("worker", "ring", name))
+        ringing = [(number, names.get((number.text or "").strip(), "a worker"))
+                   for number in dial.findall("Number")]
+        for _number, name in ringing:
+            self.emit(transcript, Event("worker", "ring", name=name))
+        for index, (number, name) in enumerate(ringing):
             if self._screen(number, name, transcript, keypad, dial.get("callerId", "")):
-                self.emit(transcript, Event("system", "connected", name))
+                self.emit(transcript, Event("system", "connected", name=name))
+                for _other, other_name in ringing[index + 1:]:
+                    self.emit(transcript, Event("worker", "cancelled", name=other_name))
                 return "completed"
         return "no-answer"
 
@@ -180,18 +187,18 @@ class TwilioSim:
         body = self.post(url, leg).get_data(as_text=True)
         for verb in ET.fromstring(body):
             if verb.tag == "Say":
-                self.emit(transcript, Event("worker", "say", verb.text or ""))
+                self.emit(transcript, Event("worker", "say", verb.text or "", name))
             if verb.tag == "Gather":
                 whisper = " ".join(child.text or "" for child in verb)
-                self.emit(transcript, Event("worker", "say", whisper))
+                self.emit(transcript, Event("worker", "say", whisper, name))
                 digits = submitted(keypad.worker(name, whisper), verb)
                 if not digits:
-                    self.emit(transcript, Event("worker", "declined", name))
+                    self.emit(transcript, Event("worker", "declined", name=name))
                     return False
                 answer = self.post(verb.get("action"), {**leg, "Digits": digits})
                 accepted = "<Hangup" not in answer.get_data(as_text=True)
                 self.emit(transcript, Event("worker", "accepted" if accepted else "declined",
-                                            name))
+                                            name=name))
                 return accepted
         return False
 
@@ -214,40 +221,48 @@ class TwilioSim:
         if self.rest is None:
             return None
         names = self._worker_names()
-        pending = [r for r in self.rest.take_new() if r.kind == "ring"]
+        ringing: dict[str, str] = {}  # leg sid -> the worker it rings
+
+        def ring(requests: list) -> list:
+            """The legs the service just asked for start ringing, all at once."""
+            legs = [r for r in requests if r.kind == "ring"]
+            for leg in legs:
+                ringing[leg.sid] = names.get(str(leg.data.get("To", "")), "a worker")
+                self.emit(transcript, Event("worker", "ring", name=ringing[leg.sid]))
+            return legs
+
+        pending = ring(self.rest.take_new())
         while pending:
             leg = pending.pop(0)
-            to = str(leg.data.get("To", ""))
-            name = names.get(to, "a worker")
-            self.emit(transcript, Event("worker", "ring", name))
+            name = ringing[leg.sid]
             fields_leg = {"CallSid": leg.sid, "AccountSid": ACCOUNT_SID,
-                          "From": str(leg.data.get("From", "")), "To": to,
-                          "CallStatus": "in-progress", "Direction": "outbound-api",
-                          "ApiVersion": "2010-04-01"}
+                          "From": str(leg.data.get("From", "")),
+                          "To": str(leg.data.get("To", "")), "CallStatus": "in-progress",
+                          "Direction": "outbound-api", "ApiVersion": "2010-04-01"}
             if self._answer(str(leg.data["Url"]), fields_leg, name, transcript, keypad):
-                self.emit(transcript, Event("system", "connected", name))
+                self.emit(transcript, Event("system", "connected", name=name))
                 event("participant-join", leg.sid)
                 event("conference-start", leg.sid)
-                self._settle_cancelled(transcript)
+                self._settle_cancelled(transcript, ringing)
                 event("participant-leave", fields["CallSid"])
                 event("conference-end", fields["CallSid"])
                 self.emit(transcript, Event("caller", "hangup"))
                 return None
             self.post(str(leg.data["StatusCallback"]), {**fields_leg, "CallStatus": "completed"})
-            for request in self.rest.take_new():
-                if request.kind == "ring":
-                    pending.append(request)
-                elif request.kind == "redirect" and request.sid == fields["CallSid"]:
+            new = self.rest.take_new()
+            pending += ring(new)
+            for request in new:
+                if request.kind == "redirect" and request.sid == fields["CallSid"]:
                     event("participant-leave", fields["CallSid"])
                     self.emit(transcript, Event("system", "fallback", ""))
                     return str(request.data["Url"])
         return None
 
-    def _settle_cancelled(self, transcript) -> None:
+    def _settle_cancelled(self, transcript, ringing: dict[str, str]) -> None:
         """Workers whose legs the service cancelled stop ringing."""
         for request in self.rest.take_new():
-            if request.kind == "hang_up":
-                self.emit(transcript, Event("worker", "cancelled", request.sid[:8]))
+            if request.kind == "hang_up" and request.sid in ringing:
+                self.emit(transcript, Event("worker", "cancelled", name=ringing[request.sid]))
 
     def _worker_names(self) -> dict[str, str]:
         flowset = self.app.extensions["callflow"]["registry"].current

@@ -16,11 +16,11 @@ from typing import NoReturn
 
 import click
 
+from callflow import local
 from callflow.audit import AuditLog, Verification, entries_count, utc
 from callflow.audit_export import export_lines, verify_export
 from callflow.audit_keys import AuditKeys, load_public_key
 from callflow.audit_witness import Witness
-from callflow.config import Settings
 from callflow.errors import AuditChainBroken, AuditUnavailable, ConfigError
 from callflow.store import connect
 
@@ -35,8 +35,9 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 def open_log(keys: AuditKeys | None = None) -> AuditLog:
     """The audit log as the environment configures it (``REDIS_URL``, the signing key, the
-    witness); with ``keys``, checked with those instead (a public key only reads)."""
-    settings = Settings.from_env()
+    witness; in local mode the embedded store and the local keys ``callflow serve`` signs
+    with); with ``keys``, checked with those instead (a public key only reads)."""
+    settings = local.settings()
     try:
         audit_log = AuditLog.from_settings(connect(settings), settings, keys=keys)
     except ConfigError as exc:
@@ -49,7 +50,7 @@ def configured_keys(public_key: str | None) -> AuditKeys:
     try:
         if public_key:
             return AuditKeys(load_public_key(public_key, f"--public-key {public_key}"))
-        return AuditKeys.from_settings(Settings.from_env())
+        return AuditKeys.from_settings(local.settings())
     except ConfigError as exc:
         fail(str(exc))
 

@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from callflow import local
 from callflow.config import Settings
 from callflow.doctor import Status, run_checks
 
@@ -19,9 +20,11 @@ def doctor() -> None:
     """Check the configuration, Redis, the flows, Twilio and the numbers; say what to fix.
 
     Reads the same environment as the service. Changes nothing. Exit 0 when every check
-    passes (warnings allowed), 1 when any fails.
+    passes (warnings allowed), 1 when any fails. Without REDIS_URL it checks local mode (the
+    embedded store) and says what a deployment would still need.
     """
-    checks = run_checks(Settings.from_env())
+    settings = Settings.from_env()
+    checks = run_checks(settings)
     for check in checks:
         mark = click.style(MARKS[check.status], fg=COLOURS[check.status])
         click.echo(f"{mark} {check.name}: {check.detail}")
@@ -31,4 +34,8 @@ def doctor() -> None:
     if failed:
         click.echo(f"{len(failed)} check(s) failed: {', '.join(failed)}", err=True)
         sys.exit(1)
+    if local.is_local(settings):
+        click.echo("all checks passed for local mode; see the environment check for what "
+                   "taking real calls needs")
+        return
     click.echo("all checks passed")

@@ -18,7 +18,9 @@ def flows_dir(path: str | None) -> str:
     return path or Settings.from_env().flows_dir
 
 
-def load_or_exit(path: str | None):
+def load_or_exit(path: str | None, outcome: str):
+    """The flows in ``path``, or each error and how many, with ``outcome`` (what this means
+    for the command), and exit 1. Editors' files the folder holds are named in one line."""
     skipped = skipped_files(Path(flows_dir(path)))
     if skipped:
         click.echo(describe_skipped(skipped), err=True)
@@ -27,7 +29,7 @@ def load_or_exit(path: str | None):
     except FlowSetInvalid as exc:
         for error in exc.errors:
             click.echo(f"error: {error}", err=True)
-        click.echo(f"{len(exc.errors)} error(s); nothing was changed", err=True)
+        click.echo(f"{len(exc.errors)} error(s){outcome}", err=True)
         sys.exit(1)
 
 
@@ -35,7 +37,7 @@ def load_or_exit(path: str | None):
 @click.argument("path", required=False)
 def validate(path: str | None) -> None:
     """Prove the flows in PATH (default: CALLFLOW_FLOWS or flows/) keep the policy."""
-    flowset = load_or_exit(path)
+    flowset = load_or_exit(path, "; fix them and run `callflow validate` again")
     for warning in flowset.warnings:
         click.echo(f"warning: {warning}", err=True)
     for flow in flowset.flows.values():
@@ -63,7 +65,7 @@ def schema(output: str | None) -> None:
 @click.option("--flows", "path", help="The flows folder (default: CALLFLOW_FLOWS or flows/).")
 def graph(flow: str, fmt: str, path: str | None) -> None:
     """Draw FLOW (its id, e.g. respect-phoneline) as a diagram."""
-    flowset = load_or_exit(path)
+    flowset = load_or_exit(path, "; no diagram can be drawn until they are fixed")
     if flow not in flowset.flows:
         raise click.ClickException(f"no flow '{flow}'; the flows are: "
                                    f"{', '.join(sorted(flowset.flows))}")

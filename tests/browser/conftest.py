@@ -12,13 +12,13 @@ from flask import Flask
 from callflow.config import Settings
 from callflow.staff import Role, StaffStore
 from tests.audit_keys import SIGNING_PEM
+from tests.bridge_support import FlakyStore
 from tests.browser.support import (
     ARTIFACTS,
     CHROMEDRIVER,
     CHROMIUM,
     Served,
     TickingClock,
-    chromium_present,
 )
 from tests.conftest import FLOWS, OPEN_TIME, TOKEN, free_port
 from webhooks import create_app
@@ -38,6 +38,7 @@ class Site:
     clock: TickingClock
     rest: TwilioDouble
     sim: TwilioSim
+    store: FlakyStore  # set ``store.down`` and the service's Redis fails as if unreachable
 
     @property
     def rt(self):
@@ -57,7 +58,8 @@ def site(redis_url, redis, audit_environment):
                         monitor_daily_limit=4, audit_signing_key=SIGNING_PEM,
                         audit_witness=str(audit_environment))
     clock, rest = TickingClock(OPEN_TIME), TwilioDouble()
-    app = create_app({"TESTING": True, "SETTINGS": settings, "STORE": redis, "CLOCK": clock,
+    store = FlakyStore.from_url(redis_url, decode_responses=True)  # `down` fails it
+    app = create_app({"TESTING": True, "SETTINGS": settings, "STORE": store, "CLOCK": clock,
                       "TWILIO_HTTP_CLIENT": rest, "SYNC_JOBS": True})
     staff = app.extensions["callflow"]["staff"]
     staff.add(MANAGER, PASSWORD, Role.MANAGER, actor="test")
@@ -65,16 +67,15 @@ def site(redis_url, redis, audit_environment):
     staff.add(ADMIN, PASSWORD, Role.ADMIN, actor="test")
     served = Served.start(app, port)
     try:
-        yield Site(app, served.url, clock, rest, TwilioSim(app, rest=rest))
+        yield Site(app, served.url, clock, rest, TwilioSim(app, rest=rest), store)
     finally:
         served.stop()
+        store.close()
 
 
 @pytest.fixture
 def browser():
-    if not chromium_present():
-        pytest.skip("Chromium and chromedriver are not installed (apt-get install chromium "
-                    "chromium-driver)")
+    """Headless Chromium (tests needing it are skipped at collection without it)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service

@@ -9,6 +9,8 @@ Screenshots of every page go to ``test-artifacts/`` (not committed).
 from __future__ import annotations
 
 import re
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 from selenium.webdriver.common.by import By
@@ -239,3 +241,113 @@ def test_a_manager_and_an_admin_use_the_dashboard(site: Site, browser: WebDriver
     shot(driver, "08-policy-phone", width=390, tallest=1600)
 
     assert console_problems(driver) == []
+
+
+def test_the_dashboard_says_clearly_what_went_wrong_and_what_it_still_knows(
+        site: Site, browser: WebDriver):
+    driver = browser
+
+    # A wrong password keeps the username typed, and the password is where to type next.
+    driver.get(site.url + "/manager/login")
+    driver.find_element(By.ID, "username").send_keys(MANAGER)
+    driver.find_element(By.ID, "password").send_keys("not the password at all")
+    driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    wait(driver).until(ec.visibility_of_element_located((By.CSS_SELECTOR, "[role=alert]")))
+    assert driver.find_element(By.ID, "username").get_attribute("value") == MANAGER
+    assert driver.switch_to.active_element.get_attribute("id") == "password"
+
+    # Signing in while Redis is down: the same clear page as the other pages, not JSON.
+    site.store.down = True
+    driver.find_element(By.ID, "password").send_keys(PASSWORD)
+    driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    heading = wait(driver).until(ec.visibility_of_element_located((By.TAG_NAME, "h1")))
+    assert heading.text == "The dashboard is unavailable"
+    assert "Callers are still being put through" in visible_text(driver)
+    assert "{" not in visible_text(driver)
+    shot(driver, "09-unavailable")
+    site.store.down = False
+
+    respect = LiveCaller(site.sim, site.rest, RESPECT).ring()
+    respect.answer()
+    site.clock.advance(hours=4, minutes=59, seconds=40)  # 16:59:40: the call goes on
+    sign_in(driver, site, MANAGER)
+    card = call_card(driver, respect.call_id)
+    listen_button = card.find_element(By.CSS_SELECTOR, "[data-listen]")
+    wait(driver).until(lambda d: listen_button.is_displayed() and listen_button.is_enabled())
+    respect_pill = driver.find_element(By.CSS_SELECTOR,
+                                       '[data-helpline="Respect Phoneline"] .pill')
+    assert respect_pill.text == "Open now"
+
+    # The Open/Closed pill follows the clock with the calls: 17:00 closes the Respect line.
+    wait(driver, 40).until(lambda d: respect_pill.text == "Closed now")
+    assert "pill-closed" in respect_pill.get_attribute("class")
+    mens_pill = driver.find_element(By.CSS_SELECTOR, '[data-helpline="Men\'s Advice Line"] .pill')
+    assert mens_pill.text == "Open now"  # open until 20:00
+
+    # The service stops answering: an error, the cards marked not up to date, no Listen.
+    site.store.down = True
+    status = wait(driver, 20).until(ec.visibility_of_element_located((By.ID, "page-status")))
+    wait(driver, 20).until(lambda d: "page-status-error" in status.get_attribute("class"))
+    assert "What is shown is from" in status.text
+    assert "Not up to date" in card.text
+    assert "call-stale" in card.get_attribute("class")
+    assert not listen_button.is_enabled()
+    colour = status.value_of_css_property("background-color")
+    assert colour != driver.find_element(By.CSS_SELECTOR, ".helpline").value_of_css_property(
+        "background-color")
+    shot(driver, "10-live-calls-stale")
+    site.store.down = False
+    wait(driver, 30).until(lambda d: not status.is_displayed())
+    assert "Not up to date" not in card.text
+    assert listen_button.is_enabled()
+
+    # An exception whose call reference is wrong is explained in words, not field names.
+    driver.find_element(By.LINK_TEXT, "Exceptions").click()
+    driver.find_element(By.ID, "call").send_keys("01632960123")  # a number, not a reference
+    driver.find_element(By.CSS_SELECTOR, "input[value=caller_consent]").click()
+    Select(driver.find_element(By.ID, "agency")).select_by_value("police")
+    driver.find_element(By.CSS_SELECTOR, "input[name=caller_informed][value=yes]").click()
+    driver.find_element(By.XPATH, "//button[normalize-space()='Record exception']").click()
+    error = wait(driver).until(ec.visibility_of_element_located((By.ID, "exception-error")))
+    assert error.text == ("The call reference looks like a phone number; the audit log never "
+                          "holds caller data."), error.text
+    assert "1632960123" not in driver.page_source  # not echoed back into the form
+
+    # Dates are shown and typed day first.
+    driver.find_element(By.LINK_TEXT, "Audit trail").click()
+    when = driver.find_element(By.CSS_SELECTOR, ".audit-table .when time")
+    assert re.match(r"\d{1,2} [A-Z][a-z]{2} \d{4}, ", when.text), when.text
+    written = datetime.fromisoformat(when.get_attribute("datetime"))
+    day = written.astimezone(ZoneInfo("Europe/London")).strftime("%d/%m/%Y")
+    date_field = driver.find_element(By.ID, "from")
+    assert date_field.get_attribute("placeholder") == "dd/mm/yyyy"
+    date_field.send_keys(day)
+    driver.find_element(By.ID, "to").send_keys(day)
+    driver.find_element(By.CSS_SELECTOR, ".filters button[type=submit]").click()
+    wait(driver).until(ec.url_contains("from="))
+    assert driver.find_element(By.ID, "from").get_attribute("value") == day
+    assert not driver.find_elements(By.CSS_SELECTOR, ".filters + .form-error")
+    assert driver.find_elements(By.CSS_SELECTOR, ".audit-table .when")
+    sign_out(driver)
+
+    # On a 390 px phone a flow diagram keeps its size and scrolls, so its words stay legible.
+    sign_in(driver, site, ADMIN)
+    driver.find_element(By.LINK_TEXT, "Flows").click()
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                           {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True})
+    try:
+        scroll = driver.find_element(By.CSS_SELECTOR, ".diagram-scroll")
+        diagram = scroll.find_element(By.CSS_SELECTOR, "svg")
+        drawn = driver.execute_script("return arguments[0].getBoundingClientRect().width", diagram)
+        assert drawn >= float(diagram.get_attribute("width")) - 1  # not shrunk to fit
+        assert driver.execute_script("return arguments[0].scrollWidth > arguments[0].clientWidth",
+                                     scroll)
+        label = diagram.find_element(By.CSS_SELECTOR, "text")
+        assert driver.execute_script("return arguments[0].getBoundingClientRect().height",
+                                     label) >= 10
+        shot(driver, "11-flows-phone", width=390)
+    finally:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+    # The only failed loads are the ones the outage caused.
+    assert [p for p in console_problems(driver) if "status of 503" not in p] == []

@@ -45,7 +45,7 @@ VOICE_ENDPOINTS = [
     "/voice/degraded/dial", "/voice/screen", "/voice/screen/answer", "/voice/fallback",
     "/voice/status", "/voice/hold", "/voice/conference", "/voice/worker",
     "/voice/worker/answer", "/voice/worker/status", "/voice/monitor/status",
-    "/voice/manager/pin", "/voice/manager/list", "/voice/manager/purpose",
+    "/voice/manager/staff", "/voice/manager/pin", "/voice/manager/list", "/voice/manager/purpose",
 ]
 # Every field Twilio sends that names the caller, on every request the tests send.
 CALLER_FIELDS = {"From": CANARY_NUMBER, "Caller": CANARY_NUMBER, **CANARY_FIELDS}

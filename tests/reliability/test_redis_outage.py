@@ -5,7 +5,9 @@ the same port the same app serves the normal flow again, with no restart.
 
 Each test runs its own redis-server and the service's own client (``callflow.store.connect``:
 one-second timeouts, one quick retry of a dropped connection and none of a timeout, no CLIENT
-SETINFO handshake), so the timeouts under test are the production ones.
+SETINFO handshake), so the timeouts under test are the production ones. The tests assert what
+callers hear; how fast they are answered while Redis is down is measured by
+``bench/outage.py``, as a share of Twilio's fifteen-second limit.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 import xml.etree.ElementTree as ET
 from urllib.parse import urlencode
 
@@ -42,11 +43,8 @@ from webhooks.twilio_double import TwilioDouble
 MANAGER_LINE = "+441632960009"
 MANAGER_PHONE = "+447700900301"
 PASSWORD = "a long enough test password"
-# Connection refused answers at once; this bound only has to be far below Twilio's 15 s.
-REFUSED_BOUND = 3.0
-# A hung Redis costs the socket timeouts; this bound is below gunicorn's 10 s worker timeout
-# (so the timeouts, not gunicorn, end the wait) and far below Twilio's 15 s webhook limit.
-HUNG_BOUND = 6.0
+# Only a guard against a stuck test: a frozen Redis costs the client's socket timeouts.
+STUCK_SECONDS = 60
 
 
 def outage_app(url: str, rest: TwilioDouble):
@@ -90,24 +88,11 @@ def assert_put_through(app, body: str, flow_id: str, dialled: str, *,
     return dial
 
 
-class Timed:
-    """Each webhook's answer time, checked against a bound at the end."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-        self.lock = threading.Lock()
-
-    def __call__(self, name: str, send):
-        started = time.monotonic()
-        response = send()
-        with self.lock:
-            self.seconds[name] = time.monotonic() - started
-        assert response.status_code == 200, (name, response.status_code)
-        return response.get_data(as_text=True)
-
-    def assert_within(self, bound: float) -> None:
-        slow = {name: round(s, 2) for name, s in self.seconds.items() if s >= bound}
-        assert not slow, f"webhooks slower than {bound} s: {slow}"
+def answered(send) -> str:
+    """A webhook's TwiML, which must come with a 200."""
+    response = send()
+    assert response.status_code == 200, response.status_code
+    return response.get_data(as_text=True)
 
 
 def test_callers_are_put_through_while_redis_is_down_and_served_normally_when_it_returns(
@@ -127,22 +112,20 @@ def test_callers_are_put_through_while_redis_is_down_and_served_normally_when_it
     notice_url = at_notice.action()
 
     private_redis.kill()
-    timed = Timed()
 
     # A caller in the menu needs no store: the state is in the signed URL. Put through by a
     # direct dial of the flow's own connect step, nothing said again.
-    body = timed("menu answered", lambda: at_menu.send(menu_url, Digits="1"))
+    body = answered(lambda: at_menu.send(menu_url, Digits="1"))
     assert said(body) == []
     dial = assert_put_through(app, body, "respect-phoneline", RESPECT, notice=False)
     assert "/voice/dial?" in dial.get("action")
-    body = timed("notice answered", lambda: at_notice.send(notice_url))
+    body = answered(lambda: at_notice.send(notice_url))
     assert APOLOGY not in said(body) and ET.fromstring(body).find("Gather") is not None
     arriving = Caller(line, RESPECT)
-    body = timed("incoming", arriving.ring)
+    body = answered(arriving.ring)
     assert said(body)[0] == flow(app, "respect-phoneline").notice_text
     arriving.send(arriving.action())
-    body = timed("arriving's menu answered", lambda: arriving.send(arriving.action(),
-                                                                   Digits="1"))
+    body = answered(lambda: arriving.send(arriving.action(), Digits="1"))
     dial = assert_put_through(app, body, "respect-phoneline", RESPECT, notice=False)
 
     # The worker's side of the degraded dial needs no store either: screened, then connected.
@@ -150,19 +133,18 @@ def test_callers_are_put_through_while_redis_is_down_and_served_normally_when_it
     worker = {"CallSid": "CA" + "b" * 32, "AccountSid": ACCOUNT_SID, "To": number.text,
               "Called": number.text, "From": RESPECT, "CallStatus": "in-progress",
               "Direction": "outbound-dial", "ApiVersion": "2010-04-01"}
-    body = timed("screen", lambda: line.post(number.get("url"), worker))
+    body = answered(lambda: line.post(number.get("url"), worker))
     gather = ET.fromstring(body).find("Gather")
     assert gather is not None and gather.get("action")
-    body = timed("screen answer", lambda: line.post(gather.get("action"),
+    body = answered(lambda: line.post(gather.get("action"),
                                                     {**worker, "Digits": "1"}))
     assert ET.fromstring(body).find("Hangup") is None
-    body = timed("dial ended", lambda: arriving.send(dial.get("action"),
+    body = answered(lambda: arriving.send(dial.get("action"),
                                                      DialCallStatus="no-answer"))
     assert ET.fromstring(body).find("Hangup") is not None
-    timed("status", lambda: arriving.send("/voice/status", CallStatus="completed"))
-    body = timed("fallback", lambda: Caller(line, MENS_ADVICE).send("/voice/fallback"))
+    answered(lambda: arriving.send("/voice/status", CallStatus="completed"))
+    body = answered(lambda: Caller(line, MENS_ADVICE).send("/voice/fallback"))
     assert_put_through(app, body, "mens-advice-line", MENS_ADVICE)
-    timed.assert_within(REFUSED_BOUND)
     assert rest.requests == []
 
     private_redis.start()  # the same port, empty: what a restarted non-persistent Redis holds
@@ -185,7 +167,7 @@ def test_callers_are_put_through_while_redis_is_down_and_served_normally_when_it
                  repr(rest.requests))
 
 
-def test_webhooks_answer_within_the_timeouts_while_redis_hangs(private_redis, caplog):
+def test_webhooks_are_answered_by_the_degraded_path_while_redis_hangs(private_redis, caplog):
     """A frozen redis-server accepts connections and never answers: only the client's socket
     timeouts end the wait. Several callers at once, each answered at once: a caller in the menu
     never waits on the store."""
@@ -198,13 +180,12 @@ def test_webhooks_answer_within_the_timeouts_while_redis_hangs(private_redis, ca
     notice_url = mid_call.action()
 
     private_redis.freeze()
-    timed = Timed()
     bodies: dict[str, str] = {}
     errors: list[BaseException] = []
 
     def run(name: str, send) -> None:
         try:
-            bodies[name] = timed(name, send)
+            bodies[name] = answered(send)
         except BaseException as exc:  # reported below, in the test's own thread
             errors.append(exc)
 
@@ -215,10 +196,9 @@ def test_webhooks_answer_within_the_timeouts_while_redis_hangs(private_redis, ca
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(HUNG_BOUND * 3)
+        thread.join(STUCK_SECONDS)
     assert not errors, errors
     assert set(bodies) == set(calls)
-    timed.assert_within(HUNG_BOUND)
     # Callers in the menu never wait on the store: each is answered as if it were up.
     for name, flow_id in (("incoming respect", "respect-phoneline"),
                           ("incoming mens advice", "mens-advice-line")):
@@ -235,17 +215,18 @@ def test_webhooks_answer_within_the_timeouts_while_redis_hangs(private_redis, ca
     assert_clean(line.text(), log_text(caplog.records), redis_text(private_redis.url))
 
 
-def test_a_hung_redis_fails_a_fresh_command_within_two_timeouts(private_redis):
+def test_a_hung_redis_fails_a_fresh_command_with_a_timeout(private_redis):
+    """The socket timeout, not the server, ends the wait: a TimeoutError, which the service
+    turns into the degraded path (how long it takes: bench/outage.py)."""
     import redis
 
     client = connect(Settings(redis_url=private_redis.url))
     private_redis.freeze()
-    started = time.monotonic()
-    with pytest.raises(redis.RedisError):
+    with pytest.raises(redis.TimeoutError):
         client.get("anything")
-    elapsed = time.monotonic() - started
     client.close()
-    assert elapsed < 2 * TIMEOUT_SECONDS + 0.9, f"{elapsed:.2f} s"
+    kwargs = client.connection_pool.connection_kwargs
+    assert kwargs["socket_timeout"] == kwargs["socket_connect_timeout"] == TIMEOUT_SECONDS
 
 
 # -- monitoring while Redis is down: refused, nothing rung --------------------------------------
@@ -292,10 +273,8 @@ def test_listening_fails_closed_while_redis_is_down(private_redis, caplog):
     client, csrf, call_id = signed_in_manager(app, private_redis.url)
 
     private_redis.kill()
-    started = time.monotonic()
     response = listen(client, csrf, call_id)
 
-    assert time.monotonic() - started < REFUSED_BOUND
     assert response.status_code >= 500  # never 202: nothing listened, nothing unaudited
     body = response.get_data(as_text=True)
     assert "Traceback" not in body and "redis" not in body.lower()
@@ -356,12 +335,10 @@ def test_every_webhook_answers_while_redis_is_down(private_redis, caplog, path):
                        "leg": "0", "session": "a-session"})
     private_redis.kill()
 
-    started = time.monotonic()
     response = Caller(line, RESPECT).send(f"{path}?{query}", Digits="1", CallStatus="completed",
                                           StatusCallbackEvent="participant-leave",
                                           DialCallStatus="no-answer")
 
-    assert time.monotonic() - started < REFUSED_BOUND
     assert response.status_code in (200, 503), response.status_code
     if response.status_code == 200:
         assert ET.fromstring(response.get_data(as_text=True)).tag == "Response"

@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
-import time
 import xml.etree.ElementTree as ET
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
@@ -232,7 +231,6 @@ def test_a_ring_job_that_keeps_failing_ends_in_rqs_failed_registry_after_its_ret
         call_id = parse_qs(urlsplit(room.get("waitUrl")).query)["call"][0]
         job = Job.fetch(f"ring-{call_id}", connection=rt.queue.connection,
                         serializer=JSONSerializer)
-        started = time.monotonic()
         for _ in range(REST_RETRY.max + 1):
             if job.get_status() == JobStatus.SCHEDULED:
                 bring_forward(rt, job)
@@ -251,7 +249,6 @@ def test_a_ring_job_that_keeps_failing_ends_in_rqs_failed_registry_after_its_ret
         assert give_up.get_status() == JobStatus.SCHEDULED
         assert HOLDING in said(waiting.send(room.get("waitUrl")).get_data(as_text=True))
 
-    assert time.monotonic() - started < 30
     assert job.get_status() == JobStatus.FAILED
     assert job.retries_left == 0
     assert flaky.created() == Counter()

@@ -24,6 +24,7 @@ from flask import request
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from callflow.manager_line import LineState
 from callflow.monitoring import MonitoringGate
 from callflow.privacy import ALLOWED_FIELDS
 from callflow.staff import StaffStore
@@ -42,7 +43,7 @@ from webhooks import create_app
 from webhooks.twilio_double import TwilioDouble
 
 MANAGER_LINE = "+441632960009"
-PIN = "2580"
+PIN = "258013"
 LINK_PARAMS = ("flow", "step", "call", "leg", "session")
 FUZZ = settings(max_examples=50, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -183,8 +184,8 @@ def fuzz_app(settings, redis, clock):
     in_menu, signed_in = "CA" + "7" * 32, "CA" + "8" * 32
     rt.calls.save(in_menu, CallState(flow="respect-phoneline", step="main-menu",
                                      notice_heard=True))
-    rt.calls.save(signed_in, CallState(flow="manager-line", step="list", manager="morgan",
-                                       choices=connected.id))
+    app.extensions["callflow"]["manager_line"].save_state(
+        signed_in, LineState(manager="morgan", choices=connected.id))
     flowset = rt.registry.current
     app.config["KNOWN"] = Known(
         flows=sorted(flowset.flows), calls=[waiting.id, connected.id, listened.id],

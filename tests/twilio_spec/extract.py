@@ -18,9 +18,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "api_v2010.json"
 ACCOUNT = "/2010-04-01/Accounts/{AccountSid}"
-# The Account (doctor checks it is active), Calls (ring, redirect, hang up, delete, list for
-# the sweep), Conferences and their Participants (listen-ins, checking who is in a room),
-# IncomingPhoneNumbers (twilio sync).
+# The account itself (doctor), Calls (ring, redirect, hang up, delete, list for the sweep),
+# Conferences and their Participants (listen-ins, checking who is in a room, removing a
+# stranger), IncomingPhoneNumbers (twilio sync).
 PATHS = [
     "/2010-04-01/Accounts/{Sid}.json",
     f"{ACCOUNT}/Calls.json",

@@ -59,6 +59,7 @@
     var serverNow = function () { return Date.now() + offset; };
     var isManager = body.dataset.role === "manager";
     var phoneSet = body.dataset.phoneSet === "yes";
+    var phoneLabel = body.dataset.phoneLabel || "";
     var callsUrl = body.dataset.callsUrl;
     var listenUrl = body.dataset.listenUrl;
     var stopUrl = body.dataset.stopUrl;
@@ -73,6 +74,7 @@
     var listening = load();
     var lastCalls = [];
     var failures = 0;
+    var lastSeen = serverNow();
     var lastActivity = Date.now();
 
     Array.prototype.forEach.call(document.querySelectorAll("[data-helpline]"), function (s) {
@@ -80,6 +82,53 @@
     });
 
     function say(text) { status.textContent = text; }
+
+    /* The page cannot reach the service: say so as an error, mark what is shown as stale
+       (it is the last known state, not the present one) and offer no Listen until the
+       service answers again. */
+    function trouble(text) {
+      failures += 1;
+      status.dataset.trouble = "1";
+      status.classList.add("page-status-error");
+      say(text);
+      body.classList.add("is-stale");
+      Object.keys(cards).forEach(function (id) { markStale(cards[id], true); });
+    }
+
+    function recovered() {
+      failures = 0;
+      body.classList.remove("is-stale");
+      if (status.dataset.trouble) {
+        say("");
+        delete status.dataset.trouble;
+        status.classList.remove("page-status-error");
+      }
+    }
+
+    function markStale(card, stale) {
+      card.classList.toggle("call-stale", stale);
+      card.querySelector("[data-stale]").hidden = !stale;
+      var listen = card.querySelector("[data-listen]");
+      listen.disabled = stale;
+      if (stale) {
+        listen.setAttribute("aria-disabled", "true");
+        card.querySelector("[data-submit]").disabled = true;
+      } else {
+        listen.removeAttribute("aria-disabled");
+        card.querySelector("[data-submit]").disabled = false;
+      }
+    }
+
+    /* The Open now / Closed now pill of each helpline, as the service says it is. */
+    function updatePills(helplines) {
+      (helplines || []).forEach(function (h) {
+        var section = sections[h.name];
+        var pill = section && section.querySelector(".pill");
+        if (!pill) { return; }
+        pill.className = "pill " + (h.open ? "pill-open" : "pill-closed");
+        pill.textContent = h.open ? "Open now" : "Closed now";
+      });
+    }
 
     /* A time of day as the helplines tell it (their own time zone, whatever the browser's). */
     function clockTime(millis) {
@@ -130,18 +179,17 @@
       form.id = formId;
       listen.setAttribute("aria-controls", formId);
       listen.setAttribute("aria-label", "Listen to this call (ref " + call.id + ")");
+      /* Only the phone registered on the account is ever rung: the form names it, and
+         cannot change it. */
       var hint = card.querySelector("[data-phone-hint]");
-      var phone = card.querySelector("[data-phone]");
       var hintId = formId + "-hint";
       hint.id = hintId;
-      phone.setAttribute("aria-describedby", hintId);
+      card.querySelector("[data-submit]").setAttribute("aria-describedby", hintId);
       if (phoneSet) {
-        phone.placeholder = "The phone on your account";
-        hint.textContent = "Leave empty to ring the phone saved on your account.";
+        hint.textContent = "Your registered phone (" + phoneLabel + ") will ring.";
       } else {
-        phone.required = true;
-        phone.placeholder = "+44…";
-        hint.textContent = "In international form, starting +44.";
+        hint.textContent = "No phone is registered on your account, so there is nothing to " +
+          "ring: ask an admin to register yours.";
       }
       listen.addEventListener("click", function () { toggleForm(card, form.hidden); });
       card.querySelector("[data-cancel]").addEventListener("click", function () {
@@ -179,24 +227,16 @@
 
     function requestListen(card, form) {
       var chosen = form.querySelector("input[name=purpose]:checked");
-      var phone = form.querySelector("[data-phone]").value.trim();
       if (!chosen) {
         showError(form, "Choose why you are listening: quality or training.");
         form.querySelector("input[name=purpose]").focus();
         return;
       }
-      if (!phone && !phoneSet) {
-        showError(form, "Give the phone number to ring you on, in international form (+44…).");
-        form.querySelector("[data-phone]").focus();
-        return;
-      }
       var submit = form.querySelector("[data-submit]");
       submit.disabled = true;
       submit.textContent = "Ringing…";
-      var payload = { purpose: chosen.value };
-      if (phone) { payload.phone = phone; }
       api(listenUrl.replace("CALL_ID", encodeURIComponent(card.dataset.id)),
-          { method: "POST", body: payload }).then(function (result) {
+          { method: "POST", body: { purpose: chosen.value } }).then(function (result) {
         submit.disabled = false;
         submit.textContent = "Ring my phone";
         if (result.status === 202) {
@@ -348,19 +388,19 @@
       if (document.hidden) { window.setTimeout(poll, POLL_MS); return; }
       api(callsUrl, { poll: true }).then(function (result) {
         if (result.ok) {
-          failures = 0;
+          recovered();
           render(result.data.calls || []);
-          updated.textContent = "Updated " + clockTime(serverNow()) + ".";
-          if (status.dataset.trouble) { say(""); delete status.dataset.trouble; }
+          updatePills(result.data.helplines);
+          Object.keys(cards).forEach(function (id) { markStale(cards[id], false); });
+          lastSeen = serverNow();
+          updated.textContent = "Updated " + clockTime(lastSeen) + ".";
         } else if (result.status !== 401) {
-          failures += 1;
-          status.dataset.trouble = "1";
-          say(result.data.message || "The live calls could not be read; trying again.");
+          trouble((result.data.message || "The live calls could not be read.") +
+                  " What is shown is from " + clockTime(lastSeen) + "; trying again.");
         }
       }).catch(function () {
-        failures += 1;
-        status.dataset.trouble = "1";
-        say("The service could not be reached; trying again.");
+        trouble("The service could not be reached. What is shown is from " +
+                clockTime(lastSeen) + "; trying again.");
       }).then(function () {
         window.setTimeout(poll, POLL_MS * Math.min(1 + failures, 5));
       });
