@@ -57,7 +57,7 @@ def used(client: redis.Redis) -> int:
 
 
 def open_calls(client: redis.Redis, count: int) -> list[str]:
-    live = LiveCalls(client)
+    live = LiveCalls(client, "bench-secret")
     now = datetime.now(UTC)
     ids = []
     for n in range(count):

@@ -16,11 +16,14 @@ from rq import Worker
 from twilio.base.exceptions import TwilioRestException
 from twilio.twiml.voice_response import VoiceResponse
 
-from callflow import jobs, keys, metrics
+from callflow import keys, metrics
+from callflow.context import CallState
 from callflow.dialling import DO_NOT_RECORD, screen_worker
 from callflow.errors import StoreUnavailable
 from callflow.flow import Flow, Team
+from callflow.jobspec import PURGE_RETRY, Job
 from callflow.live import LEG_ENDED, LiveCall, LiveState
+from callflow.monitoring import MonitoringGate
 from callflow.runtime import Runtime
 from callflow.steps import DEFAULT_WHISPER, Connect
 from callflow.texts import fill
@@ -62,14 +65,18 @@ class Bridge:
                    for worker in Worker.all(queue=self.rt.queue))
 
     def put_through(self, response: VoiceResponse, flow: Flow, connect: Connect, *,
-                    caller_sid: str, helpline_number: str, monitorable: bool = True) -> LiveCall:
-        """Open a live call, queue the worker legs, and put the caller in the waiting room."""
-        call = self.rt.live.open(flow=flow.id, step=connect.name, team=connect.team,
-                                 helpline_number=helpline_number, caller_sid=caller_sid,
-                                 now=self.rt.clock(), monitorable=monitorable)
-        jobs.enqueue(jobs.ring_team, call.id, job_id=f"ring-{call.id}")
-        dial = response.dial(action=self.rt.links.dial(flow.id, connect.name), method="POST",
-                             record=DO_NOT_RECORD)
+                    state: CallState, caller_sid: str, helpline_number: str) -> LiveCall:
+        """Open a live call, queue the worker legs, and put the caller in the waiting room.
+
+        The first Redis write of a call is here; a retried webhook finds the call opened."""
+        call = self.rt.live.open(flow=flow.id, step=connect.name,
+                                 team=connect.team, helpline_number=helpline_number,
+                                 caller_sid=caller_sid, now=self.rt.clock(),
+                                 monitorable=not state.declined)
+        self.rt.enqueue(Job.RING_TEAM, call.id, job_id=f"ring-{call.id}")
+        action = self.rt.links.answer(Connect.callback, flow.id, connect.name, state,
+                                      call=call.id)
+        dial = response.dial(action=action, method="POST", record=DO_NOT_RECORD)
         self._room(dial, call.id, caller=True)
         log.info("caller waiting for a worker", extra={"call": caller_sid, "flow": flow.id,
                                                        "event": "bridged"})
@@ -106,12 +113,12 @@ class Bridge:
         if call and team:
             waited = (self.rt.clock() - datetime.fromisoformat(call.started_at)).total_seconds()
             if call.state in (LiveState.WAITING, LiveState.RINGING) and waited >= team.ring_limit:
-                jobs.enqueue(jobs.give_up, call_id, job_id=f"give-up-{call_id}")
+                self.rt.enqueue(Job.GIVE_UP, call_id, job_id=f"give-up-{call_id}")
             elif call.state == LiveState.FALLBACK and not call.raw.get("fallback_done"):
                 # An earlier redirect failed (its retries too): try again, at most twice a
                 # minute, for as long as the caller is still waiting in the room.
-                jobs.enqueue(jobs.give_up, call_id,
-                             job_id=f"give-up-{call_id}-{int(waited // 30)}")
+                self.rt.enqueue(Job.GIVE_UP, call_id,
+                                job_id=f"give-up-{call_id}-{int(waited // 30)}")
         if team and team.hold_music:
             response.play(team.hold_music)
         else:
@@ -145,24 +152,26 @@ class Bridge:
             if self.rt.live.advance(call_id, LiveState.ENDED, self.rt.clock()):
                 metrics.call_ended(call)
                 log.info("bridge ended", extra={"call": call.caller_sid, "event": event})
-            jobs.enqueue(jobs.cancel_legs, call_id, job_id=f"cancel-{call_id}")
+            self.rt.enqueue(Job.CANCEL_LEGS, call_id, job_id=f"cancel-{call_id}")
 
-    def caller_gone(self, call_id: str, caller_sid: str) -> None:
-        """The caller's call is over (status callback): stop ringing anyone for it, and
-        forget it at Twilio when so configured (even if the live entry has expired)."""
+    def caller_ended(self, caller_sid: str) -> None:
+        """The caller's call is over (status callback): if it reached the bridge, stop ringing
+        anyone for it; and forget it at Twilio when so configured (even if the live entry has
+        expired, or the call never reached the bridge)."""
+        call_id = self.rt.live.id_for(caller_sid)
         call = self.rt.live.get(call_id)
         legs = list(call.legs.values()) if call else []
         if call is not None:
             if self.rt.live.advance(call_id, LiveState.ENDED, self.rt.clock()):
                 metrics.call_ended(call)
-            jobs.enqueue(jobs.cancel_legs, call_id, job_id=f"cancel-{call_id}")
+            self.rt.enqueue(Job.CANCEL_LEGS, call_id, job_id=f"cancel-{call_id}")
         if self.rt.settings.purge_twilio_logs:
             self.purge_records([caller_sid, *legs], job_id=f"purge-{call_id}")
 
     def purge_records(self, sids: list[str], *, job_id: str) -> None:
         """Queue the deletion of finished calls' records from Twilio's logs."""
         if self.rt.twilio is not None:
-            jobs.enqueue(jobs.purge_call_records, sids, job_id=job_id, retry=jobs.PURGE_RETRY)
+            self.rt.enqueue(Job.PURGE_CALL_RECORDS, sids, job_id=job_id, retry=PURGE_RETRY)
 
     # -- on the request path: the worker ---------------------------------------------------
 
@@ -200,7 +209,7 @@ class Bridge:
                 self.rt.live.set_leg(call_id, leg, leg_sid)
             metrics.call_accepted(call)
             log.info("worker accepted", extra={"call": call.caller_sid, "event": "accepted"})
-            self._enqueue_quietly(jobs.cancel_legs, call_id, job_id=f"cancel-{call_id}")
+            self._enqueue_quietly(Job.CANCEL_LEGS, call_id, job_id=f"cancel-{call_id}")
         # With the store down the first worker to press 1 still reaches the waiting caller.
         response.say("Connecting you now.", voice=flow.voice, language=flow.language)
         self._room(response.dial(record=DO_NOT_RECORD), call_id, caller=False)
@@ -218,9 +227,9 @@ class Bridge:
         team = self._team(call)
         rung = int(call.raw.get("leg_count") or 0)
         if team and team.ring == "sequential" and leg + 1 < rung:
-            jobs.enqueue(jobs.ring_leg, call_id, leg + 1, job_id=f"ring-{call_id}-{leg + 1}")
+            self.rt.enqueue(Job.RING_LEG, call_id, leg + 1, job_id=f"ring-{call_id}-{leg + 1}")
         elif len(call.leg_status) >= rung:
-            jobs.enqueue(jobs.give_up, call_id, job_id=f"give-up-{call_id}")
+            self.rt.enqueue(Job.GIVE_UP, call_id, job_id=f"give-up-{call_id}")
 
     def _accept(self, call_id: str, leg: int) -> bool:
         try:
@@ -228,9 +237,9 @@ class Bridge:
         except StoreUnavailable:
             return True
 
-    def _enqueue_quietly(self, func, *args, job_id: str) -> None:
+    def _enqueue_quietly(self, job: Job, *args, job_id: str) -> None:
         try:
-            jobs.enqueue(func, *args, job_id=job_id)
+            self.rt.enqueue(job, *args, job_id=job_id)
         except Exception:  # the caller is served; the job's absence is logged
             log.exception("could not queue a job", extra={"event": "enqueue_failed"})
 
@@ -316,7 +325,9 @@ class Bridge:
         flow = self._flow(call)
         connect = flow.steps.get(call.step)
         target = connect.on_no_answer if isinstance(connect, Connect) else flow.start
-        self.rt.twilio.redirect(call.caller_sid, self.rt.links.step(flow.id, target))
+        # The caller heard the notice on the way here; the URL carries that on.
+        state = CallState(notice_heard=True, declined=not call.monitorable)
+        self.rt.twilio.redirect(call.caller_sid, self.rt.links.step(flow.id, target, state))
         self.rt.live.note(call_id, fallback_done="1")
         self.rt.live.retire(call_id)
         metrics.call_outcome(call.flow, metrics.Outcome.FALLBACK)
@@ -326,9 +337,7 @@ class Bridge:
 
     # -- helpers -----------------------------------------------------------------------------
 
-    def _monitoring(self):
-        from callflow.monitoring import MonitoringGate  # the gate builds on the bridge
-
+    def _monitoring(self) -> MonitoringGate:
         return MonitoringGate(self.rt, self.rt.audit)
 
     def _guard(self):

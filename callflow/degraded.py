@@ -11,10 +11,10 @@ from datetime import datetime
 
 from twilio.twiml.voice_response import VoiceResponse
 
-from callflow.context import Links
 from callflow.dialling import dial_team
 from callflow.flow import Flow, FlowSet
 from callflow.hours import spoken_opening
+from callflow.links import Links
 from callflow.texts import fill
 
 APOLOGY = ("Sorry, we are having a technical problem. "

@@ -1,143 +1,144 @@
 """Runs calls through their flows: every voice webhook's answer is decided here.
 
-Each method takes only what survives the edge (ids, the dialled number, digits, statuses) and
-returns TwiML. Whatever goes wrong inside (the store down, a step removed by a reload), the
-caller gets a spoken apology and the degraded path, never silence.
+Each method takes only what survives the edge (ids, the dialled number, the state the signed
+URL carries, digits, statuses) and returns TwiML as bytes. A turn walks the flow from the step
+the callback names until a step waits for Twilio or ends the call; a step kind decides what
+its callback means (:meth:`callflow.steps.Step.answer`). Before the bridge nothing here
+touches Redis: the state is in the URL.
+
+Most turns are the same for every caller who takes them (the same steps, the same state), so
+their TwiML is rendered the first time and then served as bytes (:class:`Rendered`); only a
+turn that reaches the bridge is built for its call. Whatever goes wrong (the store down at
+the bridge, a step removed by a reload), the caller hears an apology and the degraded path,
+never silence.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
-from datetime import UTC, datetime
+from functools import cache
+from typing import Any
 
 from twilio.twiml.voice_response import VoiceResponse
 
 from callflow import metrics
 from callflow.bridge import Bridge
-from callflow.context import CallContext
+from callflow.context import Answer, CallState, Reply, Turn
 from callflow.degraded import CONNECTED, degraded_dial_result, degraded_response, helpline_number
 from callflow.dialling import accept_or_refuse, screen_worker
 from callflow.errors import StoreUnavailable
-from callflow.flow import Flow
+from callflow.flow import Flow, FlowSet
 from callflow.limits import MAX_STEPS_PER_TURN
-from callflow.policy import OPTED_OUT, policy_text, spoken_paragraphs
+from callflow.policy import policy_text, spoken_paragraphs
 from callflow.runtime import Runtime
-from callflow.state import CallState
-from callflow.steps import DEFAULT_WHISPER, Connect, Menu, Notice, Step
+from callflow.steps import DEFAULT_WHISPER, Connect, Spoken, Step
 
 log = logging.getLogger(__name__)
-
-# The validator refuses a turn of more steps; the last pass only finds that the turn ended.
-MAX_HOPS = MAX_STEPS_PER_TURN + 1
 ENDED = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
+# Rendered turns kept per flow set; a flow set has a bounded number of them, this only caps a
+# pathological one.
+MAX_RENDERED = 4096
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
+class Rendered:
+    """TwiML already rendered for this flow set, by what it was rendered from.
+
+    Belongs to one compiled flow set and is replaced with it on reload, so a reload can never
+    serve an answer of the old flows."""
+
+    def __init__(self) -> None:
+        self.bodies: dict[tuple, bytes] = {}
+
+    def get(self, key: tuple, render: Callable[[], VoiceResponse]) -> bytes:
+        body = self.bodies.get(key)
+        if body is None:
+            body = str(render()).encode("utf-8")
+            if len(self.bodies) < MAX_RENDERED:
+                self.bodies[key] = body
+        return body
+
+
+def rendered(flowset: FlowSet) -> Rendered:
+    return flowset.compiled.setdefault("twiml", Rendered())
+
+
+@cache
+def _policy_paragraphs(path: str, _version: int) -> tuple[str, ...]:
+    return tuple(spoken_paragraphs(policy_text(path)))
+
+
+def policy_paragraphs(path: str) -> tuple[str, ...]:
+    """The policy as speech, read again only when its file changes."""
+    version = os.stat(path).st_mtime_ns if path else 0
+    return _policy_paragraphs(path, version)
 
 
 class CallEngine:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.registry = rt.registry
-        self.store = rt.calls
         self.links = rt.links
-        self.clock: Callable[[], datetime] = rt.clock
+        self.clock = rt.clock
         self.policy_file = rt.settings.policy_file
         self.bridge = Bridge(rt)
 
     # -- the caller's leg -------------------------------------------------------------------
 
-    def incoming(self, call_sid: str, dialled: str) -> VoiceResponse:
+    def incoming(self, call_sid: str, dialled: str) -> bytes:
         flowset = self.registry.current
         flow = flowset.flow_for(dialled)
         if flow is None:
             log.warning("call to a number no flow answers", extra={"call": call_sid,
                                                                    "event": "unknown_number"})
             return self.degraded(flowset.default_flow, dialled, apology=True)
-        log.info("call started", extra={"call": call_sid, "flow": flow.id, "event": "incoming"})
         return self._guarded(call_sid, flow, dialled, lambda: self._run(
-            call_sid, flow, dialled, flow.start, CallState(flow=flow.id)))
+            call_sid, flowset, flow, dialled, flow.start, CallState(), event="incoming"))
 
-    def resume(self, call_sid: str, flow_id: str, step: str, dialled: str) -> VoiceResponse:
-        """Carry on at ``step`` (after a redirect)."""
-        return self._step_turn(call_sid, flow_id, step, dialled, Step,
-                               lambda flow, _step, state: self._run(call_sid, flow, dialled,
-                                                                    step, state))
+    def resume(self, call_sid: str, flow_id: str, step: str, state: CallState,
+               dialled: str) -> bytes:
+        """Carry on at ``step`` (a redirect, e.g. from the bridge to the no-answer step)."""
+        return self._callback(call_sid, flow_id, step, state, dialled, Step,
+                              lambda found, turn: Answer(found.name, state, event="resumed"))
 
-    def notice_answer(self, call_sid: str, flow_id: str, step: str, dialled: str,
-                      digits: str) -> VoiceResponse:
-        def answer(flow: Flow, notice: Notice, state: CallState) -> VoiceResponse:
-            response = VoiceResponse()
-            state.notice_heard = True
-            voice = {"voice": notice.voice or flow.voice,
-                     "language": notice.language or flow.language}
-            if digits == notice.policy_digit:
-                log.info("policy read out", extra={"call": call_sid, "step": step})
-                for paragraph in spoken_paragraphs(policy_text(self.policy_file)):
-                    response.say(paragraph, **voice)
-            elif digits and digits == notice.monitoring_opt_out:
-                log.info("caller declined monitoring", extra={"call": call_sid, "step": step})
-                state.monitor_declined = True
-                response.say(OPTED_OUT, **voice)
-            return self._run(call_sid, flow, dialled, notice.next, state, response)
-
-        return self._step_turn(call_sid, flow_id, step, dialled, Notice, answer)
-
-    def menu_answer(self, call_sid: str, flow_id: str, step: str, dialled: str,
-                    digits: str) -> VoiceResponse:
-        def answer(flow: Flow, menu: Menu, state: CallState) -> VoiceResponse:
-            state.attempts = state.attempts + 1 if state.step == step else 1
-            state.step = step
-            target, apology = menu.choose(digits, state.attempts)
-            response = VoiceResponse()
-            if apology:
-                menu.say(response, self._context(flow, dialled, state), apology)
-            log.info("menu answered", extra={"call": call_sid, "step": step,
-                                             "event": "chosen" if target in menu.options.values()
-                                             else "retry" if target is None else "fallback"})
-            return self._run(call_sid, flow, dialled, target or step, state, response)
-
-        return self._step_turn(call_sid, flow_id, step, dialled, Menu, answer)
-
-    def dial_result(self, call_sid: str, flow_id: str, step: str, dialled: str,
-                    dial_status: str) -> VoiceResponse:
-        def answer(flow: Flow, connect: Connect, state: CallState) -> VoiceResponse:
-            log.info("dial ended", extra={"call": call_sid, "step": step, "status": dial_status})
-            connected = (self.bridge.connected(state.live) if state.live
+    def answer(self, kind: type[Step], call_sid: str, flow_id: str, step: str,
+               state: CallState, dialled: str, *, digits: str = "", dial_status: str = "",
+               live_call: str = "") -> bytes:
+        """Twilio called back after ``step`` (of ``kind``): the step decides what happens."""
+        def decide(found: Step, turn: Turn) -> Answer:
+            # On the bridge the live call's record says whether a worker took it; a direct
+            # dial's own status says so otherwise.
+            connected = (self.bridge.connected(live_call) if live_call
                          else dial_status in CONNECTED)
-            if connected:
-                response = VoiceResponse()
-                response.hangup()
-                return response
-            return self._run(call_sid, flow, dialled, connect.on_no_answer, state)
+            return found.answer(Reply(digits=digits, dial_status=dial_status,
+                                      connected=connected), turn)
 
-        return self._step_turn(call_sid, flow_id, step, dialled, Connect, answer)
+        return self._callback(call_sid, flow_id, step, state, dialled, kind, decide)
 
     def status(self, call_sid: str, call_status: str) -> None:
-        """Twilio's call status callback: forget a finished call at once."""
+        """Twilio's call status callback: a finished call leaves the bridge (if it was on it)."""
         if call_status not in ENDED:
             return
         log.info("call ended", extra={"call": call_sid, "status": call_status})
         try:
-            state = self.store.load(call_sid)
-            if state.live:
-                self.bridge.caller_gone(state.live, call_sid)
-            elif self.rt.settings.purge_twilio_logs:
-                self.bridge.purge_records([call_sid], job_id=f"purge-{call_sid}")
-            self.store.end(call_sid)
+            self.bridge.caller_ended(call_sid)
         except StoreUnavailable:
-            log.warning("store unavailable; call state will expire", extra={"call": call_sid})
+            log.warning("store unavailable; the call's bridge record will expire",
+                        extra={"call": call_sid})
 
     # -- the degraded path ------------------------------------------------------------------
 
-    def degraded(self, flow: Flow, dialled: str | None, *, apology: bool) -> VoiceResponse:
+    def degraded(self, flow: Flow, dialled: str | None, *, apology: bool) -> bytes:
         metrics.degraded(flow.id)
-        return degraded_response(self.registry.current, flow, dialled=dialled, now=self.clock(),
-                                 links=self.links, apology=apology)
+        flowset = self.registry.current
+        now = self.clock()
+        number = helpline_number(flow, dialled)
+        key = ("degraded", flow.id, number, apology, flow.hours.is_open(now), self.links.base)
+        return rendered(flowset).get(key, lambda: degraded_response(
+            flowset, flow, dialled=number, now=now, links=self.links, apology=apology))
 
-    def fallback(self, dialled: str) -> VoiceResponse:
+    def fallback(self, dialled: str) -> bytes:
         """Twilio's fallback URL: no store, no flow run, just notice and a direct dial."""
         flowset = self.registry.current
         log.warning("fallback URL called", extra={"event": "fallback"})
@@ -149,7 +150,7 @@ class CallEngine:
         flow = flowset.flows.get(flow_id) or flowset.default_flow
         return degraded_dial_result(flow, dial_status)
 
-    # -- the worker's leg -------------------------------------------------------------------
+    # -- the worker's leg (a direct dial) ---------------------------------------------------
 
     def screen(self, flow_id: str, step: str) -> VoiceResponse:
         flow, connect = self._worker_context(flow_id, step)
@@ -176,25 +177,10 @@ class CallEngine:
         connect = flow.steps.get(step)
         return flow, connect if isinstance(connect, Connect) else None
 
-    def _context(self, flow: Flow, dialled: str, state: CallState,
-                 call_sid: str = "") -> CallContext:
-        number = helpline_number(flow, dialled)
-
-        def put_through(response: VoiceResponse, connect: Connect) -> bool:
-            if not call_sid or not self.bridge.available():
-                return False
-            call = self.bridge.put_through(response, flow, connect, caller_sid=call_sid,
-                                           helpline_number=number,
-                                           monitorable=not state.monitor_declined)
-            state.live = call.id
-            return True
-
-        return CallContext(flowset=self.registry.current, flow=flow, helpline_number=number,
-                           now=self.clock(), links=self.links, notice_heard=state.notice_heard,
-                           put_through=put_through)
-
-    def _step_turn(self, call_sid, flow_id, step_name, dialled, kind, answer) -> VoiceResponse:
-        """Find the flow and step a callback names, load the call, and answer; or degrade."""
+    def _callback(self, call_sid: str, flow_id: str, step_name: str, state: CallState,
+                  dialled: str, kind: type[Step],
+                  decide: Callable[[Any, Turn], Answer]) -> bytes:
+        """Find the flow and step a callback names and let the step decide; or degrade."""
         flowset = self.registry.current
         flow = flowset.flows.get(flow_id)
         step = flow.steps.get(step_name) if flow else None
@@ -205,15 +191,20 @@ class CallEngine:
             return self.degraded(flow or flowset.flow_for(dialled) or flowset.default_flow,
                                  dialled, apology=True)
 
-        def turn() -> VoiceResponse:
-            state = self.store.load(call_sid)
-            if state.flow != flow.id:  # expired or never saved: assume nothing was heard
-                state = CallState(flow=flow.id, step=step_name)
-            return answer(flow, step, state)
+        def turn() -> bytes:
+            answer = decide(step, self._turn(flowset, flow, dialled, state, call_sid))
+            if answer.next is None:
+                log.info("turn", extra={"call": call_sid, "flow": flow.id, "step": step.name,
+                                        "event": answer.event})
+                return rendered(flowset).get(("hang up",), _hang_up)
+            return self._run(call_sid, flowset, flow, dialled, answer.next, answer.state,
+                             lead=(step, answer.say) if answer.say else None,
+                             event=answer.event)
 
         return self._guarded(call_sid, flow, dialled, turn)
 
-    def _guarded(self, call_sid, flow, dialled, turn) -> VoiceResponse:
+    def _guarded(self, call_sid: str, flow: Flow, dialled: str,
+                 turn: Callable[[], bytes]) -> bytes:
         try:
             return turn()
         except StoreUnavailable:
@@ -222,31 +213,93 @@ class CallEngine:
                                                                  "event": "degraded"})
             return self.degraded(flow, dialled, apology=True)
 
-    def _run(self, call_sid: str, flow: Flow, dialled: str, name: str, state: CallState,
-             response: VoiceResponse | None = None) -> VoiceResponse:
-        """Render steps from ``name`` until one waits for Twilio or ends the call; save state."""
-        response = response or VoiceResponse()
-        call = self._context(flow, dialled, state, call_sid)
-        current: str | None = name
-        for _ in range(MAX_HOPS):
-            if current is None:
-                break
-            step = flow.steps[current]
-            if step.contacts_person and not call.notice_heard:
-                # The validator proves this cannot happen; if state was lost, say it again.
-                response.say(flow.notice_text, voice=flow.voice, language=flow.language)
-                call.notice_heard = True
-            if current != state.step:
-                state.attempts = 0
-            state.step = current
-            call.visited.append(current)
-            current = step.render(response, call)
-        else:
-            log.error("step chain too long; degraded path", extra={"call": call_sid,
-                                                                   "flow": flow.id})
-            return self.degraded(flow, dialled, apology=True)
-        state.notice_heard = call.notice_heard
-        self.store.save(call_sid, state)
-        log.info("steps run", extra={"call": call_sid, "flow": flow.id,
-                                     "step": " > ".join(call.visited)})
-        return response
+    def _turn(self, flowset: FlowSet, flow: Flow, dialled: str, state: CallState,
+              call_sid: str) -> Turn:
+        return Turn(flowset=flowset, flow=flow, helpline_number=helpline_number(flow, dialled),
+                    now=self.clock(), links=self.links, state=state,
+                    policy=lambda: policy_paragraphs(self.policy_file))
+
+    def _bridge(self, turn: Turn, call_sid: str):
+        """How the connect step may put this caller on the bridge, or None when it cannot
+        take them now (no account, Twilio's REST API in trouble, no job runner alive, the
+        store down): then the step dials the team directly, with the same privacy settings,
+        and a Redis outage costs the caller nothing they hear."""
+        flow = turn.flow
+        try:
+            if not self.bridge.available():
+                return None
+        except StoreUnavailable:
+            self._store_down(call_sid, flow)
+            return None
+
+        def put_through(response: VoiceResponse, connect: Connect, state: CallState) -> bool:
+            try:
+                self.bridge.put_through(response, flow, connect, state=state,
+                                        caller_sid=call_sid,
+                                        helpline_number=turn.helpline_number)
+            except StoreUnavailable:
+                self._store_down(call_sid, flow)
+                return False
+            return True
+
+        return put_through
+
+    def _store_down(self, call_sid: str, flow: Flow) -> None:
+        log.error("store unavailable at the bridge; dialling directly",
+                  extra={"call": call_sid, "flow": flow.id, "event": "degraded"})
+        metrics.degraded(flow.id)
+
+    def _run(self, call_sid: str, flowset: FlowSet, flow: Flow, dialled: str, entry: str,
+             state: CallState, *, lead: tuple[Spoken, tuple[str, ...]] | None = None,
+             event: str = "") -> bytes:
+        """Walk the steps from ``entry`` until one waits for Twilio or ends the call, and
+        answer with their TwiML: rendered once for every caller, unless the walk reaches a
+        step whose TwiML is this call's own (the bridge) or the moment's."""
+        turn = self._turn(flowset, flow, dialled, state, call_sid)
+        path: list[Step] = []
+        name: str | None = entry
+        while name is not None:
+            if len(path) == MAX_STEPS_PER_TURN:  # the validator refuses such chains; a reload raced
+                log.error("step chain too long; degraded path", extra={"call": call_sid,
+                                                                       "flow": flow.id})
+                return self.degraded(flow, dialled, apology=True)
+            step = flow.steps[name]
+            path.append(step)
+            name = None if step.ends_turn else step.follow(turn)
+        log.info("turn", extra={"call": call_sid, "flow": flow.id, "event": event,
+                                "step": " > ".join(step.name for step in path)})
+        if path[-1].contacts_person:
+            turn.put_through = self._bridge(turn, call_sid)
+            if turn.put_through is not None:  # this call's own room on the bridge
+                return str(_render(turn, path, lead)).encode("utf-8")
+        if path[-1].dynamic:  # what it says depends on the time (when the line opens next)
+            return str(_render(turn, path, lead)).encode("utf-8")
+        # The same for every caller who takes this turn (a direct dial shows the number dialled).
+        key = ("turn", flow.id, lead[0].name if lead else "", lead[1] if lead else (),
+               tuple(step.name for step in path), state, turn.helpline_number,
+               self.links.base)
+        return rendered(flowset).get(key, lambda: _render(turn, path, lead))
+
+
+def _render(turn: Turn, path: list[Step], lead) -> VoiceResponse:
+    response = VoiceResponse()
+    if lead:
+        speaker, texts = lead
+        for text in texts:
+            speaker.speak(response, turn, text)
+    for index, step in enumerate(path):
+        if index == 1:  # tries count only at the step the callback named
+            turn.state = turn.state.with_tries(0)
+        if step.contacts_person and not turn.state.notice_heard:
+            # The validator proves this cannot happen; should a URL say otherwise, say it again.
+            response.say(turn.flow.notice_text, voice=turn.flow.voice,
+                         language=turn.flow.language)
+            turn.state = turn.state.heard_notice()
+        step.render(response, turn)
+    return response
+
+
+def _hang_up() -> VoiceResponse:
+    response = VoiceResponse()
+    response.hangup()
+    return response

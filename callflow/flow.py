@@ -129,6 +129,9 @@ class FlowSet:
     warnings: list[FlowError] = field(default_factory=list)
     manager_line: ManagerLine | None = None
     by_number: dict[str, Flow] = field(init=False)
+    # What is worked out once from this set and served until a reload replaces it (TwiML).
+    compiled: dict[str, object] = field(default_factory=dict, init=False, repr=False,
+                                        compare=False)
 
     def __post_init__(self) -> None:
         index = {number: flow for flow in self.flows.values() for number in flow.numbers}

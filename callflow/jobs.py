@@ -1,86 +1,59 @@
-"""RQ jobs: module-level functions that take opaque ids or Twilio sids, never caller data.
+"""The RQ jobs: module-level functions that take opaque ids or Twilio sids, never caller data.
 
-Every Twilio REST request runs here, off the request path, retried with backoff. A job id per
-call (and per worker leg) makes enqueueing idempotent: a retried webhook never rings twice.
+This module sits on top of what the jobs use (the bridge, the monitoring gate, the audit log);
+nothing imports it. Code on the request path queues a job by name (:class:`callflow.jobspec.Job`)
+and RQ finds the function here by its dotted path. Each job works with the runtime bound while
+it runs (:func:`callflow.runtime.bound`): the job runner's, or the caller's when jobs run at once.
+Every Twilio REST request runs here, off the request path, retried with backoff.
 """
 
 from __future__ import annotations
 
 import logging
 
-import redis
-from rq import Callback, Retry
-from rq.exceptions import DuplicateJobError
 from twilio.base.exceptions import TwilioRestException
 
-from callflow import runtime
-from callflow.errors import StoreUnavailable
+from callflow.bridge import Bridge
+from callflow.lockout import Tally
+from callflow.monitoring import MonitoringGate
 from callflow.provisioning import helpline_numbers
+from callflow.room_guard import RoomGuard
+from callflow.runtime import bound
+from callflow.sign_in import audit_tallies
 
 log = logging.getLogger(__name__)
-REST_RETRY = Retry(max=3, interval=[1, 4, 10])
-# A few REST requests of at most 5 s each. Short, because a job a killed worker left started
-# is only retried once RQ's record of it (this timeout plus a minute) has lapsed.
-JOB_TIMEOUT_SECONDS = 30
-PURGE_RETRY = Retry(max=5, interval=[30, 60, 300, 900, 3600])
 # The sweep asks Twilio for its largest pages, and deletes at most so many calls a run (the next
 # run, minutes later, goes on): each run stays well inside its job timeout.
 SWEEP_PAGE_SIZE = 1000
 SWEEP_LIMIT = 2000
 
 
-def enqueue(func, *args, job_id: str, retry: Retry = REST_RETRY) -> None:
-    """Queue ``func(*args)`` once per ``job_id``; raise ``StoreUnavailable`` if Redis is down."""
-    rt = runtime.current()
-    try:
-        rt.queue.enqueue(func, *args, job_id=job_id, unique=True, retry=retry,
-                         job_timeout=JOB_TIMEOUT_SECONDS, failure_ttl=7 * 24 * 3600,
-                         result_ttl=600,
-                         on_failure=Callback(log_failure))
-    except DuplicateJobError:
-        log.info("job already queued", extra={"event": "duplicate_job", "kind": job_id})
-    except redis.RedisError as exc:
-        raise StoreUnavailable(str(exc)) from exc
-
-
-def log_failure(job, connection, exc_type, exc_value, traceback) -> None:
-    """A job that failed is logged loudly (and stays in RQ's failed registry)."""
-    log.error("job failed", extra={"event": "job_failed", "kind": job.id,
-                                   "error": exc_type.__name__})
-
-
-def _bridge():
-    from callflow.bridge import Bridge
-
-    return Bridge(runtime.current())
-
-
 def ring_team(call_id: str) -> None:
-    _bridge().ring_team(call_id)
+    Bridge(bound()).ring_team(call_id)
 
 
 def ring_leg(call_id: str, leg: int) -> None:
-    _bridge().ring_next(call_id, leg)
+    Bridge(bound()).ring_next(call_id, leg)
 
 
 def cancel_legs(call_id: str) -> None:
-    _bridge().cancel_legs(call_id)
+    Bridge(bound()).cancel_legs(call_id)
 
 
 def give_up(call_id: str) -> None:
-    _bridge().give_up(call_id)
+    Bridge(bound()).give_up(call_id)
 
 
 def remove_participant(conference_sid: str, call_sid: str) -> None:
     """Take from a call's room a participant the service did not put there (retried)."""
-    api = runtime.current().twilio
+    api = bound().twilio
     if api is not None:
         api.remove(conference_sid, call_sid)
 
 
 def purge_call_records(call_sids: list[str]) -> None:
     """Delete finished calls from Twilio's logs, so the caller's number is not kept there."""
-    api = runtime.current().twilio
+    api = bound().twilio
     if api is None:
         return
     for sid in call_sids:
@@ -98,7 +71,7 @@ def sweep_twilio_records() -> int:
 
     Twilio is asked by the helplines' own numbers only. A delete Twilio refuses is logged and
     left for the next run. Returns how many records were deleted."""
-    rt = runtime.current()
+    rt = bound()
     if rt.twilio is None or not rt.settings.purge_twilio_logs:
         return 0
     numbers = [number for number, _ in helpline_numbers(rt.registry.current)]
@@ -127,16 +100,13 @@ def sweep_twilio_records() -> int:
 def audit_refused_sign_ins() -> int:
     """Every minute: audit each closed window of sign-in attempts refused unchecked (by a
     lock or a wait) as one entry with its count."""
-    from callflow.lockout import Tally
-    from callflow.sign_in import audit_tallies
-
-    rt = runtime.current()
+    rt = bound()
     return audit_tallies(Tally(rt.store, clock=rt.clock), rt.audit.append)
 
 
 def purge_audit() -> int:
     """Daily: remove audit entries older than the retention, keeping the chain verifiable."""
-    removed = runtime.current().audit.purge()
+    removed = bound().audit.purge()
     log.info("audit log purged", extra={"event": "audit_purged", "kind": str(removed)})
     return removed
 
@@ -144,10 +114,7 @@ def purge_audit() -> int:
 def close_stale_monitoring() -> int:
     """Every minute: settle listens whose REST answer was lost, from the rooms' participants,
     and close listen-in sessions that no Twilio callback closed."""
-    from callflow.monitoring import MonitoringGate
-    from callflow.room_guard import RoomGuard
-
-    rt = runtime.current()
+    rt = bound()
     gate = MonitoringGate(rt, rt.audit)
     RoomGuard(rt, gate).resolve()
     closed = gate.close_stale()

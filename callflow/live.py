@@ -11,7 +11,8 @@ worker to accept is decided atomically in Redis.
 
 from __future__ import annotations
 
-import secrets
+import hashlib
+import hmac
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -61,6 +62,15 @@ redis.call('HSET', KEYS[1], 'state', 'connected', 'accepted', ARGV[1], 'connecte
 return 1
 """
 
+
+# Open a live call once: ARGV = TTL, call id, start time (score), then field, value, ...
+OPEN = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
+return 1
+"""
 
 # Claim a leg only on a call that still exists (never leave a stub hash without a TTL).
 CLAIM = """
@@ -118,11 +128,15 @@ def _iso(moment: datetime) -> str:
 
 
 class LiveCalls:
-    def __init__(self, client: redis.Redis) -> None:
+    """``secret_key`` makes each live call's id from its caller's CallSid (:meth:`id_for`)."""
+
+    def __init__(self, client: redis.Redis, secret_key: str) -> None:
         self.client = client
+        self._key = secret_key.encode("utf-8")
         self._advance = client.register_script(ADVANCE)
         self._accept = client.register_script(ACCEPT)
         self._claim = client.register_script(CLAIM)
+        self._open = client.register_script(OPEN)
 
     def _guard(self, operation):
         try:
@@ -130,26 +144,32 @@ class LiveCalls:
         except redis.RedisError as exc:
             raise StoreUnavailable(str(exc)) from exc
 
-    def open(self, *, flow: str, step: str, team: str, helpline_number: str, caller_sid: str,
-             now: datetime, monitorable: bool = True) -> LiveCall:
-        # Letters and digits only, starting with a letter: never read as a phone number by the
-        # audit log's caller-data check, and accepted wherever a call id is named.
-        call_id = "c" + secrets.token_hex(10)
+    def id_for(self, caller_sid: str) -> str:
+        """The opaque id of a caller's live call, made from their CallSid with the secret key:
+        the status callback, which names only the CallSid, finds the call without an index,
+        and the id says nothing about the CallSid to anyone without the key. Letters and
+        digits, starting with a letter: never read as a phone number, accepted wherever a
+        call id is named."""
+        mac = hmac.new(self._key, f"live-call:{caller_sid}".encode(), hashlib.sha256)
+        return "c" + mac.hexdigest()[:20]
+
+    def open(self, *, flow: str, step: str, team: str, helpline_number: str,
+             caller_sid: str, now: datetime, monitorable: bool = True) -> LiveCall:
+        """Open the caller's live call, or return it as it is if it is open already (Twilio
+        retrying the webhook that put the caller through must not start the call again)."""
+        call_id = self.id_for(caller_sid)
         data = {"flow": flow, "step": step, "team": team, "helpline_number": helpline_number,
                 "caller_sid": caller_sid, "state": LiveState.WAITING.value,
                 "started_at": _iso(now), "conference": keys.conference_room(call_id),
                 "monitorable": "1" if monitorable else "0"}
         key = keys.live_call(call_id)
-
-        def write():
-            with self.client.pipeline() as pipe:
-                pipe.hset(key, mapping=data)
-                pipe.expire(key, LIVE_TTL_SECONDS)
-                pipe.zadd(keys.live_index(), {call_id: now.timestamp()})
-                pipe.execute()
-
-        self._guard(write)
-        return LiveCall.from_hash(call_id, data)
+        fields = [item for pair in data.items() for item in pair]
+        opened = self._guard(lambda: self._open(keys=[key, keys.live_index()],
+                                                args=[LIVE_TTL_SECONDS, call_id,
+                                                      now.timestamp(), *fields]))
+        if opened:
+            return LiveCall.from_hash(call_id, data)
+        return self.get(call_id) or LiveCall.from_hash(call_id, data)
 
     def get(self, call_id: str) -> LiveCall | None:
         if not call_id:

@@ -16,9 +16,9 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from callflow import jobs
 from callflow.audit import AuditKind
 from callflow.errors import AuditUnavailable
+from callflow.jobspec import Job
 from callflow.live import LiveCall
 from callflow.monitoring import MonitoringGate, monitor_label
 from callflow.runtime import Runtime
@@ -103,8 +103,8 @@ class RoomGuard:
         except AuditUnavailable:
             log.error("an alarm could not be audited", extra={"event": "audit_down"})
         if not removed and conference_sid:
-            jobs.enqueue(jobs.remove_participant, conference_sid, participant_sid,
-                         job_id=f"remove-{participant_sid}")
+            self.rt.enqueue(Job.REMOVE_PARTICIPANT, conference_sid, participant_sid,
+                            job_id=f"remove-{participant_sid}")
 
 
 def _when(stamp: str | None, default: datetime) -> datetime:

@@ -1,27 +1,33 @@
-"""Everything a process needs to serve calls, built once from the settings.
+"""Everything a process needs to serve calls, built once from the settings and passed on.
 
-The web app builds one in its factory; ``callflow worker`` builds one for the RQ jobs. Jobs
-are module-level functions that take ids, so they reach the runtime of the process they run
-in through :func:`current`.
+The web app builds one in its factory, and the job runner one for the RQ jobs. Jobs are
+module-level functions that take ids (RQ finds them by name); the runtime they work with is
+bound for the time a job runs (:func:`binding`), by the job runner around each job or by
+:meth:`Runtime.enqueue` when jobs run at once. So two apps in one process never share one.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 
 import redis
 from redis.sentinel import SentinelConnectionPool
-from rq import Queue
+from rq import Queue, Retry
 from rq.serializers import JSONSerializer
 
+from callflow import jobspec
 from callflow.audit import AuditKind, AuditLog
+from callflow.clock import utc_now
 from callflow.config import Settings
-from callflow.context import Links
 from callflow.errors import AuditUnavailable, FlowSetInvalid
+from callflow.jobspec import QUEUE_NAME, REST_RETRY, Job
 from callflow.lastgood import LastGoodFlows
+from callflow.links import Links
 from callflow.live import LiveCalls
 from callflow.registry import FlowRegistry
 from callflow.state import CallStore
@@ -29,7 +35,6 @@ from callflow.store import bytes_client, connect
 from callflow.twilio_api import TwilioApi, make_client
 
 log = logging.getLogger(__name__)
-QUEUE_NAME = "callflow"
 
 
 @dataclass
@@ -45,6 +50,14 @@ class Runtime:
     live: LiveCalls
     audit: AuditLog
     sync_jobs: bool = False  # jobs run at once, in this process (tests, the simulator)
+
+    def enqueue(self, job: Job, *args, job_id: str, retry: Retry = REST_RETRY) -> None:
+        """Queue ``job``; run at once, with this runtime bound, when jobs are synchronous."""
+        if self.sync_jobs:
+            with binding(self):
+                jobspec.enqueue(self.queue, job, *args, job_id=job_id, retry=retry)
+        else:
+            jobspec.enqueue(self.queue, job, *args, job_id=job_id, retry=retry)
 
 
 def raw_client(client: redis.Redis, *, blocking: bool = False) -> redis.Redis:
@@ -62,11 +75,10 @@ def raw_client(client: redis.Redis, *, blocking: bool = False) -> redis.Redis:
         connection_class=pool.connection_class, **kwargs))
 
 
-def build(settings: Settings, *, store: redis.Redis | None = None,
+def build(settings: Settings, *, links: Links, store: redis.Redis | None = None,
           registry: FlowRegistry | None = None, clock: Callable[[], datetime] | None = None,
           http_client=None, sync_jobs: bool = False, worker: bool = False) -> Runtime:
-    from callflow.engine import utc_now
-
+    """``links`` are the web app's routes (``webhooks.routes``), which the legs' URLs name."""
     store = store or connect(settings)
     queue = Queue(QUEUE_NAME, connection=raw_client(store, blocking=worker),
                   serializer=JSONSerializer,
@@ -82,8 +94,9 @@ def build(settings: Settings, *, store: redis.Redis | None = None,
     registry = registry or FlowRegistry(settings.flows_dir, on_reload=audit_reloads(audit),
                                         last_good=LastGoodFlows(store, clock))
     return Runtime(settings=settings, registry=registry, store=store, queue=queue,
-                   twilio=twilio, links=Links(settings.public_url), clock=clock,
-                   calls=CallStore(store, settings.call_ttl), live=LiveCalls(store),
+                   twilio=twilio, links=links, clock=clock,
+                   calls=CallStore(store, settings.call_ttl),
+                   live=LiveCalls(store, settings.secret_key),
                    audit=audit, sync_jobs=sync_jobs)
 
 
@@ -106,19 +119,23 @@ def audit_reloads(audit: AuditLog):
     return record
 
 
-_current: Runtime | None = None
+_bound: ContextVar[Runtime] = ContextVar("callflow_runtime")
 
 
-def install(runtime: Runtime) -> Runtime:
-    """Make ``runtime`` the one this process's jobs use."""
-    global _current
-    _current = runtime
-    return runtime
+@contextmanager
+def binding(rt: Runtime) -> Iterator[Runtime]:
+    """Make ``rt`` the runtime of the jobs run inside this block (this context only)."""
+    token = _bound.set(rt)
+    try:
+        yield rt
+    finally:
+        _bound.reset(token)
 
 
-def current() -> Runtime:
-    if _current is None:
-        from callflow.config import Settings as _Settings
-
-        return install(build(_Settings.from_env()))
-    return _current
+def bound() -> Runtime:
+    """The runtime of the job running now; a job run outside :func:`binding` is a bug."""
+    try:
+        return _bound.get()
+    except LookupError:
+        raise RuntimeError("a job ran with no runtime bound: run it through a job runner "
+                           "or inside runtime.binding(rt)") from None

@@ -1,8 +1,14 @@
 """The step kinds of the flow language: one class each, and the registry that names them.
 
-A step kind declares its keys (with :func:`callflow.fields.option`), its graph edges, and how
-it renders TwiML. ``render`` returns the name of the step to run next within the same
-response, or ``None`` when the response waits for Twilio (a gather, a dial) or ends the call.
+A step kind is the whole of its life in a call: its keys (declared with
+:func:`callflow.fields.option`), its checks, its graph edges, the TwiML it renders, which step
+follows it within the same answer, and — for a kind Twilio calls back after (a key pressed, a
+dial ended) — the name of that callback and what it decides then (``answer``). The web app
+serves one route per callback name, so adding a step kind is one class and one registry line.
+
+``render`` depends on nothing but the flow and the call's state, so the engine serves the
+answers of most turns as bytes rendered once; a step whose TwiML depends on the moment says so
+with ``dynamic``, and one that puts the caller through may put them on the bridge instead.
 """
 
 from __future__ import annotations
@@ -13,15 +19,16 @@ from typing import TYPE_CHECKING, ClassVar
 from twilio.twiml.voice_response import VoiceResponse
 
 from callflow import fields
+from callflow.context import Answer
 from callflow.dialling import dial_team
 from callflow.errors import FlowError, Where
 from callflow.fields import option
 from callflow.hours import spoken_opening
-from callflow.policy import DEFAULT_NOTICE, OPT_OUT_OFFER, POLICY_OFFER
-from callflow.texts import fill
+from callflow.policy import DEFAULT_NOTICE, OPT_OUT_OFFER, OPTED_OUT, POLICY_OFFER
+from callflow.texts import fill, says_next_open
 
 if TYPE_CHECKING:
-    from callflow.context import CallContext
+    from callflow.context import Reply, Turn
     from callflow.flow import FlowSet
 
 DEFAULT_WHISPER = "{helpline} call. Press 1 to accept."
@@ -39,6 +46,14 @@ class Step:
     is_notice: ClassVar[bool] = False  # plays the confidentiality notice
     contacts_person: ClassVar[bool] = False  # puts the caller in contact with a person
     takes_input: ClassVar[bool] = False  # waits for the caller, so a loop through it is no trap
+    # The turn (one answer to Twilio) ends here: it waits for Twilio or ends the call. Every
+    # other kind goes straight on (``follow``); the validator counts chains by this.
+    ends_turn: ClassVar[bool] = True
+    # The webhook Twilio calls after this step (``/voice/<callback>``), if any.
+    callback: ClassVar[str | None] = None
+    # Whether the TwiML depends on more than the flow and the call's state (the clock); a
+    # step that puts the caller through (``contacts_person``) may also put them on the bridge.
+    dynamic: ClassVar[bool] = False
 
     name: str
     where: Where
@@ -53,8 +68,20 @@ class Step:
         """Checks that need the whole flow set (teams, for instance)."""
         return []
 
-    def render(self, response: VoiceResponse, call: CallContext) -> str | None:
-        raise NotImplementedError
+    def render(self, response: VoiceResponse, turn: Turn) -> None:
+        """Add this step's TwiML (nothing, for a step that only decides where to go)."""
+
+    def follow(self, turn: Turn) -> str | None:
+        """The step that comes next in the same answer, or None when this one waits for
+        Twilio (a gather, a dial) or ends the call."""
+        return None
+
+    def answer(self, reply: Reply, turn: Turn) -> Answer:
+        """What happens when Twilio calls back after this step (kinds with a ``callback``)."""
+        raise NotImplementedError(f"a {self.kind} step has no callback")
+
+    def callback_url(self, turn: Turn, **extra: str) -> str:
+        return turn.links.answer(self.callback, turn.flow.id, self.name, turn.state, **extra)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,10 +91,14 @@ class Spoken(Step):
     voice: str | None = option("text", "Twilio voice for this step (default: the flow's)", None)
     language: str | None = option("text", "Language for this step (default: the flow's)", None)
 
-    def say(self, response, call: CallContext, text: str, **filled: str) -> None:
-        response.say(fill(text, helpline=call.flow.helpline, **filled),
-                     voice=self.voice or call.flow.voice,
-                     language=self.language or call.flow.language)
+    def say(self, response, turn: Turn, text: str, **filled: str) -> None:
+        """Say one of this step's texts, its placeholders filled in."""
+        self.speak(response, turn, fill(text, helpline=turn.flow.helpline, **filled))
+
+    def speak(self, response, turn: Turn, text: str) -> None:
+        """Say ``text`` as it is, in this step's voice."""
+        response.say(text, voice=self.voice or turn.flow.voice,
+                     language=self.language or turn.flow.language)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,6 +106,7 @@ class Notice(Spoken):
     kind = "notice"
     summary = "Play the confidentiality notice; a key offers the full policy."
     is_notice = True
+    callback = "notice"
 
     next: str = option("step", "The step after the notice")
     text: str = option("text", "The notice; it must say calls are confidential, not "
@@ -105,24 +137,31 @@ class Notice(Spoken):
                                     "occasionally for quality and training"))
         return errors
 
-    def render(self, response, call):
-        call.notice_heard = True
+    def render(self, response, turn):
         # The notice is said outside the <Gather>, so no key press can cut it short; only the
         # offers after it listen for keys. No finishOnKey: '#' may be a choice like any key.
-        self.say(response, call, self.text)
+        self.say(response, turn, self.text)
         gather = response.gather(num_digits=1, timeout=2, finish_on_key="",
-                                 action=call.links.notice(call.flow.id, self.name),
-                                 action_on_empty_result=True)
+                                 action=self.callback_url(turn), action_on_empty_result=True)
         offer = POLICY_OFFER.format(digit=self.policy_digit)
         if self.monitoring_opt_out:
             offer += " " + OPT_OUT_OFFER.format(digit=self.monitoring_opt_out)
-        self.say(gather, call, offer)
-        return None
+        self.say(gather, turn, offer)
+
+    def answer(self, reply, turn):
+        """The notice has been heard; a key may ask for the policy or decline monitoring."""
+        if reply.digits == self.policy_digit:
+            return Answer(self.next, turn.state.heard_notice(), turn.policy(), "policy")
+        if reply.digits and reply.digits == self.monitoring_opt_out:
+            return Answer(self.next, turn.state.heard_notice(declined=True), (OPTED_OUT,),
+                          "declined_monitoring")
+        return Answer(self.next, turn.state.heard_notice(), event="heard")
 
 
 @dataclass(frozen=True, kw_only=True)
 class Say(Spoken):
     kind = "say"
+    ends_turn = False
     summary = "Speak some text, then go on."
 
     text: str = option("text", "What is said")
@@ -131,14 +170,17 @@ class Say(Spoken):
     def edges(self):
         return {"next": self.next}
 
-    def render(self, response, call):
-        self.say(response, call, self.text)
+    def render(self, response, turn):
+        self.say(response, turn, self.text)
+
+    def follow(self, turn):
         return self.next
 
 
 @dataclass(frozen=True, kw_only=True)
 class Play(Step):
     kind = "play"
+    ends_turn = False
     summary = "Play an audio file, then go on."
 
     url: str = option("url", "Address of the audio file (https)")
@@ -147,8 +189,10 @@ class Play(Step):
     def edges(self):
         return {"next": self.next}
 
-    def render(self, response, call):
+    def render(self, response, turn):
         response.play(self.url)
+
+    def follow(self, turn):
         return self.next
 
 
@@ -157,6 +201,7 @@ class Menu(Spoken):
     kind = "menu"
     summary = "Ask the caller to press a key; re-prompt, then a named step, if they do not."
     takes_input = True
+    callback = "menu"
 
     prompt: str = option("text", "What the caller hears, e.g. 'Press 1 to speak to someone'")
     options: dict = option("options", "Keypad digit -> the step it leads to")
@@ -175,12 +220,20 @@ class Menu(Spoken):
         edges["on_invalid"] = self.on_invalid or self.on_no_input
         return edges
 
-    def render(self, response, call):
+    def render(self, response, turn):
         gather = response.gather(num_digits=1, timeout=self.timeout, finish_on_key="",
-                                 action=call.links.menu(call.flow.id, self.name),
-                                 action_on_empty_result=True)
-        self.say(gather, call, self.prompt)
-        return None
+                                 action=self.callback_url(turn), action_on_empty_result=True)
+        self.say(gather, turn, self.prompt)
+
+    def answer(self, reply, turn):
+        """A key, or none: an option, the prompt again (tries counted in the URL), a fallback."""
+        tries = turn.state.tries + 1
+        target, apology = self.choose(reply.digits, tries)
+        say = (apology.format(helpline=turn.flow.helpline),) if apology else ()
+        if target is None:
+            return Answer(self.name, turn.state.with_tries(tries), say, "retry")
+        event = "chosen" if reply.digits in self.options else "fallback"
+        return Answer(target, turn.state.with_tries(0), say, event)
 
     def choose(self, digits: str, attempt: int) -> tuple[str | None, str | None]:
         """The caller pressed ``digits`` on try ``attempt`` (1-based).
@@ -199,6 +252,7 @@ class Menu(Spoken):
 @dataclass(frozen=True, kw_only=True)
 class Hours(Step):
     kind = "hours"
+    ends_turn = False
     summary = "Branch on whether the helpline is open now (closures included)."
 
     open: str = option("step", "Where to go when the helpline is open")
@@ -212,11 +266,11 @@ class Hours(Step):
             edges["closure"] = self.closure
         return edges
 
-    def render(self, response, call):
-        hours = call.flow.hours
-        if hours.is_open(call.now):
+    def follow(self, turn):
+        hours = turn.flow.hours
+        if hours.is_open(turn.now):
             return self.open
-        return self.closure if self.closure and hours.is_closure(call.now) else self.closed
+        return self.closure if self.closure and hours.is_closure(turn.now) else self.closed
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -224,6 +278,7 @@ class Connect(Spoken):
     kind = "connect"
     summary = "Put the caller through to a team of workers, each screened first."
     contacts_person = True
+    callback = "dial"
 
     team: str = option("team", "The team of workers to ring")
     on_no_answer: str = option("step", "Where to go when nobody accepts the call")
@@ -242,17 +297,22 @@ class Connect(Spoken):
                               "which does not exist", hint)]
         return []
 
-    def render(self, response, call):
-        if call.put_through is not None and call.put_through(response, self):
-            return None  # the caller waits on the conference bridge
-        self.dial_directly(response, call)
-        return None
+    def render(self, response, turn):
+        if turn.put_through is not None and turn.put_through(response, self, turn.state):
+            return  # the caller waits on the conference bridge
+        self.dial_directly(response, turn)
 
-    def dial_directly(self, response, call) -> None:
+    def dial_directly(self, response, turn) -> None:
         """Ring the team's numbers straight from the caller's call (no bridge)."""
-        dial_team(response, call.flowset.teams[self.team], helpline_number=call.helpline_number,
-                  timeout=self.timeout, action=call.links.dial(call.flow.id, self.name),
-                  screen=call.links.screen(call.flow.id, self.name))
+        dial_team(response, turn.flowset.teams[self.team], helpline_number=turn.helpline_number,
+                  timeout=self.timeout, action=self.callback_url(turn),
+                  screen=turn.links.screen(turn.flow.id, self.name))
+
+    def answer(self, reply, turn):
+        """The dial (or the waiting room) ended: done if a worker took the call."""
+        if reply.connected:
+            return Answer(None, turn.state, event="connected")
+        return Answer(self.on_no_answer, turn.state, event="no_answer")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -263,17 +323,22 @@ class Message(Spoken):
     text: str = option("text", "The message; {next_open} says when the line opens next, "
                        "e.g. 'on Monday 28 December at 9am'")
 
-    def render(self, response, call):
-        hours = call.flow.hours
-        self.say(response, call, self.text,
-                 next_open=spoken_opening(hours.next_opening(call.now), call.now))
+    def render(self, response, turn):
+        hours = turn.flow.hours
+        self.say(response, turn, self.text,
+                 next_open=spoken_opening(hours.next_opening(turn.now), turn.now))
         response.hangup()
-        return None
+
+    @property
+    def dynamic(self) -> bool:
+        """A message that says when the line opens next says it as of now."""
+        return says_next_open(self.text)
 
 
 @dataclass(frozen=True, kw_only=True)
 class Goto(Step):
     kind = "goto"
+    ends_turn = False
     summary = "Go to another step."
 
     next: str = option("step", "The step to go to")
@@ -281,7 +346,7 @@ class Goto(Step):
     def edges(self):
         return {"next": self.next}
 
-    def render(self, response, call):
+    def follow(self, turn):
         return self.next
 
 
@@ -290,9 +355,8 @@ class Hangup(Step):
     kind = "hangup"
     summary = "End the call."
 
-    def render(self, response, call):
+    def render(self, response, turn):
         response.hangup()
-        return None
 
 
 STEP_KINDS: dict[str, type[Step]] = {

@@ -62,3 +62,8 @@ def describe(allowed=SPOKEN) -> str:
     """The placeholders ``allowed`` in words, for the hint of an error."""
     return ", ".join(f"{{{name}}} ({PLACEHOLDERS[name]})" for name in PLACEHOLDERS
                      if name in allowed)
+
+
+def says_next_open(text: str) -> bool:
+    """Whether ``text`` says when the line opens next (so what it says depends on the time)."""
+    return any(_name(m.group()) == "next_open" for m in _PIECE.finditer(text))

@@ -17,7 +17,6 @@ from callflow.errors import FlowError
 from callflow.fields import did_you_mean, specs
 from callflow.flow import Degraded, Flow, FlowSet
 from callflow.limits import MAX_STEPS_PER_TURN, MAX_TEXT_CHARS
-from callflow.steps import Step
 from callflow.texts import CLOSING, LONGEST, SPOKEN, describe, fill, stray_braces
 
 
@@ -162,13 +161,6 @@ def _traps(flow: Flow) -> list[FlowError]:
     return errors
 
 
-def ends_turn(step: Step) -> bool:
-    """Whether a turn of a call ends at ``step``: it waits for Twilio (a notice's or a menu's
-    gather, a connect's dial or bridge) or ends the call (no step comes after it). Every other
-    step goes straight on to the next in the same answer to Twilio."""
-    return step.is_notice or step.takes_input or step.contacts_person or not step.edges()
-
-
 def _long_turns(flow: Flow) -> list[FlowError]:
     """Chains of steps that one turn would run, longer than the engine runs in one turn.
 
@@ -178,7 +170,7 @@ def _long_turns(flow: Flow) -> list[FlowError]:
     refused the flow already.
     """
     reached = flow.reachable()
-    targets = {name: set() if ends_turn(flow.steps[name]) else set(flow.steps[name].edges()
+    targets = {name: set() if flow.steps[name].ends_turn else set(flow.steps[name].edges()
                                                                    .values())
                for name in reached}
     callers: dict[str, list[str]] = {name: [] for name in reached}

@@ -1,7 +1,8 @@
-"""Running the RQ jobs: a worker process (``callflow worker``), or a thread in ``serve``.
+"""Running the RQ jobs: the job runner process (``callflow worker``), or a thread in ``serve``.
 
-With ``REDIS_URL`` the Procfile's worker process runs the jobs. Without it (the embedded store,
-one command to try the service) a thread in the web process does, so nothing else is needed.
+With ``REDIS_URL`` the Procfile's job runner process runs the jobs. Without it (the embedded
+store, one command to try the service) a thread in the web process does, so nothing else is
+needed. Every job runs with the process's runtime bound (:class:`JobRunner`).
 """
 
 from __future__ import annotations
@@ -11,13 +12,15 @@ import threading
 import time
 
 from rq import Queue, SimpleWorker
+from rq.executions import Execution
+from rq.job import Job as RQJob
 from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 from rq.timeouts import TimerDeathPenalty
 
 from callflow.cron import TIMED_QUEUE
 from callflow.cron import scheduler as cron_scheduler
-from callflow.runtime import Runtime
+from callflow.runtime import Runtime, binding
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +32,27 @@ WORKER_TTL_SECONDS = 30
 MAINTENANCE_SECONDS = 15
 
 
+class JobRunner(SimpleWorker):
+    """RQ's in-process worker, with this process's runtime bound while each job runs."""
+
+    def __init__(self, *args, runtime: Runtime, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.runtime = runtime
+
+    def perform_job(self, job: RQJob, queue: Queue, execution: Execution) -> bool:
+        with binding(self.runtime):
+            return super().perform_job(job, queue, execution)
+
+
+class ThreadWorker(JobRunner):
+    """A job runner that can run off the main thread (no signal handlers, timer timeouts)."""
+
+    death_penalty_class = TimerDeathPenalty
+
+    def _install_signal_handlers(self) -> None:
+        """Signals belong to the web server that hosts this thread."""
+
+
 def run_worker(rt: Runtime, *, burst: bool = False) -> bool:
     """The RQ worker of the Procfile, with RQ's scheduler (retries with backoff) and cron
     scheduler (the timed jobs) in threads of the same process.
@@ -38,8 +62,9 @@ def run_worker(rt: Runtime, *, burst: bool = False) -> bool:
     if not burst:
         start_scheduled_jobs(rt)
         start_timed_jobs(rt)
-    worker = SimpleWorker([rt.queue], connection=rt.queue.connection, serializer=JSONSerializer,
-                          worker_ttl=WORKER_TTL_SECONDS, maintenance_interval=MAINTENANCE_SECONDS)
+    worker = JobRunner([rt.queue], connection=rt.queue.connection, serializer=JSONSerializer,
+                       worker_ttl=WORKER_TTL_SECONDS, maintenance_interval=MAINTENANCE_SECONDS,
+                       runtime=rt)
     return worker.work(burst=burst, logging_level="INFO")
 
 
@@ -74,7 +99,8 @@ def start_timed_jobs(rt: Runtime, stop: threading.Event | None = None,
                      daemon=True).start()
 
     def work() -> None:
-        worker = ThreadWorker([timed], connection=connection, worker_ttl=WORKER_TTL_SECONDS)
+        worker = ThreadWorker([timed], connection=connection, worker_ttl=WORKER_TTL_SECONDS,
+                              runtime=rt)
         while stop is None or not stop.is_set():
             try:
                 if stop is None:
@@ -92,20 +118,11 @@ def start_timed_jobs(rt: Runtime, stop: threading.Event | None = None,
     threading.Thread(target=work, name="callflow-timed", daemon=True).start()
 
 
-class ThreadWorker(SimpleWorker):
-    """An RQ worker that can run off the main thread (no signal handlers, timer timeouts)."""
-
-    death_penalty_class = TimerDeathPenalty
-
-    def _install_signal_handlers(self) -> None:
-        """Signals belong to the web server that hosts this thread."""
-
-
 def start_in_process(rt: Runtime, interval: float = 0.5) -> threading.Event:
     """Run queued and scheduled jobs in daemon threads; set the returned event to stop."""
     stop = start_scheduled_jobs(rt)
     worker = ThreadWorker([rt.queue], connection=rt.queue.connection, serializer=JSONSerializer,
-                          worker_ttl=WORKER_TTL_SECONDS)
+                          worker_ttl=WORKER_TTL_SECONDS, runtime=rt)
 
     def loop() -> None:
         while not stop.wait(interval):

@@ -9,6 +9,7 @@ import dataclasses
 import pytest
 from flask import Flask
 
+from callflow import runtime
 from callflow.config import Settings
 from callflow.runtime import Runtime
 from callflow.staff import StaffStore
@@ -42,7 +43,9 @@ def monitor_app(monitor_settings, redis, clock, rest) -> Flask:
 
 @pytest.fixture
 def rt(monitor_app) -> Runtime:
-    return monitor_app.extensions["callflow"]["runtime"]
+    """The app's runtime, bound for the test as the job runner binds it for each job."""
+    with runtime.binding(monitor_app.extensions["callflow"]["runtime"]) as bound:
+        yield bound
 
 
 @pytest.fixture

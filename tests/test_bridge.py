@@ -18,7 +18,7 @@ import requests
 from rq.serializers import JSONSerializer
 from rq.worker import SimpleWorker
 
-from callflow import jobs, keys
+from callflow import jobs, keys, runtime
 from callflow.bridge import HOLDING, TAKEN
 from callflow.degraded import APOLOGY
 from callflow.live import ENDED_TTL_SECONDS, LiveState
@@ -49,7 +49,8 @@ ALICE, BILAL = "+447700900101", "+447700900102"  # Chris, the third, is not acti
 WHISPER = "Respect Phoneline call. Press 1 to accept."
 BUSY = "Sorry, all our helpline workers are busy"
 NOTICE = "This call is confidential"
-BUSY_STEP = f"{PUBLIC_URL}/voice/step?flow=respect-phoneline&step=busy"
+# The caller heard the notice on the way to the bridge: the redirect's URL carries that on.
+BUSY_STEP = f"{PUBLIC_URL}/voice/step?flow=respect-phoneline&step=busy&n=1"
 
 
 @pytest.fixture
@@ -106,7 +107,8 @@ def test_the_caller_hears_the_notice_then_waits_in_a_private_room(caller, twilio
 
     assert caller.room_twiml == (
         '<?xml version="1.0" encoding="UTF-8"?><Response>'
-        f'<Dial action="{PUBLIC_URL}/voice/dial?flow=respect-phoneline&amp;step=connect" '
+        f'<Dial action="{PUBLIC_URL}/voice/dial?flow=respect-phoneline&amp;step=connect&amp;'
+        f'n=1&amp;call={call}" '
         'method="POST" record="do-not-record">'
         '<Conference beep="false" endConferenceOnExit="true" record="do-not-record" '
         'startConferenceOnEnter="false" '
@@ -570,18 +572,20 @@ def assert_direct_dial(document: str, helpline: str = RESPECT) -> ET.Element:
     return dial
 
 
-def test_redis_down_when_the_caller_rings_gives_the_degraded_direct_dial(
+def test_redis_down_when_the_caller_rings_the_menu_goes_on_and_the_team_is_dialled_directly(
         bridge_settings, clock, twilio_api):
     store = dead_store()
     app = app_with(bridge_settings, store, clock)
     sim = TwilioSim(app, extra_fields=CANARY_FIELDS, rest=twilio_api)
 
-    transcript = sim.call(RESPECT, Keypad([], ["1"]), caller=CANARY_NUMBER)
+    transcript = sim.call(RESPECT, Keypad(["", "1"], ["1"]), caller=CANARY_NUMBER)
 
     heard = transcript.heard()
-    assert heard[0] == APOLOGY
-    assert NOTICE in heard[1]
-    assert_direct_dial(sim.responses[0])
+    assert APOLOGY not in heard
+    assert NOTICE in heard[0]
+    assert [NOTICE in text for text in heard].count(True) == 1  # said once, never again
+    dial = assert_direct_dial(sim.responses[2])
+    assert dial.get("action").startswith(f"{PUBLIC_URL}/voice/dial?flow=respect-phoneline&")
     assert transcript.connected
     assert twilio_api.sent == []
     store.close()
@@ -639,7 +643,7 @@ def test_redis_down_for_a_callback_answers_503_so_twilio_logs_it(flaky, callback
     callback(caller)
 
 
-def test_redis_down_at_the_connect_step_gives_the_degraded_direct_dial(
+def test_redis_down_at_the_connect_step_dials_the_team_directly(
         bridge_settings, redis_url, clock, twilio_api, caplog):
     store = DownAtConnect.from_url(redis_url, decode_responses=True)
     store.flushdb()
@@ -650,14 +654,14 @@ def test_redis_down_at_the_connect_step_gives_the_degraded_direct_dial(
     with caplog.at_level(logging.ERROR):
         body = caller.enter()
 
-    heard = said(body)
-    assert heard[0] == APOLOGY
-    assert NOTICE in heard[1]
-    assert_direct_dial(body)
+    assert said(body) == []  # the caller heard the notice and the menu already
+    dial = assert_direct_dial(body)
+    assert dial.get("action") == (f"{PUBLIC_URL}/voice/dial?flow=respect-phoneline&"
+                                  "step=connect&n=1")  # the flow's own no-answer step follows
     assert caller.call_id == ""
     assert not list(store.scan_iter(keys.live_call("*")))
     assert twilio_api.sent == []
-    assert "degraded" in caplog.text
+    assert [r.event for r in caplog.records if r.levelno >= logging.ERROR] == ["degraded"]
     store.flushdb()
     store.close()
 
@@ -680,7 +684,8 @@ def test_rest_api_failing_sends_the_next_caller_by_direct_dial(bridge_sim, twili
     assert_direct_dial(body)
     assert len(twilio_api.of("ring")) == 2
 
-    jobs.ring_team(first.call_id)  # RQ's retry, with Twilio back: nobody's claim was kept
+    with runtime.binding(bridge_sim.app.extensions["callflow"]["runtime"]):
+        jobs.ring_team(first.call_id)  # RQ's retry, with Twilio back: nobody's claim was kept
     assert [str(leg.data["To"]) for leg in first.legs()] == [ALICE, BILAL, ALICE, BILAL]
     assert_twilio_ok(twilio_api)
 

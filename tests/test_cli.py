@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from callflow import engine
+from callflow import runtime
 from callflow.graph import draw
 from callflow.loader import load_flowset
 from callflow.schema import render
@@ -48,7 +48,7 @@ def environment(monkeypatch, tmp_path, redis_url, redis):
 
 @pytest.fixture
 def open_now(monkeypatch):
-    monkeypatch.setattr(engine, "utc_now", lambda: OPEN_TIME)
+    monkeypatch.setattr(runtime, "utc_now", lambda: OPEN_TIME)
 
 
 # -- validate --------------------------------------------------------------------------------

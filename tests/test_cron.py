@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from rq import Queue
 
-from callflow import cron, jobs, keys
+from callflow import cron, jobs, keys, runtime
 from callflow.audit import AuditKind, AuditLog
 from callflow.errors import AuditChainBroken
 from callflow.runtime import Runtime
@@ -28,8 +28,9 @@ EVERY_MINUTE = ["close-stale-monitoring", "audit-refused-sign-ins"]
 
 @pytest.fixture
 def app_rt(app) -> Runtime:
-    """The plain app's runtime: the one the jobs of this process use."""
-    return app.extensions["callflow"]["runtime"]
+    """The plain app's runtime, bound for the test as the job runner binds it for each job."""
+    with runtime.binding(app.extensions["callflow"]["runtime"]) as rt:
+        yield rt
 
 
 def timed_queue(rt: Runtime) -> Queue:
@@ -38,7 +39,7 @@ def timed_queue(rt: Runtime) -> Queue:
 
 def run_timed_jobs(rt: Runtime) -> None:
     """What the worker's timed-job thread does: work the timed queue."""
-    ThreadWorker([timed_queue(rt)], connection=rt.queue.connection).work(
+    ThreadWorker([timed_queue(rt)], connection=rt.queue.connection, runtime=rt).work(
         burst=True, logging_level="WARNING")
 
 

@@ -17,7 +17,8 @@ from flask.testing import FlaskClient
 from callflow import keys
 from callflow.audit import AuditKind, Entry
 from callflow.staff import Role
-from webhooks.dashboard import CSP, _cell
+from webhooks.dashboard import _cell
+from webhooks.security import CSP
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "webhooks" / "templates"
 STATIC = Path(__file__).resolve().parent.parent / "webhooks" / "static"
@@ -132,6 +133,16 @@ def test_every_response_carries_the_security_headers(client, path):
     assert headers["Referrer-Policy"] == "no-referrer"
     assert headers["X-Content-Type-Options"] == "nosniff"
     assert headers["X-Frame-Options"] == "DENY"
+
+
+def test_twiml_carries_only_the_headers_a_browser_opening_it_would_need(twilio):
+    fields = {"CallSid": "CA" + "1" * 32, "To": "+441632960001", "CallStatus": "ringing"}
+    response = twilio.post("/voice/incoming", fields)
+    assert response.mimetype == "text/xml"
+    assert response.headers["Content-Security-Policy"] == (
+        "default-src 'none'; frame-ancestors 'none'")
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert "Referrer-Policy" not in response.headers
 
 
 def test_the_csp_allows_no_inline_script_and_no_framing():

@@ -26,7 +26,7 @@ from rq.serializers import JSONSerializer
 from twilio.request_validator import RequestValidator
 
 from callflow.config import Settings
-from callflow.runtime import QUEUE_NAME
+from callflow.jobspec import QUEUE_NAME
 from tests.audit_keys import SIGNING_PEM
 from tests.conftest import (
     CANARY_FIELDS,

@@ -17,10 +17,12 @@ from rq.serializers import JSONSerializer
 from rq.worker import SimpleWorker
 from twilio.base.exceptions import TwilioRestException
 
-from callflow import jobs, keys
+from callflow import jobs, jobspec, keys, runtime
 from callflow.config import Settings
 from callflow.errors import ConfigError, StoreUnavailable
+from callflow.jobspec import Job as Named
 from callflow.live import LiveState
+from callflow.worker import JobRunner
 from tests.bridge_support import Caller, dead_store
 from tests.conftest import CANARY_FIELDS, CANARY_NUMBER, FLOWS, RESPECT
 from webhooks import create_app
@@ -53,7 +55,9 @@ def queued_app(bridge_settings, redis, clock, twilio_api):
 
 @pytest.fixture
 def rt(queued_app):
-    return queued_app.extensions["callflow"]["runtime"]
+    """The app's runtime, bound for the test, as the job runner binds it around each job."""
+    with runtime.binding(queued_app.extensions["callflow"]["runtime"]) as bound:
+        yield bound
 
 
 def bridged(app, twilio_api) -> Caller:
@@ -69,8 +73,8 @@ def fetch(rt, job_id: str) -> Job:
 
 
 def run_queued(rt) -> None:
-    SimpleWorker([rt.queue], connection=rt.queue.connection,
-                 serializer=JSONSerializer).work(burst=True)
+    JobRunner([rt.queue], connection=rt.queue.connection, serializer=JSONSerializer,
+              runtime=rt).work(burst=True)
 
 
 # -- queueing -------------------------------------------------------------------------------
@@ -79,7 +83,7 @@ def run_queued(rt) -> None:
 def test_enqueue_raises_no_deprecation_warning(rt):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        jobs.enqueue(jobs.cancel_legs, "some-call", job_id="cancel-some-call")
+        rt.enqueue(Named.CANCEL_LEGS, "some-call", job_id="cancel-some-call")
 
 
 def test_the_caller_is_put_in_the_room_before_any_worker_is_rung(queued_app, twilio_api, rt):
@@ -90,9 +94,9 @@ def test_the_caller_is_put_in_the_room_before_any_worker_is_rung(queued_app, twi
 
 
 def test_a_job_is_queued_once_per_id(rt, caplog):
-    with caplog.at_level(logging.INFO, logger="callflow.jobs"):
-        jobs.enqueue(jobs.give_up, "some-call", job_id="give-up-some-call")
-        jobs.enqueue(jobs.give_up, "some-call", job_id="give-up-some-call")
+    with caplog.at_level(logging.INFO, logger="callflow.jobspec"):
+        rt.enqueue(Named.GIVE_UP, "some-call", job_id="give-up-some-call")
+        rt.enqueue(Named.GIVE_UP, "some-call", job_id="give-up-some-call")
 
     assert rt.queue.job_ids == ["give-up-some-call"]
     assert "job already queued" in caplog.text
@@ -104,18 +108,18 @@ def test_a_job_is_json_naming_a_function_and_ids(queued_app, twilio_api, rt):
     stored = rt.queue.connection.hgetall(f"rq:job:ring-{caller.call_id}")
     payload = json.loads(zlib.decompress(stored[b"data"]))
     assert payload == ["callflow.jobs.ring_team", None, [caller.call_id], {}]
-    assert stored[b"failure_callback_name"] == b"callflow.jobs.log_failure"
+    assert stored[b"failure_callback_name"] == b"callflow.jobspec.log_failure"
     job = fetch(rt, f"ring-{caller.call_id}")
     assert (job.func_name, job.args, job.kwargs) == ("callflow.jobs.ring_team",
                                                      [caller.call_id], {})
 
 
 @pytest.mark.parametrize("retry, attempts, intervals", [
-    (jobs.REST_RETRY, 3, [1, 4, 10]),
-    (jobs.PURGE_RETRY, 5, [30, 60, 300, 900, 3600]),
+    (jobspec.REST_RETRY, 3, [1, 4, 10]),
+    (jobspec.PURGE_RETRY, 5, [30, 60, 300, 900, 3600]),
 ])
 def test_jobs_are_retried_with_backoff(rt, retry, attempts, intervals):
-    jobs.enqueue(jobs.purge_call_records, CALL_SIDS, job_id="retried", retry=retry)
+    rt.enqueue(Named.PURGE_CALL_RECORDS, CALL_SIDS, job_id="retried", retry=retry)
 
     job = fetch(rt, "retried")
     assert job.retries_left == attempts
@@ -131,15 +135,15 @@ def test_a_purge_is_queued_with_its_own_retries(bridge_settings, redis, clock, t
     job = fetch(app.extensions["callflow"]["runtime"], f"purge-{caller.call_id}")
     assert job.func_name == "callflow.jobs.purge_call_records"
     assert job.args[0][0] == caller.sid
-    assert job.retries_left == jobs.PURGE_RETRY.max
+    assert job.retries_left == jobspec.PURGE_RETRY.max
 
 
 def test_enqueue_with_redis_down_is_store_unavailable(bridge_settings, clock):
     store = dead_store()
-    make_app(bridge_settings, store, clock)
+    rt = make_app(bridge_settings, store, clock).extensions["callflow"]["runtime"]
 
     with pytest.raises(StoreUnavailable):
-        jobs.enqueue(jobs.give_up, "some-call", job_id="give-up-some-call")
+        rt.enqueue(Named.GIVE_UP, "some-call", job_id="give-up-some-call")
     store.close()
 
 
@@ -197,7 +201,7 @@ def test_a_failed_ring_raises_releases_its_claim_and_flags_the_api(queued_app, t
     assert rt.live.get(caller.call_id).state is LiveState.RINGING
 
 
-def test_a_retry_after_one_workers_leg_failed_rings_that_worker(queued_app, twilio_api):
+def test_a_retry_after_one_workers_leg_failed_rings_that_worker(queued_app, twilio_api, rt):
     caller = bridged(queued_app, twilio_api)
     twilio_api.fail("ring", 500)  # Alice's leg fails; Bilal's is created
 
@@ -219,7 +223,7 @@ def test_a_ring_job_failing_in_a_worker_is_logged_and_scheduled_again(queued_app
 
     job = fetch(rt, f"ring-{caller.call_id}")
     assert job.get_status() == JobStatus.SCHEDULED
-    assert job.retries_left == jobs.REST_RETRY.max - 1
+    assert job.retries_left == jobspec.REST_RETRY.max - 1
     assert job.id in rt.queue.scheduled_job_registry.get_job_ids()
 
     rt.queue.scheduled_job_registry.requeue(job)  # its backoff is over
@@ -292,7 +296,8 @@ def test_a_team_with_nobody_active_goes_straight_to_the_no_answer_step(
     app = make_app(dataclasses.replace(bridge_settings, flows_dir=str(folder)), redis, clock)
     caller = bridged(with_worker(app), twilio_api)
 
-    jobs.ring_team(caller.call_id)
+    with runtime.binding(app.extensions["callflow"]["runtime"]):
+        jobs.ring_team(caller.call_id)
 
     assert [s.kind for s in twilio_api.sent] == ["redirect"]
 
@@ -326,7 +331,8 @@ def test_purge_that_twilio_refuses_raises_so_it_is_retried(rt, twilio_api):
 
 
 def test_purge_without_a_twilio_account_does_nothing(app, twilio_api):
-    jobs.purge_call_records(CALL_SIDS)
+    with runtime.binding(app.extensions["callflow"]["runtime"]):
+        jobs.purge_call_records(CALL_SIDS)
 
     assert twilio_api.sent == []
 
@@ -339,6 +345,31 @@ def test_purge_setting_from_the_environment(raw, on):
     env = {} if raw is None else {"CALLFLOW_PURGE_TWILIO_LOGS": raw}
 
     assert Settings.from_env(env).purge_twilio_logs is on
+
+
+def test_every_job_name_is_a_job_function():
+    """Code on the request path queues jobs by name; each name is a function here."""
+    for name in Named:
+        assert callable(getattr(jobs, name.value)), name
+        assert name.path == f"callflow.jobs.{name.value}"
+
+
+def test_a_job_run_with_no_runtime_bound_says_so():
+    with pytest.raises(RuntimeError, match="no runtime bound"):
+        jobs.give_up("some-call")
+
+
+def test_two_apps_in_one_process_run_their_jobs_each_with_its_own_runtime(
+        bridge_settings, redis, clock, twilio_api):
+    """Jobs run at once see the runtime of the app that queued them, not the last one built."""
+    first = make_app(bridge_settings, redis, clock, SYNC_JOBS=True)
+    other = dataclasses.replace(bridge_settings, public_url="https://other.example.org")
+    make_app(other, redis, clock, SYNC_JOBS=True)
+
+    caller = bridged(first, twilio_api)
+
+    urls = [str(leg.data["Url"]) for leg in caller.legs()]
+    assert urls and all(url.startswith("https://callflow.example.org/") for url in urls)
 
 
 @pytest.mark.parametrize("raw", ["flase", "disabled", "2"])

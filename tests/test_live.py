@@ -14,20 +14,22 @@ from callflow.errors import StoreUnavailable
 from callflow.live import ENDED_TTL_SECONDS, LIVE_TTL_SECONDS, LiveCall, LiveCalls, LiveState
 from tests.bridge_support import dead_store
 from tests.conftest import OPEN_TIME, RESPECT
+from webhooks.simulator import new_call_sid
 
 CALLER_SID = "CA" + "0a" * 16
+SECRET = "test-secret"
 STATES = list(LiveState)
 RANK = {"waiting": 0, "ringing": 1, "connected": 2, "fallback": 2, "ended": 3}
 
 
 @pytest.fixture
 def live(redis) -> LiveCalls:
-    return LiveCalls(redis)
+    return LiveCalls(redis, SECRET)
 
 
 def open_call(live: LiveCalls, **kwargs) -> LiveCall:
     values = {"flow": "respect-phoneline", "step": "connect", "team": "respect-workers",
-              "helpline_number": RESPECT, "caller_sid": CALLER_SID, "now": OPEN_TIME}
+              "helpline_number": RESPECT, "caller_sid": new_call_sid(), "now": OPEN_TIME}
     return live.open(**{**values, **kwargs})
 
 
@@ -39,7 +41,7 @@ def in_state(live: LiveCalls, state: LiveState) -> LiveCall:
 
 
 def test_open_writes_one_hash_with_a_ttl_and_indexes_it(live, redis):
-    call = open_call(live)
+    call = open_call(live, caller_sid=CALLER_SID)
 
     key = keys.live_call(call.id)
     assert redis.hgetall(key) == {
@@ -53,15 +55,34 @@ def test_open_writes_one_hash_with_a_ttl_and_indexes_it(live, redis):
     assert live.get(call.id) == call
 
 
-def test_ids_and_rooms_are_random_and_say_nothing_about_the_call(live):
+def test_ids_and_rooms_are_one_per_caller_and_say_nothing_about_the_call(live):
     calls = [open_call(live) for _ in range(50)]
 
     assert len({call.id for call in calls}) == 50
     for call in calls:
         assert len(call.id) >= 16
+        assert call.id == live.id_for(call.caller_sid)
         assert call.conference == keys.conference_room(call.id) == f"room-{call.id}"
-        for known in (CALLER_SID, RESPECT, RESPECT.lstrip("+"), "respect"):
-            assert known not in call.conference
+        for known in (call.caller_sid, call.caller_sid[2:], RESPECT, RESPECT.lstrip("+"),
+                      "respect"):
+            assert known not in call.id and known not in call.conference
+
+
+def test_an_id_needs_the_secret_key_to_be_worked_out(redis):
+    assert LiveCalls(redis, SECRET).id_for(CALLER_SID) != LiveCalls(redis, "other").id_for(
+        CALLER_SID)
+
+
+def test_opening_a_call_twice_keeps_the_first(live, redis):
+    """Twilio retrying the webhook that put the caller through must not reopen the call."""
+    first = open_call(live, caller_sid=CALLER_SID)
+    live.advance(first.id, LiveState.RINGING, OPEN_TIME)
+
+    again = open_call(live, caller_sid=CALLER_SID, step="other")
+
+    assert again.id == first.id
+    assert again.state is LiveState.RINGING and again.step == "connect"
+    assert redis.zrange(keys.live_index(), 0, -1) == [first.id]
 
 
 def test_a_call_nobody_opened_is_none(live):
@@ -237,7 +258,7 @@ def test_from_hash_reads_what_open_wrote(live):
 @pytest.fixture
 def down() -> LiveCalls:
     client = dead_store()
-    yield LiveCalls(client)
+    yield LiveCalls(client, SECRET)
     client.close()
 
 

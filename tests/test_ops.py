@@ -17,7 +17,7 @@ from tests.bridge_support import Caller, dead_store
 from tests.conftest import CANARY_NUMBER, FLOWS, RESPECT, assert_no_canary
 from tests.monitoring_support import connected_caller, signed_in
 from webhooks import create_app
-from webhooks.simulator import Keypad, TwilioSim
+from webhooks.simulator import ACCOUNT_SID, Keypad, TwilioSim, new_call_sid
 
 pytest_plugins = ("tests.monitoring_fixtures",)
 
@@ -211,8 +211,10 @@ def test_a_refused_signature_is_counted_as_403(metrics_app):
 def test_degraded_answers_are_counted_by_helpline(settings, clock):
     app = create_app({"TESTING": True, "SETTINGS": settings, "STORE": dead_store(),
                       "CLOCK": clock})
+    fields = {"CallSid": new_call_sid(), "AccountSid": ACCOUNT_SID, "To": RESPECT,
+              "Called": RESPECT, "CallStatus": "ringing", "Direction": "inbound"}
     with Delta("callflow_degraded_responses_total", helpline=HELPLINE) as degraded:
-        TwilioSim(app).call(RESPECT, Keypad(["", "1"], []))
+        TwilioSim(app).post("/voice/fallback", fields)  # Twilio's fallback URL
     assert degraded.value == 1
 
 

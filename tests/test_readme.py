@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from callflow import engine
+from callflow import runtime
 from tests.conftest import FLOWS
 from webhooks.cli import cli
 
@@ -90,7 +90,7 @@ def test_no_scripted_simulation_anywhere_in_the_readme_leaves_the_time_to_the_cl
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda e: f"README.md:{e.line}")
 def test_each_example_prints_what_the_readme_shows_whatever_the_clock(runner, monkeypatch,
                                                                         example, clock):
-    monkeypatch.setattr(engine, "utc_now", lambda: CLOCKS[clock])
+    monkeypatch.setattr(runtime, "utc_now", lambda: CLOCKS[clock])
     result = runner.invoke(cli, example.argv[1:], prog_name="callflow")
     refused = any(line.startswith("Error: ") for line in example.output)
     assert (result.exit_code != 0) is refused, result.output

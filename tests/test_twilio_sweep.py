@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from callflow import cron, jobs
+from callflow import cron, jobs, runtime
 from tests.bridge_support import Caller
 from tests.conftest import CANARY_NUMBER, MENS_ADVICE, RESPECT
 from webhooks import create_app
@@ -29,7 +29,9 @@ def app_with(settings, redis, clock):
 
 @pytest.fixture
 def sweeping(bridge_app):
-    return bridge_app.extensions["callflow"]["runtime"]
+    """The app's runtime, bound for the test as the job runner binds it for each job."""
+    with runtime.binding(bridge_app.extensions["callflow"]["runtime"]) as rt:
+        yield rt
 
 
 def listed(twilio_api) -> list[dict[str, str]]:
@@ -130,15 +132,17 @@ def test_each_sweep_deletes_at_most_its_share(sweeping, twilio_api, monkeypatch)
 
 def test_with_purging_turned_off_the_sweep_asks_nothing(bridge_settings, redis, clock,
                                                         twilio_api):
-    app_with(dataclasses.replace(bridge_settings, purge_twilio_logs=False), redis, clock)
+    app = app_with(dataclasses.replace(bridge_settings, purge_twilio_logs=False), redis, clock)
     an_account_log(twilio_api)
 
-    assert jobs.sweep_twilio_records() == 0
+    with runtime.binding(app.extensions["callflow"]["runtime"]):
+        assert jobs.sweep_twilio_records() == 0
     assert twilio_api.sent == []
 
 
 def test_without_a_twilio_account_the_sweep_does_nothing(app, twilio_api):
-    assert jobs.sweep_twilio_records() == 0
+    with runtime.binding(app.extensions["callflow"]["runtime"]):
+        assert jobs.sweep_twilio_records() == 0
     assert twilio_api.sent == []
 
 

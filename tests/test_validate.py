@@ -12,16 +12,16 @@ from dataclasses import replace
 import pytest
 from twilio.twiml.voice_response import VoiceResponse
 
-from callflow.context import CallContext, Links
+from callflow.context import CallState, Turn
 from callflow.degraded import APOLOGY
 from callflow.limits import MAX_STEPS_PER_TURN, MAX_TEXT_CHARS
+from callflow.links import Links
 from callflow.loader import load_flowset
 from callflow.steps import STEP_KINDS
 from callflow.texts import fill
-from callflow.validate import ends_turn
 from tests.conftest import OPEN_TIME
 from tests.flowfiles import BASE, edit, errors_of, warnings_of, write_folder
-from webhooks import create_app
+from webhooks import create_app, routes
 from webhooks.simulator import Keypad, TwilioSim
 
 NOTICE_HINT = "(put a notice step on that path, e.g. start the flow with one)"
@@ -375,14 +375,15 @@ EVERY_KIND = edit("  welcome:\n    kind: notice\n    next: menu1\n", """\
 
 @pytest.mark.parametrize("kind", list(STEP_KINDS))
 def test_a_turn_ends_where_the_engine_ends_it(tmp_path, kind):
-    """``ends_turn``, which the chain limit counts by, says of each kind what its render does:
-    None (the turn ends) or the next step's name (it goes straight on)."""
+    """``ends_turn``, which the chain limit counts by, says of each kind what the engine does:
+    no step follows in the same answer (the turn ends), or the next step's name does."""
     flowset = load_flowset(write_folder(tmp_path, {"test.yaml": EVERY_KIND}))
     flow = flowset.flows["test"]
     [step] = [step for step in flow.steps.values() if step.kind == kind]
-    call = CallContext(flowset=flowset, flow=flow, helpline_number="+441632960099",
-                       now=OPEN_TIME, links=Links("https://calls.example.org"))
-    assert (step.render(VoiceResponse(), call) is None) is ends_turn(step)
+    turn = Turn(flowset=flowset, flow=flow, helpline_number="+441632960099", now=OPEN_TIME,
+                links=Links("https://calls.example.org", routes()), state=CallState())
+    step.render(VoiceResponse(), turn)
+    assert (step.follow(turn) is None) is step.ends_turn
 
 
 def test_the_limit_the_validator_accepts_is_served_to_a_caller(settings, redis, clock, tmp_path):

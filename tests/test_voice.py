@@ -188,6 +188,16 @@ def texts(body: str) -> list[str]:
     return [say.text for say in ET.fromstring(body).iter("Say")]
 
 
+def gather_action(body: str) -> str:
+    """Where Twilio goes after the ``<Gather>`` in ``body``: the signed URL with the state."""
+    return ET.fromstring(body).find(".//Gather").get("action")
+
+
+def commands_served(client: redis_lib.Redis) -> int:
+    """Commands the Redis server has processed so far (this question included)."""
+    return int(client.info("stats")["total_commands_processed"])
+
+
 def make_app(settings, store, clock, **changes):
     return create_app({"TESTING": True, "SETTINGS": replace(settings, **changes),
                        "STORE": store, "CLOCK": clock})
@@ -268,15 +278,14 @@ def test_the_incoming_answer_is_exactly_the_notice_with_the_policy_offer(twilio,
 
 def test_the_dial_is_exactly_screened_private_and_shows_the_helpline(twilio, check):
     fields = call_fields(MENS_ADVICE)
-    twilio.post("/voice/incoming", fields)
-    twilio.post("/voice/notice?flow=mens-advice-line&step=welcome", fields)
-    response = twilio.post("/voice/menu?flow=mens-advice-line&step=main-menu",
-                           {**fields, "Digits": "1"})
+    body = twilio.post("/voice/incoming", fields).get_data(as_text=True)
+    body = twilio.post(gather_action(body), fields).get_data(as_text=True)
+    response = twilio.post(gather_action(body), {**fields, "Digits": "1"})
     screen = "https://callflow.example.org/voice/screen?flow=mens-advice-line&amp;step=connect"
     assert response.get_data(as_text=True) == (
         '<?xml version="1.0" encoding="UTF-8"?><Response>'
         '<Dial action="https://callflow.example.org/voice/dial?flow=mens-advice-line&amp;'
-        'step=connect" callerId="+441632960002" method="POST" record="do-not-record" '
+        'step=connect&amp;n=1" callerId="+441632960002" method="POST" record="do-not-record" '
         'timeout="25">'
         f'<Number method="POST" url="{screen}">+447700900201</Number>'
         f'<Number method="POST" url="{screen}">+447700900202</Number>'
@@ -385,7 +394,7 @@ def test_odd_digits_at_the_notice_go_on_to_the_menu(twilio, check, digits):
     check(twilio)
 
 
-def test_the_notice_is_said_before_a_worker_even_when_the_call_state_was_lost(twilio, redis,
+def test_the_notice_is_said_before_a_worker_when_the_url_does_not_say_it_was_heard(twilio, redis,
                                                                               check):
     fields = call_fields(RESPECT)
     twilio.post("/voice/incoming", fields)
@@ -493,51 +502,47 @@ def test_the_fallback_url_works_with_redis_up_too(twilio, check):
 
 
 @pytest.mark.parametrize("number", [RESPECT, MENS_ADVICE])
-def test_with_redis_down_the_caller_hears_the_notice_and_is_put_through(
-        down, redis, check, caplog, number):
+def test_with_redis_down_a_caller_in_the_menu_is_served_exactly_as_with_it_up(
+        down, twilio, redis, check, caplog, number):
+    """The menu's state is in the signed URLs: a Redis outage never reaches a caller who is
+    still in the menu, nor one put through by a direct dial."""
+    normal = twilio.call(number, Keypad(["", "1"], ["1"]), caller=CANARY_NUMBER)
     snoop = Snoop(redis, ["", "1"], ["1"])
     transcript = down.call(number, snoop, caller=CANARY_NUMBER)
-    assert transcript.heard()[:2] == [APOLOGY, notice(number)]
+    assert transcript.heard() == normal.heard() == [*offered_notice(number), PROMPT[number]]
+    assert transcript.kinds() == normal.kinds()
     assert transcript.connected
     assert [e.text for e in transcript.events if e.kind == "dial"] == [number]
-    assert any(r.levelno >= logging.ERROR and "store unavailable" in r.getMessage()
-               for r in caplog.records)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     check(down, snoop=snoop, helpline=number)
 
 
-def test_with_redis_down_nobody_answering_gives_the_no_answer_message(down, check):
+def test_with_redis_down_nobody_answering_gives_the_flows_no_answer_step(down, check):
     transcript = down.call(RESPECT, Keypad([], ["", ""]), caller=CANARY_NUMBER)
     assert not transcript.connected
-    assert transcript.heard()[-1] == ("Sorry, nobody at Respect Phoneline is free to take your "
-                                      "call right now. Please try again later. If you or anyone "
-                                      "else is in immediate danger, call 999 now.")
+    assert transcript.heard()[-1] == BUSY[RESPECT]
     check(down, helpline=RESPECT)
 
 
-@pytest.mark.parametrize(("moment", "opens"), [
-    (CLOSED_TIME, "at 9am tomorrow"), (CHRISTMAS_NOON, "on Monday 28 December at 9am")],
-    ids=["night", "closure"])
-def test_with_redis_down_opening_hours_still_apply(down, clock, check, moment, opens):
+@pytest.mark.parametrize(("moment", "closed"), [(CLOSED_TIME, CLOSED), (CHRISTMAS_NOON, CLOSURE)],
+                         ids=["night", "closure"])
+def test_with_redis_down_opening_hours_still_apply(down, clock, check, moment, closed):
     clock.now = moment
     transcript = down.call(RESPECT, Keypad(), caller=CANARY_NUMBER)
-    assert transcript.heard() == [
-        APOLOGY, notice(RESPECT),
-        f"Respect Phoneline is closed at the moment. We open again {opens}. "
-        "If you or anyone else is in immediate danger, call 999 now."]
+    assert transcript.heard() == [*offered_notice(RESPECT), closed[RESPECT]]
     assert "dial" not in transcript.kinds()
     check(down)
 
 
-def test_redis_going_down_mid_call_still_puts_the_caller_through(settings, clock, redis,
-                                                                 outage, check):
+def test_redis_going_down_mid_call_changes_nothing_for_the_caller(settings, clock, redis,
+                                                                  outage, check):
     app = make_app(settings, outage.client, clock)
     sim = TwilioSim(app, extra_fields=CANARY_FIELDS)
     snoop = Snoop(redis, ["", "1"], ["1"],
                   on_prompt=lambda prompt: outage.begin() if "press 1" in prompt else None)
     transcript = sim.call(RESPECT, snoop, caller=CANARY_NUMBER)
-    heard = transcript.heard()
-    assert heard[:3] == [*offered_notice(RESPECT), PROMPT[RESPECT]]
-    assert heard[3:5] == [APOLOGY, notice(RESPECT)]
+    assert transcript.heard() == [*offered_notice(RESPECT), PROMPT[RESPECT]]
+    assert APOLOGY not in transcript.heard()
     assert transcript.connected
     check(sim, snoop=snoop, helpline=RESPECT)
 
@@ -697,7 +702,8 @@ def test_a_webhook_sent_as_get_is_signed_on_its_url_and_the_caller_in_the_query_
                            {**fields, "Digits": "9"}, method="GET")
     assert response.status_code == 200
     assert texts(response.get_data(as_text=True))[-1] == PROMPT[RESPECT]
-    assert keys.call(fields["CallSid"]) in store_dump(redis)
+    assert gather_action(response.get_data(as_text=True)).endswith("step=main-menu&n=1")
+    assert nothing_but_the_last_good_flows(redis)
     check(twilio)
 
 
@@ -746,56 +752,90 @@ def test_a_missing_or_malformed_call_sid_is_a_400(twilio, redis, caplog, path, s
     assert_no_canary(logged(caplog), response.get_data(as_text=True))
 
 
-# -- call state ------------------------------------------------------------------------------
+# -- call state: in the signed URLs, nothing in the store --------------------------------
 
-def test_the_call_state_has_a_ttl_and_the_status_callback_ends_it(twilio, redis, settings,
-                                                                  check):
+def test_a_call_in_the_menu_sends_redis_no_command_and_leaves_nothing(twilio, redis, check):
     fields = call_fields(RESPECT)
-    key = keys.call(fields["CallSid"])
-    twilio.post("/voice/incoming", fields)
-    assert 0 < redis.ttl(key) <= settings.call_ttl
-    twilio.post("/voice/notice?flow=respect-phoneline&step=welcome", fields)
-    assert redis.hgetall(key)["step"] == "main-menu"
-    assert 0 < redis.ttl(key) <= settings.call_ttl
-    twilio.post("/voice/status", {**fields, "CallStatus": "in-progress"})
-    assert redis.exists(key)
-    twilio.post("/voice/status", {**fields, "CallStatus": "completed"})
-    assert not redis.exists(key)
+    before = commands_served(redis)
+    body = twilio.post("/voice/incoming", fields).get_data(as_text=True)
+    body = twilio.post(gather_action(body), {**fields, "Digits": "2"}).get_data(as_text=True)
+    body = twilio.post(gather_action(body), {**fields, "Digits": "2"}).get_data(as_text=True)
+    body = twilio.post(gather_action(body), {**fields, "Digits": "7"}).get_data(as_text=True)
+    twilio.post(gather_action(body), fields)
+    assert commands_served(redis) == before + 1  # only the question itself
+    assert nothing_but_the_last_good_flows(redis)
     check(twilio)
 
 
+def test_the_state_travels_in_the_urls_twilio_signs(twilio, check):
+    fields = call_fields(RESPECT)
+    body = twilio.post("/voice/incoming", fields).get_data(as_text=True)
+    assert gather_action(body) == f"{PUBLIC_URL}/voice/notice?flow=respect-phoneline&step=welcome"
+    body = twilio.post(gather_action(body), fields).get_data(as_text=True)
+    menu = f"{PUBLIC_URL}/voice/menu?flow=respect-phoneline&step=main-menu&n=1"
+    assert gather_action(body) == menu
+    body = twilio.post(menu, fields).get_data(as_text=True)  # no key: the prompt again
+    assert gather_action(body) == menu + "&t=1"
+    body = twilio.post(menu + "&t=1", {**fields, "Digits": "5"}).get_data(as_text=True)
+    assert texts(body) == [INVALID_CHOICE, PROMPT[RESPECT]]
+    assert gather_action(body) == menu + "&t=2"
+    check(twilio)
+
+
+def test_an_altered_state_in_the_url_is_refused(client, check):
+    """The state is authenticated by the signature: a caller (or anyone) cannot say the notice
+    was heard, or reset their tries, without the auth token."""
+    fields = call_fields(RESPECT)
+    signature = signed(f"{PUBLIC_URL}/voice/menu?flow=respect-phoneline&step=main-menu", fields)
+    response = client.post("/voice/menu?flow=respect-phoneline&step=main-menu&n=1",
+                           data=fields, headers={"X-Twilio-Signature": signature})
+    assert response.status_code == 403
+
+
+@pytest.mark.parametrize("query", ["n=yes&t=many", "t=-1", "t=999", "t=%C2%B2", "d=2"])
+def test_an_odd_state_in_a_signed_url_is_read_as_saying_least(twilio, check, query):
+    """Only the service writes these URLs; anything odd (a link from an older release) is
+    read as the state that says least, so the notice is said again before any worker."""
+    fields = call_fields(RESPECT)
+    response = twilio.post(f"/voice/menu?flow=respect-phoneline&step=main-menu&{query}",
+                           {**fields, "Digits": "1"})
+    assert response.status_code == 200
+    root = ET.fromstring(response.get_data(as_text=True))
+    assert [child.tag for child in root] == ["Say", "Dial"]
+    assert root[0].text == notice(RESPECT)
+    check(twilio, helpline=RESPECT)
+
+
 @pytest.mark.parametrize("status", ["completed", "busy", "failed", "no-answer", "canceled"])
-def test_every_final_status_forgets_the_call(twilio, redis, status):
+def test_every_final_status_of_a_call_that_never_reached_the_bridge_leaves_nothing(
+        twilio, redis, status):
     fields = call_fields(RESPECT)
     twilio.post("/voice/incoming", fields)
     twilio.post("/voice/status", {**fields, "CallStatus": status})
     assert nothing_but_the_last_good_flows(redis)
 
 
-def test_every_key_a_call_leaves_in_the_store_expires(twilio, redis, check):
-    snoop = Snoop(redis, ["", "2", "7", "1"], ["", "1"])
-    twilio.call(RESPECT, snoop, caller=CANARY_NUMBER)
-    assert snoop.ttls, "the store was never looked at mid-call"
-    check(twilio, snoop=snoop)
+def test_the_menus_turns_are_rendered_once_and_served_as_bytes(twilio, check):
+    engine = twilio.app.extensions["callflow"]["engine"]
+    first = [twilio.post("/voice/incoming", call_fields(RESPECT)).get_data() for _ in range(3)]
+    flowset = engine.registry.current
+    assert first[0] == first[1] == first[2]
+    cached = flowset.compiled["twiml"].bodies
+    assert first[0] in cached.values()
+    check(twilio)
 
 
-@pytest.mark.parametrize("corrupt", ["attempts", "string"], ids=["bad field", "wrong type"])
-def test_a_corrupted_call_state_gets_the_degraded_path_not_an_error(twilio, redis, caplog,
-                                                                    check, corrupt):
-    fields = call_fields(RESPECT)
-    key = keys.call(fields["CallSid"])
-    twilio.post("/voice/incoming", fields)
-    if corrupt == "attempts":
-        redis.hset(key, "attempts", "many")
-    else:
-        redis.delete(key)
-        redis.set(key, "not a hash", ex=60)
-    response = twilio.post("/voice/menu?flow=respect-phoneline&step=main-menu",
-                           {**fields, "Digits": "1"})
-    assert response.status_code == 200
-    assert texts(response.get_data(as_text=True)) == [APOLOGY, notice(RESPECT)]
-    assert any(r.levelno >= logging.ERROR for r in caplog.records)
-    check(twilio, helpline=RESPECT)
+def test_a_reload_swaps_the_rendered_turns_with_the_flows(settings, redis, clock, flows_copy,
+                                                          check):
+    app = make_app(settings, redis, clock, flows_dir=str(flows_copy))
+    sim = TwilioSim(app, extra_fields=CANARY_FIELDS)
+    before = texts(sim.post("/voice/incoming", call_fields(RESPECT)).get_data(as_text=True))
+    edit_flow(flows_copy, "    kind: notice\n", "    kind: notice\n    policy_digit: \"8\"\n")
+    assert app.extensions["callflow"]["registry"].reload()
+    after = texts(sim.post("/voice/incoming", call_fields(RESPECT)).get_data(as_text=True))
+    assert before[-1] == POLICY_OFFER.format(digit="9")
+    assert after[-1] == POLICY_OFFER.format(digit="8")
+    check(sim)
 
 
 def test_a_status_callback_with_redis_down_is_still_answered(down, check):

@@ -16,13 +16,13 @@ from rq.worker import SimpleWorker
 
 from callflow import worker as worker_module
 from callflow.live import LiveState
-from callflow.worker import ThreadWorker, run_worker, start_in_process
+from callflow.worker import JobRunner, ThreadWorker, run_worker, start_in_process
 from tests.bridge_support import Caller
 from tests.conftest import CANARY_FIELDS, CANARY_NUMBER, RESPECT
 from webhooks import create_app
 from webhooks.simulator import TwilioSim
 
-worker_cli = importlib.import_module("callflow.cli.worker")
+worker_cli = importlib.import_module("webhooks.cli")
 
 
 @pytest.fixture
@@ -51,7 +51,8 @@ def caller(queued_app, twilio_api) -> Caller:
 
 
 def test_a_simple_worker_runs_the_queued_jobs_on_the_json_serializer(rt, caller, twilio_api):
-    worker = SimpleWorker([rt.queue], connection=rt.queue.connection, serializer=JSONSerializer)
+    worker = JobRunner([rt.queue], connection=rt.queue.connection, serializer=JSONSerializer,
+                       runtime=rt)
 
     assert worker.work(burst=True)
 
@@ -97,8 +98,8 @@ def test_the_in_process_runner_runs_queued_jobs_until_stopped(rt, caller, twilio
 def test_a_thread_worker_leaves_the_signal_handlers_alone(rt):
     before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
 
-    ThreadWorker([rt.queue], connection=rt.queue.connection,
-                 serializer=JSONSerializer)._install_signal_handlers()
+    ThreadWorker([rt.queue], connection=rt.queue.connection, serializer=JSONSerializer,
+                 runtime=rt)._install_signal_handlers()
 
     assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
 

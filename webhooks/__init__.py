@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from flask import Flask
+from twilio.request_validator import RequestValidator
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -15,6 +16,7 @@ from callflow import logs, runtime
 from callflow.config import Settings
 from callflow.engine import CallEngine
 from callflow.errors import ConfigError
+from callflow.links import Links
 from callflow.manager_line import ManagerLineCalls
 from callflow.registry import reload_on_sighup
 from callflow.sign_in import WebSignIn
@@ -46,26 +48,54 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         _require(settings, allow_missing_token=config.pop("ALLOW_MISSING_TOKEN", False))
         logs.configure(settings.log_level)
 
-    rt = runtime.install(runtime.build(
-        settings, store=config.get("STORE"), clock=config.get("CLOCK"),
-        http_client=config.get("TWILIO_HTTP_CLIENT"), sync_jobs=bool(config.get("SYNC_JOBS"))))
+    register_blueprints(app)
+    rt = runtime.build(
+        settings, links=Links(settings.public_url, routes(app)), store=config.get("STORE"),
+        clock=config.get("CLOCK"), http_client=config.get("TWILIO_HTTP_CLIENT"),
+        sync_jobs=bool(config.get("SYNC_JOBS")))
     engine = CallEngine(rt)
     staff = StaffStore(rt.store, audit=rt.audit.append)
+    validator = RequestValidator(settings.twilio_auth_token)
     app.extensions["callflow"] = {"settings": settings, "registry": rt.registry,
                                   "store": rt.store, "runtime": rt, "engine": engine,
                                   "staff": staff, "sign_in": WebSignIn(staff, clock=rt.clock),
-                                  "manager_line": ManagerLineCalls(rt, staff)}
+                                  "manager_line": ManagerLineCalls(rt, staff),
+                                  "validator": validator}
     if not app.testing:  # SIGHUP reloads whatever the interval (0: SIGHUP only)
         rt.registry.watch(settings.reload_interval)
         reload_on_sighup(rt.registry)
-
-    from webhooks import bridge, dashboard, health, manager, manager_line, ops, public, voice
-
-    for module in (voice, bridge, manager_line, manager, dashboard, health, ops, public):
-        app.register_blueprint(module.bp)
     app.before_request(body_size.allow_twilio_bodies)
     app.register_error_handler(RequestEntityTooLarge, body_size.too_large)
     return app
+
+
+def register_blueprints(app: Flask) -> None:
+    from webhooks import (
+        bridge,
+        dashboard,
+        health,
+        manager,
+        manager_line,
+        ops,
+        public,
+        security,
+        voice,
+    )
+
+    for module in (voice, bridge, manager_line, manager, dashboard, health, ops, public):
+        app.register_blueprint(module.bp)
+    security.init_app(app)
+
+
+def routes(app: Flask | None = None) -> dict[str, str]:
+    """Endpoint -> path of every route, from the app's URL map: what ``Links`` builds on.
+
+    Without an app (the job runner, which serves no requests), the blueprints are registered
+    on a bare one just to read their routes."""
+    if app is None:
+        app = Flask(__name__)
+        register_blueprints(app)
+    return {rule.endpoint: rule.rule for rule in app.url_map.iter_rules()}
 
 
 def _require(settings: Settings, allow_missing_token: bool = False) -> None:

@@ -24,13 +24,17 @@ from flask import Response, current_app, request, url_for
 from twilio.twiml.voice_response import VoiceResponse
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from callflow.steps import STEP_KINDS
+
 log = logging.getLogger(__name__)
 TWILIO_MAX_BODY_BYTES = 1024 * 1024
 TWILIO_PATHS = "/voice/"
 # The views whose answer a caller hears, and which may therefore be redirected to the fallback
 # (the hold music is a conference's wait URL, where a redirect may not dial).
-CALLER_VIEWS = frozenset({"voice.incoming", "voice.resume", "voice.notice", "voice.menu",
-                          "voice.dial", "voice.degraded_dial", "voice.fallback"})
+CALLER_VIEWS = frozenset({"voice.incoming", "voice.step", "voice.degraded_dial",
+                          "voice.fallback",
+                          *(f"voice.{kind.callback}" for kind in STEP_KINDS.values()
+                            if kind.callback)})
 OVERSIZED_APOLOGY = ("Sorry, we are having a technical problem and cannot put you through "
                      "right now. Please hang up and call again. If you are in danger, call the "
                      "emergency services.")

@@ -1,4 +1,5 @@
-"""The console script: the domain's commands plus ``serve`` and ``simulate``."""
+"""The console script: the domain's commands plus ``serve``, ``simulate`` and ``worker``, which
+need the web app (or its routes, which every URL given to Twilio is built from)."""
 
 from __future__ import annotations
 
@@ -15,11 +16,13 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from callflow import local
+from callflow import local, logs, runtime
 from callflow.cli import cli
 from callflow.config import Settings
 from callflow.errors import CallflowError
+from callflow.links import Links
 from callflow.local_keys import local_signing_key
+from callflow.registry import reload_on_sighup
 from callflow.store import stop_embedded
 from webhooks.simulator import ACCOUNT_SID, Event, Keypad, TwilioSim
 from webhooks.twilio_double import TwilioDouble
@@ -131,6 +134,28 @@ def split_keys(value: str | None, option: str) -> list[str] | None:
         return [phone_keys(k) for k in value.split(",")]
     except click.BadParameter as exc:
         raise click.BadParameter(exc.message, param_hint=option) from None
+
+
+@cli.command()
+@click.option("--burst", is_flag=True, help="Run the queued jobs, then stop.")
+def worker(burst: bool) -> None:
+    """Run the job runner: worker legs, cancellations, fallbacks, Twilio log purges."""
+    from callflow.worker import run_worker
+    from webhooks import routes
+
+    settings = Settings.from_env()
+    logs.configure(settings.log_level)
+    if not settings.shared_store:
+        raise click.ClickException("set REDIS_URL (or REDIS_SENTINELS): without it `callflow "
+                                   "serve` runs the jobs itself and no job runner is needed")
+    try:
+        rt = runtime.build(settings, links=Links(settings.public_url, routes()), worker=True)
+    except CallflowError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not burst:  # teams edited in git reach the jobs too, on an edit or on SIGHUP
+        rt.registry.watch(settings.reload_interval)
+        reload_on_sighup(rt.registry)
+    sys.exit(0 if run_worker(rt, burst=burst) or burst else 1)
 
 
 class TerminalKeypad(Keypad):

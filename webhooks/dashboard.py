@@ -57,10 +57,6 @@ bp.before_request(check_csrf)
 bp.before_app_request(sessions.expire_idle)
 bp.after_app_request(sessions.note_activity)
 
-# No inline script or style anywhere; nothing from another origin; never framed.
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-       "connect-src 'self'; font-src 'self'; form-action 'self'; base-uri 'none'; "
-       "frame-ancestors 'none'")
 SHOWN_ENTRIES = 500
 
 KIND_LABELS = {
@@ -103,21 +99,6 @@ CSV_COLUMNS = ("seq", "at", "kind", "actor", "data", "prev", "hash")
 
 def rt() -> Runtime:
     return current_app.extensions["callflow"]["runtime"]
-
-
-@bp.after_app_request
-def security_headers(response: Response) -> Response:
-    """On every response of the app, pages, JSON and webhooks alike."""
-    headers = response.headers
-    headers.setdefault("Content-Security-Policy", CSP)
-    headers.setdefault("Referrer-Policy", "no-referrer")
-    headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("X-Frame-Options", "DENY")
-    headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-    headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
-    if request.path.startswith("/manager"):
-        headers["Cache-Control"] = "no-store"
-    return response
 
 
 @bp.errorhandler(StoreUnavailable)

@@ -1,29 +1,41 @@
 """The edge every Twilio request passes: signature first, then caller data dropped.
 
 The signature is checked on ``CALLFLOW_PUBLIC_URL`` + path + query and the raw form (repeated
-keys included), so it holds behind proxies. Then only allow-listed fields survive, and the
+keys included), so it holds behind proxies; the query is the service's own routing and call
+state, which Twilio signs with the rest. Then only allow-listed fields survive, and the
 request's own form, query and values are replaced by them, so nothing later can reach a caller's
 number even by mistake.
+
+Twilio may sign an https URL with or without its default port, so both forms are accepted
+(as the ``twilio`` library's validator does); but the form the configured public URL has is
+computed first, and the other only when that does not match, so a genuine request costs one
+HMAC, not two.
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
 import re
+from urllib.parse import urlparse
 
 from flask import abort, current_app, g, request
 from twilio.request_validator import (
     SIGNATURE_HEADER,
     SIGNATURE_SETTINGS_HEADER,
     RequestValidator,
+    add_port,
     get_signature_algorithm,
+    remove_port,
 )
 from werkzeug.datastructures import CombinedMultiDict, ImmutableMultiDict
 
+from callflow.context import CallState
 from callflow.privacy import strip_caller_data
 
 log = logging.getLogger(__name__)
-LINK_PARAMS = ("flow", "step", "call", "leg", "session")
+# The service's own parameters, which it writes into the URLs it hands Twilio.
+LINK_PARAMS = ("flow", "step", "call", "leg", "session", *CallState.PARAMS)
 CALL_SID = re.compile(r"CA[0-9a-f]{32}")  # matched whole: "$" would let a trailing newline in
 
 
@@ -34,26 +46,48 @@ def signed_url() -> str:
     return f"{base}{request.path}?{query}" if query else f"{base}{request.path}"
 
 
+def signature_matches(validator: RequestValidator, url: str, params, signature: str,
+                      algorithm: str) -> bool:
+    """Whether ``signature`` is Twilio's for ``url`` and ``params``: the URL as given first,
+    then with its default port added or removed. Compared in constant time."""
+    expected = signature.encode("utf-8", "replace")
+    for candidate in _both_forms(url):
+        try:
+            computed = validator.compute_signature(candidate, params, algorithm)
+        except ValueError:  # an algorithm the library does not know
+            return False
+        if hmac.compare_digest(computed.encode("utf-8"), expected):
+            return True
+    return False
+
+
+def _both_forms(url: str):
+    yield url
+    parsed = urlparse(url)
+    yield remove_port(parsed) if parsed.port else add_port(parsed)
+
+
 def check_and_strip() -> None:
     """``before_request`` of every Twilio-facing blueprint."""
-    settings = current_app.extensions["callflow"]["settings"]
-    params = request.form if request.method == "POST" else {}
-    signature = request.headers.get(SIGNATURE_HEADER, "")
-    algorithm = get_signature_algorithm(request.headers.get(SIGNATURE_SETTINGS_HEADER))
-    token = settings.twilio_auth_token
-    if not (token and signature and
-            RequestValidator(token).validate(signed_url(), params, signature, algorithm)):
+    req = request._get_current_object()  # one proxy lookup, not one per attribute
+    callflow = current_app.extensions["callflow"]
+    post = req.method == "POST"
+    params = req.form if post else {}
+    signature = req.headers.get(SIGNATURE_HEADER, "")
+    algorithm = get_signature_algorithm(req.headers.get(SIGNATURE_SETTINGS_HEADER))
+    if not (callflow["settings"].twilio_auth_token and signature and signature_matches(
+            callflow["validator"], signed_url(), params, signature, algorithm)):
         log.warning("refused a request without a valid Twilio signature",
-                    extra={"path": request.path, "method": request.method, "status": 403})
+                    extra={"path": req.path, "method": req.method, "status": 403})
         abort(403)
-    source = request.form if request.method == "POST" else request.args
-    kept = strip_caller_data(source)
-    # Our own routing parameters, which we put in the URLs we hand Twilio.
-    link = {name: request.args[name] for name in LINK_PARAMS if name in request.args}
-    form = ImmutableMultiDict(kept if request.method == "POST" else {})
-    args = ImmutableMultiDict({**link, **({} if request.method == "POST" else kept)})
+    query = req.args
+    kept = strip_caller_data(params if post else query)
+    # Our own routing parameters and call state, which we put in the URLs we hand Twilio.
+    link = {name: query[name] for name in LINK_PARAMS if name in query}
+    form = ImmutableMultiDict(kept if post else {})
+    args = ImmutableMultiDict({**link, **({} if post else kept)})
     # Replace the parsed request data so no later code can read a dropped field.
-    request.__dict__.update(form=form, args=args, values=CombinedMultiDict([args, form]))
+    req.__dict__.update(form=form, args=args, values=CombinedMultiDict([args, form]))
     g.twilio, g.link = kept, link
 
 

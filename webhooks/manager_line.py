@@ -38,7 +38,7 @@ def pin():
     return twiml(line().pin(require_call_sid(), field("Digits")))
 
 
-@bp.route("/list", methods=METHODS)
+@bp.route("/list", endpoint="list", methods=METHODS)
 def listing():
     return twiml(line().listing(require_call_sid(), field("Digits")))
 

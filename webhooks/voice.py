@@ -1,7 +1,9 @@
 """Twilio's voice webhooks: thin views over :class:`callflow.engine.CallEngine`.
 
-Every view is signature-checked and sees only allow-listed fields (``webhooks.edge``). Any
-error that escapes the engine still answers the caller: an apology and the degraded path.
+Every view is signature-checked and sees only allow-listed fields (``webhooks.edge``). Each
+step kind with a callback gets its route here (``/voice/<callback>``), made from the registry
+of step kinds, so a new kind needs no view of its own. Any error that escapes the engine still
+answers the caller: an apology and the degraded path.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from flask import Blueprint, Response, current_app, request
 from twilio.twiml.voice_response import VoiceResponse
 from werkzeug.exceptions import HTTPException
 
+from callflow.context import CallState
 from callflow.engine import CallEngine
 from callflow.errors import StoreUnavailable
+from callflow.steps import STEP_KINDS, Step
 from webhooks.edge import check_and_strip, field, link, require_call_sid
 
 log = logging.getLogger(__name__)
@@ -21,22 +25,25 @@ bp = Blueprint("voice", __name__, url_prefix="/voice")
 bp.before_request(check_and_strip)
 METHODS = ["POST", "GET"]  # Twilio may be set to either; both are signed
 WORKER_LEG_VIEWS = frozenset({"voice.screen", "voice.screen_answer"})
+EMPTY = str(VoiceResponse()).encode("utf-8")
 
 
 def engine() -> CallEngine:
     return current_app.extensions["callflow"]["engine"]
 
 
-def twiml(response: VoiceResponse) -> Response:
-    return Response(str(response), mimetype="text/xml")
-
-
-def call_sid() -> str:
-    return require_call_sid()
+def twiml(response: VoiceResponse | bytes) -> Response:
+    body = response if isinstance(response, bytes) else str(response)
+    return Response(body, mimetype="text/xml")
 
 
 def dialled() -> str:
     return field("To") or field("Called")
+
+
+def state() -> CallState:
+    """The caller's state, from the signed URL Twilio called."""
+    return CallState.from_query(link)
 
 
 @bp.route("/incoming", methods=METHODS)
@@ -44,34 +51,40 @@ def incoming():
     if engine().registry.current.is_manager_line(dialled()):
         line = current_app.extensions["callflow"]["manager_line"]
         try:
-            return twiml(line.incoming(call_sid()))
+            return twiml(line.incoming(require_call_sid()))
         except StoreUnavailable:  # the manager is not a caller: never put through to a team
             log.error("manager line unavailable", extra={"event": "monitoring_unavailable"})
             return twiml(line.unavailable())
-    return twiml(engine().incoming(call_sid(), dialled()))
+    return twiml(engine().incoming(require_call_sid(), dialled()))
 
 
 @bp.route("/step", methods=METHODS)
-def resume():
-    return twiml(engine().resume(call_sid(), link("flow"), link("step"), dialled()))
+def step():
+    return twiml(engine().resume(require_call_sid(), link("flow"), link("step"), state(),
+                                 dialled()))
 
 
-@bp.route("/notice", methods=METHODS)
-def notice():
-    return twiml(engine().notice_answer(call_sid(), link("flow"), link("step"), dialled(),
-                                        field("Digits")))
+def answer_view(kind: type[Step]):
+    """The view Twilio calls after a step of ``kind``: the kind decides what it means."""
+    def view():
+        return twiml(engine().answer(kind, require_call_sid(), link("flow"), link("step"),
+                                     state(), dialled(), digits=field("Digits"),
+                                     dial_status=field("DialCallStatus"),
+                                     live_call=link("call")))
+
+    view.__name__ = kind.callback
+    return view
 
 
-@bp.route("/menu", methods=METHODS)
-def menu():
-    return twiml(engine().menu_answer(call_sid(), link("flow"), link("step"), dialled(),
-                                      field("Digits")))
+def add_callbacks(blueprint: Blueprint) -> None:
+    """One route per step kind that Twilio calls back after: ``/voice/notice``, ..."""
+    for kind in STEP_KINDS.values():
+        if kind.callback:
+            blueprint.add_url_rule(f"/{kind.callback}", endpoint=kind.callback,
+                                   view_func=answer_view(kind), methods=METHODS)
 
 
-@bp.route("/dial", methods=METHODS)
-def dial():
-    return twiml(engine().dial_result(call_sid(), link("flow"), link("step"), dialled(),
-                                      field("DialCallStatus")))
+add_callbacks(bp)
 
 
 @bp.route("/degraded/dial", methods=METHODS)
@@ -96,8 +109,8 @@ def fallback():
 
 @bp.route("/status", methods=METHODS)
 def status():
-    engine().status(call_sid(), field("CallStatus"))
-    return twiml(VoiceResponse())
+    engine().status(require_call_sid(), field("CallStatus"))
+    return twiml(EMPTY)
 
 
 @bp.errorhandler(Exception)

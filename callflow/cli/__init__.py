@@ -1,7 +1,8 @@
 """The ``callflow`` command line: the domain's commands.
 
-``webhooks.cli`` adds ``serve`` and ``simulate`` (which need the web app) and is the console
-script, so nothing here imports Flask. Each group of commands lives in its own module.
+``webhooks.cli`` adds ``serve``, ``simulate`` and ``worker`` (which need the web app, or its
+routes) and is the console script, so nothing here imports Flask. Each group of commands lives
+in its own module.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from callflow.cli.exceptions import exception
 from callflow.cli.flows import graph, schema, validate
 from callflow.cli.staff import manager
 from callflow.cli.twilio import twilio
-from callflow.cli.worker import worker
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -23,5 +23,5 @@ def cli() -> None:
     """Confidential helpline call flows on Twilio."""
 
 
-for command in (validate, schema, graph, manager, audit, exception, worker, twilio, doctor):
+for command in (validate, schema, graph, manager, audit, exception, twilio, doctor):
     cli.add_command(command)

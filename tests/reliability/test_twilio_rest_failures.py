@@ -28,7 +28,7 @@ from rq.serializers import JSONSerializer
 
 from callflow import keys
 from callflow.bridge import HOLDING, REST_TROUBLE_SECONDS
-from callflow.jobs import REST_RETRY
+from callflow.jobspec import REST_RETRY
 from callflow.worker import ThreadWorker
 from tests.conftest import RESPECT, TOKEN
 from tests.reliability.support import (
@@ -111,7 +111,8 @@ def bridged_app(settings, redis, clock):
 def run_jobs(rt) -> None:
     """What the worker process does, in this process: RQ's scheduler moves the retries that
     are due into the queue, then the queue is worked until it is empty."""
-    worker = ThreadWorker([rt.queue], connection=rt.queue.connection, serializer=JSONSerializer)
+    worker = ThreadWorker([rt.queue], connection=rt.queue.connection, serializer=JSONSerializer,
+                          runtime=rt)
     with rq_loggers_kept():
         worker.work(burst=True, with_scheduler=True, logging_level="WARNING")
 

@@ -60,8 +60,7 @@ from rq.utils import utcformat, utcparse
 
 from callflow.config import Settings
 from callflow.cron import TIMED_QUEUE
-from callflow.jobs import JOB_TIMEOUT_SECONDS, REST_RETRY
-from callflow.runtime import QUEUE_NAME
+from callflow.jobspec import JOB_TIMEOUT_SECONDS, QUEUE_NAME, REST_RETRY
 from callflow.store import connect
 from callflow.worker import MAINTENANCE_SECONDS, WORKER_TTL_SECONDS
 from tests.audit_keys import SIGNING_PEM
@@ -400,12 +399,14 @@ def test_an_idle_workers_connection_lets_rq_wait_for_a_job(private_redis):
     from rq.exceptions import DequeueTimeout
 
     from callflow import runtime
+    from callflow.links import Links
+    from webhooks import routes
 
     rt = runtime.build(Settings(redis_url=private_redis.url, flows_dir=str(FLOWS),
                                 secret_key="reliability-secret", reload_interval=0,
                                 audit_signing_key=SIGNING_PEM,
                                 audit_witness=os.environ["CALLFLOW_AUDIT_WITNESS"]),
-                       worker=True)
+                       links=Links("", routes()), worker=True)
     started = time.monotonic()
     with pytest.raises(DequeueTimeout):  # what RQ's worker expects of an empty queue
         Queue.dequeue_any([rt.queue], timeout=3, connection=rt.queue.connection,
