@@ -54,6 +54,7 @@ from webhook import (  # noqa: E402  (bench/ is not a package: its modules impor
     CallFailed,
     Service,
     Tally,
+    audit_env,
     free_port,
     spawn,
     start_redis,
@@ -86,7 +87,8 @@ def crash(service: Service) -> None:
 def start_gunicorn(redis_port: int, flows: Path, args: argparse.Namespace,
                    workdir: Path) -> Service:
     port = free_port()
-    env = dict(os.environ, TWILIO_AUTH_TOKEN=TOKEN, SECRET_KEY=secrets.token_hex(16),
+    env = dict(os.environ, **audit_env(workdir), TWILIO_AUTH_TOKEN=TOKEN,
+               SECRET_KEY=secrets.token_hex(16),
                CALLFLOW_PUBLIC_URL=f"http://127.0.0.1:{port}",
                REDIS_URL=f"redis://127.0.0.1:{redis_port}/0", CALLFLOW_FLOWS=str(flows),
                CALLFLOW_RELOAD_INTERVAL=RELOAD_INTERVAL, CALLFLOW_LOG_LEVEL="INFO")

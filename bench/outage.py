@@ -37,7 +37,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
-from webhook import ACCOUNT_SID, CALLER, HELPLINE, ROOT, TOKEN, free_port, start_redis  # noqa: E402
+from webhook import (  # noqa: E402
+    ACCOUNT_SID,
+    CALLER,
+    HELPLINE,
+    ROOT,
+    TOKEN,
+    audit_signing_key,
+    free_port,
+    start_redis,
+)
 from webhook import _interrupt as stop_on_sigterm  # noqa: E402
 
 TWILIO_LIMIT = 15.0  # seconds Twilio waits for a webhook's answer
@@ -54,6 +63,9 @@ def build_app(redis_url: str):
 
     settings = Settings(twilio_auth_token=TOKEN, public_url="https://bench.callflow.invalid",
                         secret_key=secrets.token_hex(16), redis_url=redis_url,
+                        audit_signing_key=audit_signing_key(),
+                        audit_witness=os.path.join(tempfile.mkdtemp(prefix="callflow-bench-"),
+                                                   "audit-witness.jsonl"),
                         flows_dir=str(ROOT / "flows"), reload_interval=0, log_level="ERROR")
     noon = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)  # a Wednesday: both helplines open
     return create_app({"TESTING": True, "PROPAGATE_EXCEPTIONS": False, "SETTINGS": settings,

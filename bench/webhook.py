@@ -183,11 +183,28 @@ def start_redis(workdir: Path, cpus: set[int] | None, *, port: int | None = None
     raise SystemExit(f"redis-server did not start:\n{service.tail()}")
 
 
+def audit_signing_key() -> str:
+    """A fresh Ed25519 key for one run's audit log (the service refuses to start on a shared
+    Redis without one)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    return Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()).decode("ascii")
+
+
+def audit_env(workdir: Path) -> dict[str, str]:
+    """What a server of this run needs for its audit log: a key, and a witness file here."""
+    return {"CALLFLOW_AUDIT_SIGNING_KEY": audit_signing_key(),
+            "CALLFLOW_AUDIT_WITNESS": str(workdir / "audit-witness.jsonl")}
+
+
 def start_gunicorn(name: str, app: str, redis_url: str, args: argparse.Namespace,
                    workdir: Path, cpus: set[int] | None) -> Service:
     """Serve ``app`` as production does (the project's gunicorn.conf.py), on loopback only."""
     port = free_port()
-    env = dict(os.environ,
+    env = dict(os.environ, **audit_env(workdir),
                TWILIO_AUTH_TOKEN=TOKEN,
                SECRET_KEY=secrets.token_hex(16),
                CALLFLOW_PUBLIC_URL=f"http://127.0.0.1:{port}",

@@ -30,6 +30,12 @@ def is_address(text: str) -> bool:
                                    for p in parts)
 
 
+# An IPv4 address with its port, kept whole so the digits around it ("Listening at:
+# http://127.0.0.1:5000 (4321)": the port and a process id) are not read as one number.
+ADDRESS_PORT = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?::\d{1,5})?(?![\d.])")
+KEPT = re.compile("\x00(\\d+)\x00")
+
+
 def _redacted(match: re.Match) -> str:
     return match[0] if is_address(match[0]) else REDACTED
 
@@ -37,7 +43,17 @@ def _redacted(match: re.Match) -> str:
 def redact(text: str) -> str:
     """``text`` with every phone-like run redacted (addresses and ports are kept) and no
     terminal colour codes."""
-    return PHONE_LIKE.sub(_redacted, ANSI.sub("", text))
+    text = ANSI.sub("", text).replace("\x00", "")  # NUL marks what is kept below
+    kept: list[str] = []
+
+    def keep(match: re.Match) -> str:
+        if not is_address(match[0].partition(":")[0]):
+            return match[0]
+        kept.append(match[0])
+        return f"\x00{len(kept) - 1}\x00"
+
+    masked = PHONE_LIKE.sub(_redacted, ADDRESS_PORT.sub(keep, text))
+    return KEPT.sub(lambda match: kept[int(match[1])], masked) if kept else masked
 
 
 def _scrub(value):

@@ -116,3 +116,13 @@ def test_configure_sends_every_logger_through_the_formatter():
     entry = json.loads(line)
     assert entry["logger"] == "werkzeug"
     assert "447700900666" not in line
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    ("Listening at: http://127.0.0.1:45123 (4321)", "Listening at: http://127.0.0.1:45123 (4321)"),
+    ("call +447700900666 from 10.0.0.1:80 (99)", "call [redacted] from 10.0.0.1:80 (99)"),
+    ("a NUL\x000\x00 and 198.51.100.7:443", "a NUL0 and 198.51.100.7:443"),
+])
+def test_an_address_and_its_port_are_kept_whole_beside_other_digits(text, shown):
+    """Gunicorn's start-up line names the port, then its process id: not one phone number."""
+    assert redact(text) == shown

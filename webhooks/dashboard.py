@@ -54,8 +54,7 @@ from webhooks.public import display_number, hours_table
 log = logging.getLogger(__name__)
 bp = Blueprint("dashboard", __name__, url_prefix="/manager")
 bp.before_request(check_csrf)
-bp.before_app_request(sessions.expire_idle)
-bp.after_app_request(sessions.note_activity)
+sessions.keep(bp)
 
 SHOWN_ENTRIES = 500
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hmac
 import logging
 import re
-from urllib.parse import urlparse
+from urllib.parse import parse_qsl, urlparse
 
 from flask import abort, current_app, g, request
 from twilio.request_validator import (
@@ -28,7 +28,7 @@ from twilio.request_validator import (
     get_signature_algorithm,
     remove_port,
 )
-from werkzeug.datastructures import CombinedMultiDict, ImmutableMultiDict
+from werkzeug.datastructures import CombinedMultiDict, ImmutableMultiDict, MultiDict
 
 from callflow.context import CallState
 from callflow.privacy import strip_caller_data
@@ -36,6 +36,7 @@ from callflow.privacy import strip_caller_data
 log = logging.getLogger(__name__)
 # The service's own parameters, which it writes into the URLs it hands Twilio.
 LINK_PARAMS = ("flow", "step", "call", "leg", "session", *CallState.PARAMS)
+FORM_ENCODED = "application/x-www-form-urlencoded"
 CALL_SID = re.compile(r"CA[0-9a-f]{32}")  # matched whole: "$" would let a trailing newline in
 
 
@@ -67,12 +68,32 @@ def _both_forms(url: str):
     yield remove_port(parsed) if parsed.port else add_port(parsed)
 
 
+class Posted(dict):
+    """A webhook's form fields, name -> every value in order, as the signature covers them."""
+
+    def getlist(self, name: str) -> list[str]:
+        return self.get(name, [])
+
+
+def posted(req) -> Posted | MultiDict:
+    """The fields Twilio posted. Twilio posts them url-encoded, which is parsed here in one
+    pass (Werkzeug's form parser does more than a webhook needs); any other body is left to
+    Werkzeug. Reading the body keeps the request's size limits."""
+    if req.mimetype != FORM_ENCODED:
+        return req.form
+    fields = Posted()
+    for name, value in parse_qsl(req.get_data(cache=False).decode("utf-8", "replace"),
+                                 keep_blank_values=True):
+        fields.setdefault(name, []).append(value)
+    return fields
+
+
 def check_and_strip() -> None:
     """``before_request`` of every Twilio-facing blueprint."""
     req = request._get_current_object()  # one proxy lookup, not one per attribute
     callflow = current_app.extensions["callflow"]
     post = req.method == "POST"
-    params = req.form if post else {}
+    params = posted(req) if post else {}
     signature = req.headers.get(SIGNATURE_HEADER, "")
     algorithm = get_signature_algorithm(req.headers.get(SIGNATURE_SETTINGS_HEADER))
     if not (callflow["settings"].twilio_auth_token and signature and signature_matches(

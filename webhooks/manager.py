@@ -44,6 +44,7 @@ from webhooks.public import helplines
 log = logging.getLogger(__name__)
 bp = Blueprint("manager", __name__, url_prefix="/manager")
 bp.before_request(check_csrf)
+sessions.keep(bp)
 
 
 def rt() -> Runtime:

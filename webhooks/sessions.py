@@ -72,6 +72,8 @@ class RedisSessionInterface(SessionInterface):
     """Flask's session, kept in the service's Redis; the cookie holds the id only."""
 
     def open_session(self, app: Flask, request) -> ServerSession:
+        if not request.path.startswith(self.get_cookie_path(app)):
+            return ServerSession()  # a webhook, the policy page: the cookie is never sent there
         sid = request.cookies.get(self.get_cookie_name(app), "")
         if not SESSION_ID.fullmatch(sid):
             return ServerSession()
@@ -159,6 +161,12 @@ def _now(app: Flask | None = None) -> float:
 
 def _limit_seconds() -> float:
     return current_app.permanent_session_lifetime.total_seconds()
+
+
+def keep(blueprint) -> None:
+    """The staff pages' blueprints keep sessions: idle ones end, and activity is noted."""
+    blueprint.before_request(expire_idle)
+    blueprint.after_request(note_activity)
 
 
 def expire_idle() -> None:
