@@ -23,7 +23,6 @@ from callflow.errors import StoreUnavailable
 from callflow.flow import Flow, Team
 from callflow.jobspec import PURGE_RETRY, Job
 from callflow.live import LEG_ENDED, LiveCall, LiveState
-from callflow.monitoring import MonitoringGate
 from callflow.runtime import Runtime
 from callflow.steps import DEFAULT_WHISPER, Connect
 from callflow.texts import fill
@@ -127,32 +126,13 @@ class Bridge:
             response.pause(length=8)
         return response
 
-    def conference_event(self, call_id: str, event: str, conference_sid: str,
-                         participant_sid: str, label: str = "") -> None:
-        call = self.rt.live.get(call_id)
-        if call is None:
-            return
-        if conference_sid:
-            self.rt.live.note(call_id, conference_sid=conference_sid)
-        if event == "participant-join":
-            # Only the legs the service created may be in the room (promise 4).
-            if not self._guard().admit(call, participant_sid, label, conference_sid):
-                return
-            call = self.rt.live.get(call_id) or call  # a listen's leg may just have been named
-        listening = self._monitoring().session_for_leg(call, participant_sid)
-        if listening and event == "participant-join":
-            self._monitoring().leg_joined(listening)
-        elif listening and event == "participant-leave":
-            self._monitoring().leg_left(listening)
-        caller_left = event == "participant-leave" and participant_sid == call.caller_sid
-        if event == "conference-end" or caller_left:
-            session = call.raw.get("monitor_session")
-            if session:
-                self._monitoring().leg_left(session, reason="call_ended")
-            if self.rt.live.advance(call_id, LiveState.ENDED, self.rt.clock()):
-                metrics.call_ended(call)
-                log.info("bridge ended", extra={"call": call.caller_sid, "event": event})
-            self.rt.enqueue(Job.CANCEL_LEGS, call_id, job_id=f"cancel-{call_id}")
+    def left_room(self, call: LiveCall, event: str) -> None:
+        """The room closed, or the caller left it: the call is over, and nobody is rung for it
+        any more."""
+        if self.rt.live.advance(call.id, LiveState.ENDED, self.rt.clock()):
+            _count_ended(call)
+            log.info("bridge ended", extra={"call": call.caller_sid, "event": event})
+        self.rt.enqueue(Job.CANCEL_LEGS, call.id, job_id=f"cancel-{call.id}")
 
     def caller_ended(self, caller_sid: str) -> None:
         """The caller's call is over (status callback): if it reached the bridge, stop ringing
@@ -162,9 +142,7 @@ class Bridge:
         call = self.rt.live.get(call_id)
         legs = list(call.legs.values()) if call else []
         if call is not None:
-            if self.rt.live.advance(call_id, LiveState.ENDED, self.rt.clock()):
-                metrics.call_ended(call)
-            self.rt.enqueue(Job.CANCEL_LEGS, call_id, job_id=f"cancel-{call_id}")
+            self.left_room(call, "caller_ended")
         if self.rt.settings.purge_twilio_logs:
             self.purge_records([caller_sid, *legs], job_id=f"purge-{call_id}")
 
@@ -207,7 +185,7 @@ class Bridge:
                 return response
             if leg_sid:  # known from now on, even if Twilio's answer to the ring was lost
                 self.rt.live.set_leg(call_id, leg, leg_sid)
-            metrics.call_accepted(call)
+            _count_accepted(call)
             log.info("worker accepted", extra={"call": call.caller_sid, "event": "accepted"})
             self._enqueue_quietly(Job.CANCEL_LEGS, call_id, job_id=f"cancel-{call_id}")
         # With the store down the first worker to press 1 still reaches the waiting caller.
@@ -337,17 +315,21 @@ class Bridge:
 
     # -- helpers -----------------------------------------------------------------------------
 
-    def _monitoring(self) -> MonitoringGate:
-        return MonitoringGate(self.rt, self.rt.audit)
-
-    def _guard(self):
-        from callflow.room_guard import RoomGuard  # the guard builds on the gate
-
-        return RoomGuard(self.rt, self._monitoring())
-
     def _flow(self, call: LiveCall | None, flow_id: str = "") -> Flow:
         flowset = self.rt.registry.current
         return flowset.flows.get(call.flow if call else flow_id) or flowset.default_flow
 
     def _team(self, call: LiveCall | None) -> Team | None:
         return self.rt.registry.current.teams.get(call.team) if call else None
+
+
+def _count_accepted(call: LiveCall) -> None:
+    """A worker accepted; counted once (not again when Twilio retries the keypress)."""
+    if call.state != LiveState.CONNECTED:
+        metrics.call_outcome(call.flow, metrics.Outcome.CONNECTED)
+
+
+def _count_ended(call: LiveCall) -> None:
+    """The bridge ended (``call`` as it was before): abandoned if nobody had accepted yet."""
+    if call.state in (LiveState.WAITING, LiveState.RINGING):
+        metrics.call_outcome(call.flow, metrics.Outcome.ABANDONED)

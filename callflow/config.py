@@ -22,8 +22,6 @@ class Settings:
     secret_key: str = ""
     twilio_api_url: str = TWILIO_API_DEFAULT
     embedded_db: str = "callflow-data/callflow.db"
-    # Seconds a call's state outlives its last webhook; longer than any call.
-    call_ttl: int = 4 * 60 * 60
     policy_file: str = ""
     log_level: str = "INFO"
     # Seconds between checks of the flows folder for edits (0 turns watching off).
@@ -68,7 +66,6 @@ class Settings:
             "secret_key": "SECRET_KEY",
             "twilio_api_url": "TWILIO_API_URL",
             "embedded_db": "CALLFLOW_EMBEDDED_DB",
-            "call_ttl": "CALLFLOW_CALL_TTL",
             "policy_file": "CALLFLOW_POLICY_FILE",
             "log_level": "CALLFLOW_LOG_LEVEL",
             "reload_interval": "CALLFLOW_RELOAD_INTERVAL",

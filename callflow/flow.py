@@ -137,6 +137,17 @@ class FlowSet:
         index = {number: flow for flow in self.flows.values() for number in flow.numbers}
         object.__setattr__(self, "by_number", index)
 
+    def answered_numbers(self) -> list[tuple[str, str]]:
+        """(number, owner) for every number a flow or the manager line answers, once each."""
+        seen: dict[str, str] = {}
+        for flow_id in sorted(self.flows):
+            for number in self.flows[flow_id].numbers:
+                seen.setdefault(number, f"flow {flow_id}")
+        if self.manager_line is not None:
+            for number in self.manager_line.numbers:
+                seen.setdefault(number, "the manager line")
+        return list(seen.items())
+
     def is_manager_line(self, number: str | None) -> bool:
         return bool(self.manager_line and number in self.manager_line.numbers)
 

@@ -16,7 +16,6 @@ from twilio.base.exceptions import TwilioRestException
 from callflow.bridge import Bridge
 from callflow.lockout import Tally
 from callflow.monitoring import MonitoringGate
-from callflow.provisioning import helpline_numbers
 from callflow.room_guard import RoomGuard
 from callflow.runtime import bound
 from callflow.sign_in import audit_tallies
@@ -74,7 +73,7 @@ def sweep_twilio_records() -> int:
     rt = bound()
     if rt.twilio is None or not rt.settings.purge_twilio_logs:
         return 0
-    numbers = [number for number, _ in helpline_numbers(rt.registry.current)]
+    numbers = [number for number, _ in rt.registry.current.answered_numbers()]
     found: list[str] = []
     for number in numbers:
         for direction in ({"to": number}, {"from_": number}):

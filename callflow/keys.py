@@ -5,11 +5,6 @@ from __future__ import annotations
 PREFIX = "callflow"
 
 
-def call(call_sid: str) -> str:
-    """A call's state while it runs through its flow (a hash, with a TTL)."""
-    return f"{PREFIX}:call:{call_sid}"
-
-
 def live_call(call_id: str) -> str:
     """One live call on the bridge, by its opaque id (a hash; expires after the call)."""
     return f"{PREFIX}:live:{call_id}"

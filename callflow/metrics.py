@@ -32,7 +32,6 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from callflow import keys
-from callflow.live import LiveCall, LiveState
 
 if TYPE_CHECKING:
     from callflow.runtime import Runtime
@@ -98,18 +97,6 @@ def observe_request(endpoint: str, method: str, status: int, seconds: float | No
 @never_raises
 def call_outcome(helpline: str, outcome: Outcome) -> None:
     CALLS.labels(helpline=helpline or "unknown", outcome=outcome.value).inc()
-
-
-def call_accepted(call: LiveCall) -> None:
-    """A worker accepted; counted once (not again when Twilio retries the keypress)."""
-    if call.state != LiveState.CONNECTED:
-        call_outcome(call.flow, Outcome.CONNECTED)
-
-
-def call_ended(call: LiveCall) -> None:
-    """The bridge ended (``call`` as it was before): abandoned if nobody had accepted yet."""
-    if call.state in (LiveState.WAITING, LiveState.RINGING):
-        call_outcome(call.flow, Outcome.ABANDONED)
 
 
 @never_raises

@@ -129,18 +129,6 @@ def wanted_settings(public_url: str) -> dict[str, str]:
     }
 
 
-def helpline_numbers(flowset: FlowSet) -> list[tuple[str, str]]:
-    """(number, owner) for every number a flow or the manager line answers, once each."""
-    seen: dict[str, str] = {}
-    for flow_id in sorted(flowset.flows):
-        for number in flowset.flows[flow_id].numbers:
-            seen.setdefault(number, f"flow {flow_id}")
-    if flowset.manager_line is not None:
-        for number in flowset.manager_line.numbers:
-            seen.setdefault(number, "the manager line")
-    return list(seen.items())
-
-
 def current_settings(instance) -> dict[str, str]:
     """The fields of an IncomingPhoneNumber resource, as strings ('' for unset)."""
     values = {}
@@ -198,7 +186,7 @@ def plan(client: Client, flowset: FlowSet, public_url: str) -> Plan:
     """Read each helpline number from the account and list what differs from the wanted."""
     wanted = wanted_settings(public_url)
     result = Plan()
-    for number, owner in helpline_numbers(flowset):
+    for number, owner in flowset.answered_numbers():
         try:
             found = [n for n in client.incoming_phone_numbers.list(phone_number=number)
                      if n.phone_number == number]

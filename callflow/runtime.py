@@ -30,7 +30,6 @@ from callflow.lastgood import LastGoodFlows
 from callflow.links import Links
 from callflow.live import LiveCalls
 from callflow.registry import FlowRegistry
-from callflow.state import CallStore
 from callflow.store import bytes_client, connect
 from callflow.twilio_api import TwilioApi, make_client
 
@@ -46,7 +45,6 @@ class Runtime:
     twilio: TwilioApi | None  # None without an account: callers are dialled directly
     links: Links
     clock: Callable[[], datetime]
-    calls: CallStore
     live: LiveCalls
     audit: AuditLog
     sync_jobs: bool = False  # jobs run at once, in this process (tests, the simulator)
@@ -95,7 +93,6 @@ def build(settings: Settings, *, links: Links, store: redis.Redis | None = None,
                                         last_good=LastGoodFlows(store, clock))
     return Runtime(settings=settings, registry=registry, store=store, queue=queue,
                    twilio=twilio, links=links, clock=clock,
-                   calls=CallStore(store, settings.call_ttl),
                    live=LiveCalls(store, settings.secret_key),
                    audit=audit, sync_jobs=sync_jobs)
 

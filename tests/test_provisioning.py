@@ -46,7 +46,7 @@ def rows(output: str) -> list[list[str]]:
 
 
 def test_every_flow_number_and_the_manager_line_are_provisioned():
-    numbers = dict(provisioning.helpline_numbers(load_flowset(FLOWS)))
+    numbers = dict(load_flowset(FLOWS).answered_numbers())
     assert numbers == {MENS_ADVICE: "flow mens-advice-line", RESPECT: "flow respect-phoneline",
                        MANAGER_LINE: "the manager line"}
 

@@ -78,7 +78,7 @@ def test_provisioning_and_the_doctor_use_operations_of_the_extract():
     flowset = load_flowset(FLOWS)
     client = make_client(SETTINGS)
     with TwilioNumbers() as account:
-        for number, _owner in provisioning.helpline_numbers(flowset):
+        for number, _owner in flowset.answered_numbers():
             account.own(number, fresh() if number == RESPECT else wanted())
         plan = provisioning.plan(client, flowset, PUBLIC_URL)
         assert [u.error for u in provisioning.apply(client, plan)] == [""]

@@ -9,6 +9,7 @@ from flask import Blueprint, Response, abort, current_app
 from twilio.twiml.voice_response import VoiceResponse
 
 from callflow.bridge import Bridge
+from callflow.conference import ConferenceCallbacks
 from callflow.errors import StoreUnavailable
 from callflow.monitoring import MonitoringGate
 from webhooks.edge import CALL_SID, check_and_strip, field, link
@@ -57,8 +58,9 @@ def hold():
 
 @bp.route("/conference", methods=METHODS)
 def conference():
-    bridge().conference_event(call_id(), field("StatusCallbackEvent"), field("ConferenceSid"),
-                              field("CallSid"), field("ParticipantLabel"))
+    ConferenceCallbacks(bridge().rt).event(call_id(), field("StatusCallbackEvent"),
+                                           field("ConferenceSid"), field("CallSid"),
+                                           field("ParticipantLabel"))
     return twiml(VoiceResponse())
 
 

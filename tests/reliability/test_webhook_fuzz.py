@@ -28,7 +28,6 @@ from callflow.manager_line import LineState
 from callflow.monitoring import MonitoringGate
 from callflow.privacy import ALLOWED_FIELDS
 from callflow.staff import StaffStore
-from callflow.state import CallState
 from tests.conftest import MENS_ADVICE, PUBLIC_URL, RESPECT, TOKEN
 from tests.reliability.support import (
     ACCOUNT_SID,
@@ -181,9 +180,9 @@ def fuzz_app(settings, redis, clock):
         staff.get("morgan"), listened.id, "training", channel="phone",
         own_call_sid="CA" + "6" * 32).session
     assert session
+    # A caller in the menu (whose state is in the signed URLs, not the store), and a manager
+    # signed in on the manager line.
     in_menu, signed_in = "CA" + "7" * 32, "CA" + "8" * 32
-    rt.calls.save(in_menu, CallState(flow="respect-phoneline", step="main-menu",
-                                     notice_heard=True))
     app.extensions["callflow"]["manager_line"].save_state(
         signed_in, LineState(manager="morgan", choices=connected.id))
     flowset = rt.registry.current
