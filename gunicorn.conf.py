@@ -41,7 +41,7 @@ logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "json": {"()": "callflow.logs.JsonFormatter"},
+        "json": {"()": "callflow.platform.logs.JsonFormatter"},
         "access": {"format": "%(message)s"},
     },
     "handlers": {

@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from webhook import start_redis  # noqa: E402  (bench/ is not a package)
 
-from callflow.audit import AuditKind, AuditLog  # noqa: E402
-from callflow.audit_keys import AuditKeys  # noqa: E402
-from callflow.audit_witness import Witness  # noqa: E402
+from callflow.records.audit import AuditKind, AuditLog  # noqa: E402
+from callflow.records.audit_keys import AuditKeys  # noqa: E402
+from callflow.records.audit_witness import Witness  # noqa: E402
 
 
 def timed(action) -> float:

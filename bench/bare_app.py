@@ -14,7 +14,7 @@ import os
 from flask import Flask, Response
 from twilio.twiml.voice_response import VoiceResponse
 
-from callflow.policy import DEFAULT_NOTICE, POLICY_OFFER
+from callflow.language.policy import DEFAULT_NOTICE, POLICY_OFFER
 
 FLOW = "respect-phoneline"
 HELPLINE = "Respect Phoneline"

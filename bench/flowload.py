@@ -27,10 +27,10 @@ from unittest import mock
 
 import yaml
 
-from callflow import source
-from callflow.loader import flow_files, load_flowset
-from callflow.source import load_text
-from callflow.validate import validate
+from callflow.language import source
+from callflow.language.loader import flow_files, load_flowset
+from callflow.language.source import load_text
+from callflow.language.validate import validate
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_FLOWS = ROOT / "flows"
@@ -165,7 +165,7 @@ def safe_load_all(paths: list[Path]) -> Callable[[], object]:
 
 
 def _parse(text: str) -> object:
-    """The parse alone: every event of the parser ``callflow.source`` uses (libyaml when
+    """The parse alone: every event of the parser ``callflow.language.source`` uses (libyaml when
     available), which ``source`` builds the values from."""
     loader = source.LOADER(text)
     try:

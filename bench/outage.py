@@ -57,8 +57,8 @@ APOLOGY_START = "Sorry, we are having a technical problem."
 def build_app(redis_url: str):
     from datetime import UTC, datetime
 
-    from callflow.config import Settings
-    from callflow.store import connect
+    from callflow.platform.config import Settings
+    from callflow.platform.store import connect
     from webhooks import create_app
 
     settings = Settings(twilio_auth_token=TOKEN, public_url="https://bench.callflow.invalid",
@@ -105,8 +105,8 @@ def at_once(sim, callers: int) -> list[tuple[float, str]]:
 def sentinel_seconds() -> float:
     import redis
 
-    from callflow.config import Settings
-    from callflow.store import connect
+    from callflow.platform.config import Settings
+    from callflow.platform.store import connect
 
     store = connect(Settings(redis_sentinels=f"127.0.0.1:{free_port()}"))
     started = time.perf_counter()
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop_on_sigterm)
     logging.disable(logging.ERROR)  # the degraded path's warnings, once a request
 
-    from callflow.store import TIMEOUT_SECONDS
+    from callflow.platform.store import TIMEOUT_SECONDS
     from webhooks.simulator import TwilioSim
 
     with tempfile.TemporaryDirectory(prefix="callflow-outage-") as folder:

@@ -17,7 +17,7 @@ from flask import Flask, Response, abort, request
 from twilio.request_validator import RequestValidator
 from twilio.twiml.voice_response import VoiceResponse
 
-from callflow.policy import DEFAULT_NOTICE, POLICY_OFFER
+from callflow.language.policy import DEFAULT_NOTICE, POLICY_OFFER
 
 
 def create_app() -> Flask:

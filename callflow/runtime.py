@@ -20,18 +20,18 @@ from redis.sentinel import SentinelConnectionPool
 from rq import Queue, Retry
 from rq.serializers import JSONSerializer
 
-from callflow import jobspec
-from callflow.audit import AuditKind, AuditLog
-from callflow.clock import utc_now
-from callflow.config import Settings
-from callflow.errors import AuditUnavailable, FlowSetInvalid
-from callflow.jobspec import QUEUE_NAME, REST_RETRY, Job
-from callflow.lastgood import LastGoodFlows
-from callflow.links import Links
-from callflow.live import LiveCalls
-from callflow.registry import FlowRegistry
-from callflow.store import bytes_client, connect
-from callflow.twilio_api import TwilioApi, make_client
+from callflow.language.lastgood import LastGoodFlows
+from callflow.language.registry import FlowRegistry
+from callflow.platform import jobspec
+from callflow.platform.clock import utc_now
+from callflow.platform.config import Settings
+from callflow.platform.errors import AuditUnavailable, FlowSetInvalid
+from callflow.platform.jobspec import QUEUE_NAME, REST_RETRY, Job
+from callflow.platform.links import Links
+from callflow.platform.store import bytes_client, connect
+from callflow.platform.twilio_api import TwilioApi, make_client
+from callflow.records.audit import AuditKind, AuditLog
+from callflow.records.live import LiveCalls
 
 log = logging.getLogger(__name__)
 

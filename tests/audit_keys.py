@@ -8,7 +8,7 @@ import hashlib
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from callflow.audit_keys import AuditKeys
+from callflow.records.audit_keys import AuditKeys
 
 PRIVATE = Ed25519PrivateKey.from_private_bytes(hashlib.sha256(b"callflow tests").digest())
 SIGNING_PEM = PRIVATE.private_bytes(serialization.Encoding.PEM,

@@ -14,7 +14,7 @@ import pytest
 import redis as redis_lib
 from click.testing import CliRunner
 
-from callflow.config import Settings
+from callflow.platform.config import Settings
 from webhooks import create_app
 from webhooks.simulator import TwilioSim
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from callflow.errors import FlowSetInvalid
-from callflow.flow import FlowSet
-from callflow.loader import load_flowset
+from callflow.language.flow import FlowSet
+from callflow.language.loader import load_flowset
+from callflow.platform.errors import FlowSetInvalid
 from tests.conftest import FLOWS
 
 # A valid flow whose line numbers the tests point at (line 1 is "helpline:").

@@ -10,9 +10,9 @@ import pytest
 from flask import Flask
 
 from callflow import runtime
-from callflow.config import Settings
+from callflow.platform.config import Settings
 from callflow.runtime import Runtime
-from callflow.staff import StaffStore
+from callflow.staff.accounts import StaffStore
 from tests.bridge_support import ACCOUNT_SID, MOCK_API, TwilioMock
 from tests.conftest import CANARY_FIELDS
 from tests.monitoring_support import add_staff, build_app, opt_out_flows

@@ -17,10 +17,10 @@ from argon2 import PasswordHasher
 from flask import Flask
 from flask.testing import FlaskClient
 
-from callflow.audit import Entry
-from callflow.config import Settings
+from callflow.platform.config import Settings
+from callflow.records.audit import Entry
 from callflow.runtime import Runtime
-from callflow.staff import Role, StaffStore
+from callflow.staff.accounts import Role, StaffStore
 from tests.bridge_support import Caller, TwilioMock
 from tests.conftest import CANARY_NUMBER, FLOWS, RESPECT
 from webhooks import create_app

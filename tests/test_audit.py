@@ -12,8 +12,10 @@ import redis as redis_lib
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from callflow import keys
-from callflow.audit import (
+from callflow.platform import keys
+from callflow.platform.config import Settings
+from callflow.platform.errors import AuditChainBroken, AuditUnavailable, CallflowError, ConfigError
+from callflow.records.audit import (
     GENESIS,
     AuditKind,
     AuditLog,
@@ -22,9 +24,7 @@ from callflow.audit import (
     canonical,
     sha256,
 )
-from callflow.audit_export import export_lines
-from callflow.config import Settings
-from callflow.errors import AuditChainBroken, AuditUnavailable, CallflowError, ConfigError
+from callflow.records.audit_export import export_lines
 from tests.audit_keys import KEYS, other_keys
 from tests.conftest import CANARY_NUMBER, assert_no_canary, free_port, store_dump
 

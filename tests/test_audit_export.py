@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from callflow.audit import AuditKind, AuditLog, Problem, canonical, sha256
-from callflow.audit_export import export_lines, verify_export
-from callflow.audit_keys import AuditKeys
-from callflow.audit_witness import Witness
-from callflow.errors import AuditChainBroken
+from callflow.platform.errors import AuditChainBroken
+from callflow.records.audit import AuditKind, AuditLog, Problem, canonical, sha256
+from callflow.records.audit_export import export_lines, verify_export
+from callflow.records.audit_keys import AuditKeys
+from callflow.records.audit_witness import Witness
 from tests.audit_keys import KEYS, other_keys
 
 START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -181,7 +181,7 @@ def test_something_that_is_not_an_export_fails_clearly(text):
 
 
 def test_a_log_that_fails_verification_is_not_exported(audit, redis):
-    from callflow import keys
+    from callflow.platform import keys
 
     fill(audit, 3)
     redis.delete(*[keys.audit_entries(), keys.audit_head()])

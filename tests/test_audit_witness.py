@@ -14,11 +14,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from callflow import keys
-from callflow.audit import AuditKind, AuditLog, Entry, Problem, canonical
-from callflow.audit_keys import AuditKeys
-from callflow.audit_witness import Witness
-from callflow.logs import JsonFormatter
+from callflow.platform import keys
+from callflow.platform.logs import JsonFormatter
+from callflow.records.audit import AuditKind, AuditLog, Entry, Problem, canonical
+from callflow.records.audit_keys import AuditKeys
+from callflow.records.audit_witness import Witness
 from tests.audit_keys import KEYS, LEGACY_SECRET
 
 START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -77,7 +77,7 @@ def test_the_log_carries_each_head_in_a_form_redaction_cannot_touch(audit, witne
 
 
 def test_the_log_copy_is_written_whatever_the_log_level(audit, capsys):
-    from callflow import logs
+    from callflow.platform import logs
 
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
@@ -87,7 +87,7 @@ def test_the_log_copy_is_written_whatever_the_log_level(audit, capsys):
     finally:
         root.handlers[:] = handlers
         root.setLevel(level)
-        logging.getLogger("callflow.audit_witness").setLevel(logging.NOTSET)
+        logging.getLogger("callflow.records.audit_witness").setLevel(logging.NOTSET)
     lines = capsys.readouterr().err.splitlines()
     assert sum("audit witness" in line for line in lines) == 1
     assert not any("audit entry 1 written" in line for line in lines)  # INFO, below WARNING
@@ -271,7 +271,7 @@ def test_an_old_head_without_the_secret_is_not_trusted(redis):
 
 
 def test_the_service_will_not_start_on_a_shared_redis_without_a_signing_key(settings, redis):
-    from callflow.errors import ConfigError
+    from callflow.platform.errors import ConfigError
     from webhooks import create_app
 
     with pytest.raises(ConfigError, match="CALLFLOW_AUDIT_SIGNING_KEY is not set"):
@@ -280,7 +280,7 @@ def test_the_service_will_not_start_on_a_shared_redis_without_a_signing_key(sett
 
 
 def test_a_public_key_reads_but_cannot_write(redis):
-    from callflow.errors import ConfigError
+    from callflow.platform.errors import ConfigError
 
     with pytest.raises(ConfigError, match="only the public key"):
         AuditLog(redis, PUBLIC_ONLY).append(AuditKind.LOGIN, actor="maria")

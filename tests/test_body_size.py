@@ -10,8 +10,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from callflow import keys
-from callflow.degraded import APOLOGY
+from callflow.call.degraded import APOLOGY
+from callflow.platform import keys
 from tests.conftest import CANARY_NUMBER, PUBLIC_URL, RESPECT, TOKEN, assert_no_canary
 from tests.test_voice import call_fields, logged, notice, texts
 from webhooks import MAX_BODY_BYTES

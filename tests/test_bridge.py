@@ -18,10 +18,12 @@ import requests
 from rq.serializers import JSONSerializer
 from rq.worker import SimpleWorker
 
-from callflow import jobs, keys, runtime
-from callflow.bridge import HOLDING, TAKEN
-from callflow.degraded import APOLOGY
-from callflow.live import ENDED_TTL_SECONDS, LiveState
+from callflow import runtime
+from callflow.bridge.bridge import HOLDING, TAKEN
+from callflow.call.degraded import APOLOGY
+from callflow.jobs import tasks as jobs
+from callflow.platform import keys
+from callflow.records.live import ENDED_TTL_SECONDS, LiveState
 from tests import twilio_openapi
 from tests.bridge_support import (
     Caller,

@@ -8,9 +8,9 @@ import shutil
 import pytest
 
 from callflow import runtime
-from callflow.graph import draw
-from callflow.loader import load_flowset
-from callflow.schema import render
+from callflow.language.graph import draw
+from callflow.language.loader import load_flowset
+from callflow.language.schema import render
 from tests.conftest import FLOWS, MENS_ADVICE, OPEN_TIME, RESPECT
 from tests.flowfiles import BASE, edit, write_folder
 from webhooks.cli import cli

@@ -13,10 +13,10 @@ import redis as redis_lib
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from callflow import keys
-from callflow.audit import AuditKind, AuditLog, canonical
 from callflow.cli import cli
-from callflow.logs import JsonFormatter
+from callflow.platform import keys
+from callflow.platform.logs import JsonFormatter
+from callflow.records.audit import AuditKind, AuditLog, canonical
 from tests.audit_keys import KEYS
 from tests.conftest import free_port
 

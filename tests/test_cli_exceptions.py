@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from callflow.audit import AuditLog
+from callflow.records.audit import AuditLog
 from tests.audit_keys import KEYS
 from webhooks.cli import cli
 

@@ -7,12 +7,12 @@ import getpass
 import pytest
 from argon2 import PasswordHasher
 
-from callflow import keys
-from callflow.audit import AuditKind, AuditLog
 from callflow.cli import cli
 from callflow.cli import staff as staff_cli
-from callflow.config import Settings
-from callflow.errors import AuditUnavailable
+from callflow.platform import keys
+from callflow.platform.config import Settings
+from callflow.platform.errors import AuditUnavailable
+from callflow.records.audit import AuditKind, AuditLog
 from tests.audit_keys import KEYS
 from tests.conftest import free_port, store_dump
 from tests.staff_support import store_state

@@ -10,11 +10,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from rq import Queue
 
-from callflow import cron, jobs, keys, runtime
-from callflow.audit import AuditKind, AuditLog
-from callflow.errors import AuditChainBroken
+from callflow import runtime
+from callflow.jobs import cron
+from callflow.jobs import tasks as jobs
+from callflow.jobs.runner import ThreadWorker
+from callflow.platform import keys
+from callflow.platform.errors import AuditChainBroken
+from callflow.records.audit import AuditKind, AuditLog
 from callflow.runtime import Runtime
-from callflow.worker import ThreadWorker
 from tests.monitoring_support import connected_caller, later, signed_in
 
 pytest_plugins = ("tests.monitoring_fixtures",)
@@ -78,10 +81,10 @@ def test_the_scheduler_registers_every_one_on_the_timed_queue(app_rt):
     registered = cron.scheduler(app_rt.queue.connection).get_jobs()
 
     assert {(j.name, j.func_name, j.queue_name) for j in registered} == {
-        ("purge-audit", "callflow.jobs.purge_audit", cron.TIMED_QUEUE),
-        ("close-stale-monitoring", "callflow.jobs.close_stale_monitoring", cron.TIMED_QUEUE),
-        ("sweep-twilio-records", "callflow.jobs.sweep_twilio_records", cron.TIMED_QUEUE),
-        ("audit-refused-sign-ins", "callflow.jobs.audit_refused_sign_ins", cron.TIMED_QUEUE)}
+        ("purge-audit", "callflow.jobs.tasks.purge_audit", cron.TIMED_QUEUE),
+        ("close-stale-monitoring", "callflow.jobs.tasks.close_stale_monitoring", cron.TIMED_QUEUE),
+        ("sweep-twilio-records", "callflow.jobs.tasks.sweep_twilio_records", cron.TIMED_QUEUE),
+        ("audit-refused-sign-ins", "callflow.jobs.tasks.audit_refused_sign_ins", cron.TIMED_QUEUE)}
     assert signal.getsignal(signal.SIGINT) is before
 
 

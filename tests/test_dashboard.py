@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from flask.testing import FlaskClient
 
-from callflow import keys
-from callflow.audit import AuditKind, Entry
-from callflow.staff import Role
+from callflow.platform import keys
+from callflow.records.audit import AuditKind, Entry
+from callflow.staff.accounts import Role
 from webhooks.dashboard import _cell
 from webhooks.security import CSP
 

@@ -25,8 +25,8 @@ from rq.job import JobStatus
 from rq.serializers import JSONSerializer
 from twilio.request_validator import RequestValidator
 
-from callflow.config import Settings
-from callflow.jobspec import QUEUE_NAME
+from callflow.platform.config import Settings
+from callflow.platform.jobspec import QUEUE_NAME
 from tests.audit_keys import SIGNING_PEM
 from tests.conftest import (
     CANARY_FIELDS,
@@ -196,7 +196,7 @@ def test_honcho_start_runs_web_and_worker(redis, redis_url, tmp_path):
     try:
         wait_until_up(f"http://127.0.0.1:{port}/readyz", proc, log)
         # A job the worker process runs (for a call that does not exist: it does nothing).
-        job = queue.enqueue("callflow.jobs.cancel_legs", "no-such-call")
+        job = queue.enqueue("callflow.jobs.tasks.cancel_legs", "no-such-call")
         deadline = time.monotonic() + STARTUP_SECONDS
         while job.get_status(refresh=True) != JobStatus.FINISHED:
             assert time.monotonic() < deadline, log.read_text()[-3000:]

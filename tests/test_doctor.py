@@ -10,13 +10,13 @@ from datetime import UTC, datetime
 import pytest
 import redis as redis_lib
 
-from callflow import doctor
 from callflow.cli import cli
-from callflow.config import Settings
-from callflow.doctor import Status, run_checks
-from callflow.lastgood import LastGoodFlows
-from callflow.loader import load_flowset
-from callflow.twilio_api import make_client
+from callflow.language.lastgood import LastGoodFlows
+from callflow.language.loader import load_flowset
+from callflow.operations import doctor
+from callflow.operations.doctor import Status, run_checks
+from callflow.platform.config import Settings
+from callflow.platform.twilio_api import make_client
 from tests.audit_keys import SIGNING_PEM
 from tests.bridge_support import ACCOUNT_SID, MOCK_API, dead_store
 from tests.conftest import FLOWS, MENS_ADVICE, RESPECT
@@ -392,8 +392,8 @@ def test_without_trusted_proxies_the_binding_is_not_checked(good):
 
 
 def test_pins_from_before_the_six_digit_rule_and_missing_staff_numbers_are_named(redis):
-    from callflow import keys
-    from callflow.staff import StaffStore
+    from callflow.platform import keys
+    from callflow.staff.accounts import StaffStore
     from tests.staff_support import PASSWORD, PIN, cheap_hasher
 
     staff = StaffStore(redis, hasher=cheap_hasher())
@@ -415,7 +415,7 @@ def test_pins_from_before_the_six_digit_rule_and_missing_staff_numbers_are_named
 
 
 def test_staff_accounts_that_meet_the_rules_pass(redis):
-    from callflow.staff import StaffStore
+    from callflow.staff.accounts import StaffStore
     from tests.staff_support import PASSWORD, PIN, cheap_hasher
 
     staff = StaffStore(redis, hasher=cheap_hasher())

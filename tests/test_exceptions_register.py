@@ -6,10 +6,10 @@ import pytest
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from callflow import keys
-from callflow.audit import AuditKind, AuditLog
-from callflow.errors import AuditUnavailable
-from callflow.exceptions_register import (
+from callflow.platform import keys
+from callflow.platform.errors import AuditUnavailable
+from callflow.records.audit import AuditKind, AuditLog
+from callflow.records.register import (
     MAX_DETAIL,
     POLICY_GROUNDS,
     Agency,

@@ -6,12 +6,12 @@ import dataclasses
 
 import pytest
 
-from callflow.errors import FlowError
-from callflow.fields import did_you_mean, forbidden, json_schema, option, read, specs
-from callflow.flow import Degraded, Flow, Team, Worker
-from callflow.loader import load_flowset
-from callflow.source import load_text
-from callflow.steps import STEP_KINDS
+from callflow.language.fields import did_you_mean, forbidden, json_schema, option, read, specs
+from callflow.language.flow import Degraded, Flow, Team, Worker
+from callflow.language.loader import load_flowset
+from callflow.language.source import load_text
+from callflow.language.steps import STEP_KINDS
+from callflow.platform.errors import FlowError
 from tests.conftest import FLOWS
 
 # Every spelling an admin (or a copied Twilio example) might use to ask for what the policy

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from callflow.graph import draw
-from callflow.loader import load_flowset
+from callflow.language.graph import draw
+from callflow.language.loader import load_flowset
 from tests.conftest import FLOWS
 from tests.flowfiles import BASE, edit, write_folder
 

@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from callflow.errors import FlowError, Where
-from callflow.hours import OpeningHours, parse_hours, parse_zone, spoken_opening
-from callflow.source import load_text
+from callflow.language.hours import OpeningHours, parse_hours, parse_zone, spoken_opening
+from callflow.language.source import load_text
+from callflow.platform.errors import FlowError, Where
 
 WEEKDAYS = """\
 hours:

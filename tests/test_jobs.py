@@ -17,12 +17,14 @@ from rq.serializers import JSONSerializer
 from rq.worker import SimpleWorker
 from twilio.base.exceptions import TwilioRestException
 
-from callflow import jobs, jobspec, keys, runtime
-from callflow.config import Settings
-from callflow.errors import ConfigError, StoreUnavailable
-from callflow.jobspec import Job as Named
-from callflow.live import LiveState
-from callflow.worker import JobRunner
+from callflow import runtime
+from callflow.jobs import tasks as jobs
+from callflow.jobs.runner import JobRunner
+from callflow.platform import jobspec, keys
+from callflow.platform.config import Settings
+from callflow.platform.errors import ConfigError, StoreUnavailable
+from callflow.platform.jobspec import Job as Named
+from callflow.records.live import LiveState
 from tests.bridge_support import Caller, dead_store
 from tests.conftest import CANARY_FIELDS, CANARY_NUMBER, FLOWS, RESPECT
 from webhooks import create_app
@@ -94,7 +96,7 @@ def test_the_caller_is_put_in_the_room_before_any_worker_is_rung(queued_app, twi
 
 
 def test_a_job_is_queued_once_per_id(rt, caplog):
-    with caplog.at_level(logging.INFO, logger="callflow.jobspec"):
+    with caplog.at_level(logging.INFO, logger="callflow.platform.jobspec"):
         rt.enqueue(Named.GIVE_UP, "some-call", job_id="give-up-some-call")
         rt.enqueue(Named.GIVE_UP, "some-call", job_id="give-up-some-call")
 
@@ -107,10 +109,10 @@ def test_a_job_is_json_naming_a_function_and_ids(queued_app, twilio_api, rt):
 
     stored = rt.queue.connection.hgetall(f"rq:job:ring-{caller.call_id}")
     payload = json.loads(zlib.decompress(stored[b"data"]))
-    assert payload == ["callflow.jobs.ring_team", None, [caller.call_id], {}]
-    assert stored[b"failure_callback_name"] == b"callflow.jobspec.log_failure"
+    assert payload == ["callflow.jobs.tasks.ring_team", None, [caller.call_id], {}]
+    assert stored[b"failure_callback_name"] == b"callflow.platform.jobspec.log_failure"
     job = fetch(rt, f"ring-{caller.call_id}")
-    assert (job.func_name, job.args, job.kwargs) == ("callflow.jobs.ring_team",
+    assert (job.func_name, job.args, job.kwargs) == ("callflow.jobs.tasks.ring_team",
                                                      [caller.call_id], {})
 
 
@@ -133,7 +135,7 @@ def test_a_purge_is_queued_with_its_own_retries(bridge_settings, redis, clock, t
     caller.status("completed")
 
     job = fetch(app.extensions["callflow"]["runtime"], f"purge-{caller.call_id}")
-    assert job.func_name == "callflow.jobs.purge_call_records"
+    assert job.func_name == "callflow.jobs.tasks.purge_call_records"
     assert job.args[0][0] == caller.sid
     assert job.retries_left == jobspec.PURGE_RETRY.max
 
@@ -218,7 +220,7 @@ def test_a_ring_job_failing_in_a_worker_is_logged_and_scheduled_again(queued_app
     caller = bridged(queued_app, twilio_api)
     twilio_api.fail("ring", 500, 500)
 
-    with caplog.at_level(logging.ERROR, logger="callflow.jobs"):
+    with caplog.at_level(logging.ERROR, logger="callflow.jobs.tasks"):
         run_queued(rt)
 
     job = fetch(rt, f"ring-{caller.call_id}")
@@ -237,7 +239,7 @@ def test_a_ring_job_failing_in_a_worker_is_logged_and_scheduled_again(queued_app
 def test_a_job_that_fails_for_good_is_logged(bridge_sim, twilio_api, caplog):
     twilio_api.fail("ring", 500, 500)
 
-    with caplog.at_level(logging.ERROR, logger="callflow.jobs"):
+    with caplog.at_level(logging.ERROR, logger="callflow.jobs.tasks"):
         caller = Caller(bridge_sim, twilio_api, to=RESPECT, number=CANARY_NUMBER)
         caller.enter()
 
@@ -306,7 +308,7 @@ def test_a_team_with_nobody_active_goes_straight_to_the_no_answer_step(
 
 
 def test_purge_deletes_each_call_record(rt, twilio_api, caplog):
-    with caplog.at_level(logging.INFO, logger="callflow.jobs"):
+    with caplog.at_level(logging.INFO, logger="callflow.jobs.tasks"):
         jobs.purge_call_records(CALL_SIDS)
 
     assert [(d.method, d.sid) for d in twilio_api.of("delete")] == [
@@ -351,7 +353,7 @@ def test_every_job_name_is_a_job_function():
     """Code on the request path queues jobs by name; each name is a function here."""
     for name in Named:
         assert callable(getattr(jobs, name.value)), name
-        assert name.path == f"callflow.jobs.{name.value}"
+        assert name.path == f"callflow.jobs.tasks.{name.value}"
 
 
 def test_a_job_run_with_no_runtime_bound_says_so():

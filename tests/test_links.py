@@ -8,9 +8,9 @@ from urllib.parse import urlsplit
 import pytest
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
-from callflow.context import CallState
-from callflow.links import Links, UnknownRoute
-from callflow.steps import STEP_KINDS
+from callflow.language.steps import STEP_KINDS
+from callflow.language.turn import CallState
+from callflow.platform.links import Links, UnknownRoute
 from tests.conftest import PUBLIC_URL
 from webhooks import routes
 

@@ -9,9 +9,15 @@ from datetime import timedelta
 
 import pytest
 
-from callflow import keys
-from callflow.errors import StoreUnavailable
-from callflow.live import ENDED_TTL_SECONDS, LIVE_TTL_SECONDS, LiveCall, LiveCalls, LiveState
+from callflow.platform import keys
+from callflow.platform.errors import StoreUnavailable
+from callflow.records.live import (
+    ENDED_TTL_SECONDS,
+    LIVE_TTL_SECONDS,
+    LiveCall,
+    LiveCalls,
+    LiveState,
+)
 from tests.bridge_support import dead_store
 from tests.conftest import OPEN_TIME, RESPECT
 from webhooks.simulator import new_call_sid

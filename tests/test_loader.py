@@ -10,9 +10,9 @@ import os
 
 import pytest
 
-from callflow.errors import FlowSetInvalid
-from callflow.limits import MAX_FILE_BYTES
-from callflow.loader import load_flowset, skipped_files
+from callflow.language.loader import load_flowset, skipped_files
+from callflow.platform.errors import FlowSetInvalid
+from callflow.platform.limits import MAX_FILE_BYTES
 from tests.conftest import FLOWS
 from tests.flowfiles import BASE, edit, errors_of, warnings_of, write_folder
 

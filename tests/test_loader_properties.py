@@ -21,11 +21,11 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from callflow.errors import FlowSetInvalid
-from callflow.fields import specs
-from callflow.limits import MAX_FILE_BYTES, MAX_TEXT_CHARS, MAX_VALUES
-from callflow.loader import load_flowset
-from callflow.texts import fill
+from callflow.language.fields import specs
+from callflow.language.loader import load_flowset
+from callflow.language.texts import fill
+from callflow.platform.errors import FlowSetInvalid
+from callflow.platform.limits import MAX_FILE_BYTES, MAX_TEXT_CHARS, MAX_VALUES
 from tests.conftest import FLOWS
 
 SHIPPED = {path.name: path.read_text(encoding="utf-8") for path in sorted(FLOWS.glob("*.yaml"))}

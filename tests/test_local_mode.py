@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from callflow import local
-from callflow.config import Settings
+from callflow.platform import local
+from callflow.platform.config import Settings
 from tests.conftest import FLOWS, RESPECT, free_port
 
 PASSWORD = "a long enough local password"

@@ -8,9 +8,9 @@ from datetime import timedelta
 
 import pytest
 
-from callflow import keys
-from callflow.errors import LockedOut, Refusal
-from callflow.lockout import (
+from callflow.platform import keys
+from callflow.platform.errors import LockedOut, Refusal
+from callflow.staff.lockout import (
     Lockout,
     Slowdown,
     Tally,

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from callflow.logs import JsonFormatter, configure, redact
+from callflow.platform.logs import JsonFormatter, configure, redact
 
 CALL_SID = "CA0123456789abcdef0123456789abcdef"
 
@@ -108,7 +108,7 @@ def test_configure_sends_every_logger_through_the_formatter():
     try:
         configure("info", stream=stream)
         logging.getLogger("werkzeug").info("GET /voice/incoming?From=%2B447700900666 200")
-        logging.getLogger("callflow.engine").debug("not shown")
+        logging.getLogger("callflow.call.engine").debug("not shown")
     finally:
         root.handlers[:], level = saved
         root.setLevel(level)

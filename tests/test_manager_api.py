@@ -11,10 +11,11 @@ import re
 
 import pytest
 
-from callflow import jobs, keys
-from callflow.audit import AuditKind, AuditLog
-from callflow.lockout import WINDOW_SECONDS
-from callflow.sign_in import ACCOUNT_FREE_FAILURES, ADDRESS_FAILURES, PAIR_FAILURES
+from callflow.jobs import tasks as jobs
+from callflow.platform import keys
+from callflow.records.audit import AuditKind, AuditLog
+from callflow.staff.lockout import WINDOW_SECONDS
+from callflow.staff.sign_in import ACCOUNT_FREE_FAILURES, ADDRESS_FAILURES, PAIR_FAILURES
 from tests.bridge_support import dead_store, raw_dump
 from tests.conftest import CANARY_NUMBER, PUBLIC_URL, assert_no_canary
 from tests.monitoring_support import (

@@ -10,9 +10,9 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from callflow import jobs
-from callflow.audit import AuditKind
-from callflow.errors import AuditUnavailable
+from callflow.jobs import tasks as jobs
+from callflow.platform.errors import AuditUnavailable
+from callflow.records.audit import AuditKind
 from tests.bridge_support import Caller, raw_dump
 from tests.conftest import CANARY_NUMBER, MENS_ADVICE, PUBLIC_URL, assert_no_canary
 from tests.monitoring_support import (

@@ -17,11 +17,12 @@ import pytest
 import requests
 import urllib3
 
-from callflow import jobs, keys
-from callflow.audit import AuditKind, AuditLog
-from callflow.errors import AuditUnavailable, StoreUnavailable
-from callflow.monitoring import HTTP_STATUS, MonitoringGate, Refusal
-from callflow.staff import Role
+from callflow.jobs import tasks as jobs
+from callflow.monitoring.gate import HTTP_STATUS, MonitoringGate, Refusal
+from callflow.platform import keys
+from callflow.platform.errors import AuditUnavailable, StoreUnavailable
+from callflow.records.audit import AuditKind, AuditLog
+from callflow.staff.accounts import Role
 from tests import twilio_openapi
 from tests.bridge_support import LostAnswer, dead_store, raw_dump
 from tests.conftest import (

@@ -11,8 +11,8 @@ import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from callflow import keys, metrics
-from callflow.audit import AuditKind
+from callflow.platform import keys, metrics
+from callflow.records.audit import AuditKind
 from tests.bridge_support import Caller, dead_store
 from tests.conftest import CANARY_NUMBER, FLOWS, RESPECT, assert_no_canary
 from tests.monitoring_support import connected_caller, signed_in

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from callflow.loader import load_flowset
-from callflow.policy import (
+from callflow.language.loader import load_flowset
+from callflow.language.policy import (
     DEFAULT_NOTICE,
     NO_IDENTIFICATION_OR_RECORDING,
     POLICY_OFFER,
@@ -13,7 +13,7 @@ from callflow.policy import (
     shipped_policy_text,
     spoken_paragraphs,
 )
-from callflow.steps import Notice
+from callflow.language.steps import Notice
 from tests.conftest import FLOWS
 
 # What the notice must say (issue 3, the notice step); each is a phrase a caller would hear.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from werkzeug.datastructures import MultiDict
 
-from callflow.privacy import ALLOWED_FIELDS, strip_caller_data
+from callflow.platform.privacy import ALLOWED_FIELDS, strip_caller_data
 from tests.conftest import CANARY_FIELDS, CANARY_NUMBER, assert_no_canary
 
 CALL_SID = "CA0123456789abcdef0123456789abcdef"

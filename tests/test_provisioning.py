@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from callflow import provisioning
 from callflow.cli import cli
-from callflow.errors import ConfigError
-from callflow.loader import load_flowset
+from callflow.language.loader import load_flowset
+from callflow.operations import provisioning
+from callflow.platform.errors import ConfigError
 from tests.bridge_support import ACCOUNT_SID, MOCK_API
 from tests.conftest import FLOWS, MENS_ADVICE, RESPECT
 from tests.twilio_numbers import PUBLIC_URL, TwilioNumbers, wanted

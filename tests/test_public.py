@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from callflow.policy import shipped_policy_text
+from callflow.language.policy import shipped_policy_text
 from tests.conftest import CLOSED_TIME, OPEN_TIME
 from webhooks import create_app
 from webhooks.public import display_number, policy_blocks

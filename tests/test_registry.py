@@ -12,11 +12,11 @@ import time
 
 import pytest
 
-from callflow import keys
-from callflow import registry as registry_module
-from callflow.errors import FlowSetInvalid
-from callflow.lastgood import LastGoodFlows
-from callflow.registry import FlowRegistry, reload_on_sighup
+from callflow.language import registry as registry_module
+from callflow.language.lastgood import LastGoodFlows
+from callflow.language.registry import FlowRegistry, reload_on_sighup
+from callflow.platform import keys
+from callflow.platform.errors import FlowSetInvalid
 from tests.bridge_support import dead_store
 from tests.conftest import FLOWS, OPEN_TIME
 
@@ -48,7 +48,7 @@ def test_a_bad_edit_keeps_the_last_good_set_and_says_why(folder, caplog):
     registry = FlowRegistry(folder, on_reload=lambda fresh, error: seen.append((fresh, error)))
     good = registry.current
     edit_respect(folder, "start: welcome", "start: main-menu")
-    with caplog.at_level(logging.ERROR, logger="callflow.registry"):
+    with caplog.at_level(logging.ERROR, logger="callflow.language.registry"):
         assert registry.reload() is False
     assert registry.current is good
     assert "without hearing the confidentiality notice" in caplog.text
@@ -130,7 +130,7 @@ def test_any_failure_of_a_reload_keeps_the_last_good_set_logs_and_reports_it(
         raise failure
 
     monkeypatch.setattr(registry_module, "load_flowset", fail)
-    with caplog.at_level(logging.ERROR, logger="callflow.registry"):
+    with caplog.at_level(logging.ERROR, logger="callflow.language.registry"):
         assert registry.reload() is False
     assert registry.current is good
     [(fresh, refused)] = seen
@@ -217,7 +217,7 @@ def test_sighup_asks_for_a_reload_in_this_process(folder):
 def test_skipped_editor_files_are_logged_on_a_reload(folder, caplog):
     registry = FlowRegistry(folder)
     (folder / "respect-phoneline.yaml~").write_text("kind: record", encoding="utf-8")
-    with caplog.at_level(logging.INFO, logger="callflow.registry"):
+    with caplog.at_level(logging.INFO, logger="callflow.language.registry"):
         registry.reload()
     [record] = [r for r in caplog.records if getattr(r, "event", "") == "flow_files_skipped"]
     assert record.getMessage() == (
@@ -251,7 +251,7 @@ def test_a_process_that_starts_on_a_broken_folder_serves_the_last_good_set(folde
     good = FlowRegistry(folder, last_good=last_good).current
     break_respect(folder)
     seen = []
-    with caplog.at_level(logging.WARNING, logger="callflow.registry"):
+    with caplog.at_level(logging.WARNING, logger="callflow.language.registry"):
         registry = FlowRegistry(folder, on_reload=lambda fresh, error: seen.append((fresh, error)),
                                 last_good=last_good)
     assert registry.current.flows == good.flows

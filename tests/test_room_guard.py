@@ -4,7 +4,7 @@ alarm entry is audited (promise 4)."""
 
 from __future__ import annotations
 
-from callflow.audit import AuditKind
+from callflow.records.audit import AuditKind
 from tests.monitoring_support import (
     LineCall,
     connected_caller,
@@ -69,7 +69,7 @@ def test_the_legs_the_service_created_stay(monitor_app, sim, rest, rt):
 def test_a_worker_whose_ring_was_never_confirmed_may_still_take_the_call(sim, rest, rt, redis):
     """A worker's leg is known from the moment its keypress is accepted, even if the REST
     answer that would have named it was lost."""
-    from callflow import keys
+    from callflow.platform import keys
 
     caller = waiting_caller(sim, rest)
     redis.hdel(keys.live_call(caller.call_id), "leg:0")  # as if Twilio's answer never came

@@ -8,10 +8,10 @@ import json
 import jsonschema
 import pytest
 
-from callflow import schema
-from callflow.fields import specs
-from callflow.source import load_text
-from callflow.steps import STEP_KINDS
+from callflow.language import schema
+from callflow.language.fields import specs
+from callflow.language.source import load_text
+from callflow.language.steps import STEP_KINDS
 from tests.conftest import FLOWS
 
 FLOW_FILES = sorted(p.name for p in FLOWS.glob("*.yaml"))

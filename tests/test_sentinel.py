@@ -14,10 +14,10 @@ import pytest
 import redis as redis_lib
 from rq import Queue
 
-from callflow.config import Settings
-from callflow.errors import ConfigError
+from callflow.platform.config import Settings
+from callflow.platform.errors import ConfigError
+from callflow.platform.store import TIMEOUT_SECONDS, connect, sentinel_addresses
 from callflow.runtime import raw_client
-from callflow.store import TIMEOUT_SECONDS, connect, sentinel_addresses
 from tests.conftest import free_port, start_redis_server
 
 MASTER_NAME = "callflow-test"

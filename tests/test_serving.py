@@ -17,7 +17,7 @@ import pytest
 from twilio.request_validator import RequestValidator
 from werkzeug.serving import make_server
 
-from callflow.logs import JsonFormatter
+from callflow.platform.logs import JsonFormatter
 from tests.conftest import (
     CANARY_FIELDS,
     CANARY_NUMBER,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from callflow import keys
+from callflow.platform import keys
 from tests.monitoring_support import MANAGER, WebManager, signed_in
 from webhooks.sessions import ABSOLUTE_LIFETIME
 

@@ -10,11 +10,12 @@ from datetime import timedelta
 import pytest
 from argon2 import PasswordHasher
 
-from callflow import keys
-from callflow.errors import LockedOut, Refusal, SignInRefused
-from callflow.lockout import Lockout
-from callflow.pin_sign_in import PinSignIn
-from callflow.sign_in import (
+from callflow.platform import keys
+from callflow.platform.errors import LockedOut, Refusal, SignInRefused
+from callflow.staff.accounts import Role, StaffStore
+from callflow.staff.lockout import Lockout
+from callflow.staff.pin_sign_in import PinSignIn
+from callflow.staff.sign_in import (
     ACCOUNT_FREE_FAILURES,
     ADDRESS_FAILURES,
     DEVICE_FAILURES,
@@ -23,7 +24,6 @@ from callflow.sign_in import (
     audit_tallies,
     unlock,
 )
-from callflow.staff import Role, StaffStore
 from tests.conftest import Clock
 from tests.staff_support import (
     CALL_SID,

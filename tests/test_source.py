@@ -13,9 +13,9 @@ from datetime import date
 
 import pytest
 
-from callflow.errors import FlowError
-from callflow.limits import MAX_DEPTH, MAX_VALUES
-from callflow.source import load_text
+from callflow.language.source import load_text
+from callflow.platform.errors import FlowError
+from callflow.platform.limits import MAX_DEPTH, MAX_VALUES
 
 NO_REPEATS = "(write the value out in each place it is used)"
 PLAIN_VALUES = "(remove it: a flow holds text, numbers, true or false, lists and mappings)"

@@ -6,14 +6,14 @@ from __future__ import annotations
 import pytest
 import redis as redis_lib
 
-from callflow import keys
-from callflow.errors import (
+from callflow.platform import keys
+from callflow.platform.errors import (
     ConfigError,
     DuplicateStaff,
     StaffError,
     UnknownStaff,
 )
-from callflow.staff import Role, StaffStore, check_pin
+from callflow.staff.accounts import Role, StaffStore, check_pin
 from tests.conftest import store_dump
 from tests.staff_support import (
     OTHER_PASSWORD,

@@ -7,9 +7,9 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from callflow import svg
-from callflow.graph import FORMATS, draw
-from callflow.loader import load_flowset
+from callflow.language import svg
+from callflow.language.graph import FORMATS, draw
+from callflow.language.loader import load_flowset
 from tests.conftest import FLOWS
 
 NS = {"svg": "http://www.w3.org/2000/svg"}

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from callflow.texts import CLOSING, LONGEST, PLACEHOLDERS, SPOKEN, fill, stray_braces
+from callflow.language.texts import CLOSING, LONGEST, PLACEHOLDERS, SPOKEN, fill, stray_braces
 
 # Text made mostly of the characters that matter here.
 TEXTS = st.text(alphabet=st.sampled_from("{}helpin:.[]!r0 >"), max_size=40) | st.text()

@@ -12,8 +12,8 @@ import requests
 import urllib3
 from twilio.base.exceptions import TwilioRestException
 
-from callflow.config import TWILIO_API_DEFAULT, Settings
-from callflow.twilio_api import (
+from callflow.platform.config import TWILIO_API_DEFAULT, Settings
+from callflow.platform.twilio_api import (
     LEG_EVENTS,
     NOT_CHANGEABLE,
     REST_TIMEOUT_SECONDS,
@@ -181,7 +181,7 @@ def test_hang_up_completes_a_leg_that_was_answered(api, twilio_api):
 def test_hang_up_of_a_leg_twilio_no_longer_has_is_not_an_error(api, twilio_api, caplog):
     twilio_api.fail("hang_up", 404, 404)
 
-    with caplog.at_level(logging.INFO, logger="callflow.twilio_api"):
+    with caplog.at_level(logging.INFO, logger="callflow.platform.twilio_api"):
         api.hang_up(LEG_SID)
 
     assert len(twilio_api.sent) == 2

@@ -15,10 +15,10 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from callflow import doctor, provisioning
-from callflow.config import Settings
-from callflow.loader import load_flowset
-from callflow.twilio_api import TwilioApi, make_client
+from callflow.language.loader import load_flowset
+from callflow.operations import doctor, provisioning
+from callflow.platform.config import Settings
+from callflow.platform.twilio_api import TwilioApi, make_client
 from tests import twilio_openapi
 from tests.bridge_support import ACCOUNT_SID, MOCK_API, MockProblems, TwilioMock
 from tests.conftest import FLOWS, RESPECT, ROOT
@@ -104,8 +104,9 @@ def rest_modules() -> set[str]:
 
 def test_only_the_modules_driven_above_hold_a_rest_client():
     # Each one's requests are driven by the tests above; a new one needs its own rows there.
-    assert rest_modules() == {"callflow/twilio_api.py", "callflow/provisioning.py",
-                              "callflow/doctor.py", "callflow/cli/twilio.py"}
+    assert rest_modules() == {"callflow/platform/twilio_api.py",
+                              "callflow/operations/provisioning.py",
+                              "callflow/operations/doctor.py", "callflow/cli/twilio.py"}
 
 
 def test_the_carried_extract_holds_what_its_script_extracts():

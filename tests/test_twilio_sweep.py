@@ -9,7 +9,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from callflow import cron, jobs, runtime
+from callflow import runtime
+from callflow.jobs import cron
+from callflow.jobs import tasks as jobs
 from tests.bridge_support import Caller
 from tests.conftest import CANARY_NUMBER, MENS_ADVICE, RESPECT
 from webhooks import create_app

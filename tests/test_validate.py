@@ -12,13 +12,13 @@ from dataclasses import replace
 import pytest
 from twilio.twiml.voice_response import VoiceResponse
 
-from callflow.context import CallState, Turn
-from callflow.degraded import APOLOGY
-from callflow.limits import MAX_STEPS_PER_TURN, MAX_TEXT_CHARS
-from callflow.links import Links
-from callflow.loader import load_flowset
-from callflow.steps import STEP_KINDS
-from callflow.texts import fill
+from callflow.call.degraded import APOLOGY
+from callflow.language.loader import load_flowset
+from callflow.language.steps import STEP_KINDS
+from callflow.language.texts import fill
+from callflow.language.turn import CallState, Turn
+from callflow.platform.limits import MAX_STEPS_PER_TURN, MAX_TEXT_CHARS
+from callflow.platform.links import Links
 from tests.conftest import OPEN_TIME
 from tests.flowfiles import BASE, edit, errors_of, warnings_of, write_folder
 from webhooks import create_app, routes

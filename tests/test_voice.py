@@ -17,10 +17,15 @@ import pytest
 import redis as redis_lib
 from twilio.request_validator import RequestValidator
 
-from callflow import keys
-from callflow.degraded import APOLOGY
-from callflow.policy import DEFAULT_NOTICE, POLICY_OFFER, shipped_policy_text, spoken_paragraphs
-from callflow.steps import INVALID_CHOICE
+from callflow.call.degraded import APOLOGY
+from callflow.language.policy import (
+    DEFAULT_NOTICE,
+    POLICY_OFFER,
+    shipped_policy_text,
+    spoken_paragraphs,
+)
+from callflow.language.steps import INVALID_CHOICE
+from callflow.platform import keys
 from tests.conftest import (
     CANARY_FIELDS,
     CANARY_NUMBER,

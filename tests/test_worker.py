@@ -14,9 +14,9 @@ from rq.job import JobStatus
 from rq.serializers import JSONSerializer
 from rq.worker import SimpleWorker
 
-from callflow import worker as worker_module
-from callflow.live import LiveState
-from callflow.worker import JobRunner, ThreadWorker, run_worker, start_in_process
+from callflow.jobs import runner as worker_module
+from callflow.jobs.runner import JobRunner, ThreadWorker, run_worker, start_in_process
+from callflow.records.live import LiveState
 from tests.bridge_support import Caller
 from tests.conftest import CANARY_FIELDS, CANARY_NUMBER, RESPECT
 from webhooks import create_app

@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 import requests
 import responses
 
-from callflow import provisioning
+from callflow.operations import provisioning
 from tests import twilio_openapi
 from tests.bridge_support import ACCOUNT_SID, ANYWHERE, METHODS, MOCK_API, check_at_exit
 

@@ -12,15 +12,16 @@ from twilio.request_validator import RequestValidator
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from callflow import logs, runtime
-from callflow.config import Settings
-from callflow.engine import CallEngine
-from callflow.errors import ConfigError
-from callflow.links import Links
-from callflow.manager_line import ManagerLineCalls
-from callflow.registry import reload_on_sighup
-from callflow.sign_in import WebSignIn
-from callflow.staff import StaffStore
+from callflow import runtime
+from callflow.call.engine import CallEngine
+from callflow.language.registry import reload_on_sighup
+from callflow.monitoring.manager_line import ManagerLineCalls
+from callflow.platform import logs
+from callflow.platform.config import Settings
+from callflow.platform.errors import ConfigError
+from callflow.platform.links import Links
+from callflow.staff.accounts import StaffStore
+from callflow.staff.sign_in import WebSignIn
 from webhooks import body_size, sessions
 
 log = logging.getLogger(__name__)

@@ -15,9 +15,9 @@ from urllib.parse import urlsplit
 
 from flask import current_app, g, jsonify, request, session
 
-from callflow.errors import StoreUnavailable
-from callflow.sign_in import DEVICE_SECONDS, WebSignIn
-from callflow.staff import Role, StaffMember, StaffStore
+from callflow.platform.errors import StoreUnavailable
+from callflow.staff.accounts import Role, StaffMember, StaffStore
+from callflow.staff.sign_in import DEVICE_SECONDS, WebSignIn
 from webhooks.sessions import session_generation
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -47,7 +47,7 @@ def client_address() -> str | None:
 
 
 def keep_device(response, token: str):
-    """Let this browser be known to the account next time (see ``callflow.sign_in``)."""
+    """Let this browser be known to the account next time (see ``callflow.staff.sign_in``)."""
     settings = current_app.extensions["callflow"]["settings"]
     response.set_cookie(DEVICE_COOKIE, token, max_age=DEVICE_SECONDS, path=DEVICE_PATH,
                         secure=settings.public_url.startswith("https://"), httponly=True,

@@ -24,7 +24,7 @@ from flask import Response, current_app, request, url_for
 from twilio.twiml.voice_response import VoiceResponse
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from callflow.steps import STEP_KINDS
+from callflow.language.steps import STEP_KINDS
 
 log = logging.getLogger(__name__)
 TWILIO_MAX_BODY_BYTES = 1024 * 1024

@@ -1,5 +1,6 @@
 """Webhooks of the conference bridge: the waiting caller's hold, the worker's screening and
-status, and the conference's own callbacks. Thin views over :class:`callflow.bridge.Bridge`."""
+status, and the conference's own callbacks. Thin views over
+:class:`callflow.bridge.bridge.Bridge`."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ import logging
 from flask import Blueprint, Response, abort, current_app
 from twilio.twiml.voice_response import VoiceResponse
 
-from callflow.bridge import Bridge
-from callflow.conference import ConferenceCallbacks
-from callflow.errors import StoreUnavailable
-from callflow.monitoring import MonitoringGate
+from callflow.bridge.bridge import Bridge
+from callflow.monitoring.conference import ConferenceCallbacks
+from callflow.monitoring.gate import MonitoringGate
+from callflow.platform.errors import StoreUnavailable
 from webhooks.edge import CALL_SID, check_and_strip, field, link
 from webhooks.voice import METHODS, twiml
 

@@ -16,14 +16,15 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from callflow import local, logs, runtime
+from callflow import runtime
 from callflow.cli import cli
-from callflow.config import Settings
-from callflow.errors import CallflowError
-from callflow.links import Links
-from callflow.local_keys import local_signing_key
-from callflow.registry import reload_on_sighup
-from callflow.store import stop_embedded
+from callflow.language.registry import reload_on_sighup
+from callflow.platform import local, logs
+from callflow.platform.config import Settings
+from callflow.platform.errors import CallflowError
+from callflow.platform.links import Links
+from callflow.platform.local_keys import local_signing_key
+from callflow.platform.store import stop_embedded
 from webhooks.simulator import ACCOUNT_SID, Event, Keypad, TwilioSim
 from webhooks.twilio_double import TwilioDouble
 
@@ -40,8 +41,8 @@ def is_loopback(host: str) -> bool:
 def loopback_settings(settings: Settings, host: str, port: int) -> Settings:
     """On a loopback address, fill what a first try on a laptop lacks, loudly; never elsewhere.
 
-    The local key is the one every other command uses in local mode (``callflow.local``), so
-    ``callflow audit verify`` checks what this serve wrote.
+    The local key is the one every other command uses in local mode (``callflow.platform.local``),
+    so ``callflow audit verify`` checks what this serve wrote.
     """
     notes = []
     if not settings.public_url:
@@ -98,7 +99,7 @@ def serve(host: str, port: int) -> None:
     with embedded_store_stopped_at_the_end(app):
         jobs = None
         if not settings.shared_store:
-            from callflow.worker import start_in_process
+            from callflow.jobs.runner import start_in_process
 
             jobs = start_in_process(app.extensions["callflow"]["runtime"])
         store = "Redis" if settings.shared_store else "embedded, jobs run in-process"
@@ -140,7 +141,7 @@ def split_keys(value: str | None, option: str) -> list[str] | None:
 @click.option("--burst", is_flag=True, help="Run the queued jobs, then stop.")
 def worker(burst: bool) -> None:
     """Run the job runner: worker legs, cancellations, fallbacks, Twilio log purges."""
-    from callflow.worker import run_worker
+    from callflow.jobs.runner import run_worker
     from webhooks import routes
 
     settings = Settings.from_env()
@@ -199,7 +200,7 @@ SHOW = {
 
 def answered_numbers(flows_dir: str) -> list[tuple[str, str]]:
     """Each number the flows answer, with what answers it, in the order of the files."""
-    from callflow.loader import load_flowset
+    from callflow.language.loader import load_flowset
 
     flowset = load_flowset(flows_dir)
     numbers = [(n, flow.helpline) for flow in flowset.flows.values() for n in flow.numbers]
@@ -271,7 +272,7 @@ def simulate(to: str, digits: str | None, worker_digits: str | None, at: str | N
 
 
 def clock_at(at: str, to: str, settings: Settings):
-    from callflow.loader import load_flowset
+    from callflow.language.loader import load_flowset
 
     flowset = load_flowset(settings.flows_dir)
     flow = flowset.flow_for(to) or flowset.default_flow

@@ -31,10 +31,12 @@ from flask import (
 )
 from markupsafe import Markup
 
-from callflow import svg
-from callflow.audit import AuditKind, Entry, Verification, canonical
-from callflow.errors import AuditUnavailable, FlowSetInvalid, StoreUnavailable
-from callflow.exceptions_register import (
+from callflow.language import svg
+from callflow.language.flow import Flow, FlowSet
+from callflow.language.loader import load_flowset
+from callflow.platform.errors import AuditUnavailable, FlowSetInvalid, StoreUnavailable
+from callflow.records.audit import AuditKind, Entry, Verification, canonical
+from callflow.records.register import (
     MAX_DETAIL,
     POLICY_GROUNDS,
     WHY_NOT,
@@ -43,10 +45,8 @@ from callflow.exceptions_register import (
     WhyNot,
     record_exception,
 )
-from callflow.flow import Flow, FlowSet
-from callflow.loader import load_flowset
 from callflow.runtime import Runtime
-from callflow.staff import Role
+from callflow.staff.accounts import Role
 from webhooks import sessions
 from webhooks.auth import check_csrf, csrf_token, current_member, sign_out
 from webhooks.public import display_number, hours_table

@@ -30,8 +30,8 @@ from twilio.request_validator import (
 )
 from werkzeug.datastructures import CombinedMultiDict, ImmutableMultiDict, MultiDict
 
-from callflow.context import CallState
-from callflow.privacy import strip_caller_data
+from callflow.language.turn import CallState
+from callflow.platform.privacy import strip_caller_data
 
 log = logging.getLogger(__name__)
 # The service's own parameters, which it writes into the URLs it hands Twilio.

@@ -19,13 +19,13 @@ from flask import (
     url_for,
 )
 
-from callflow.audit import AuditKind
-from callflow.errors import AuditUnavailable, LockedOut, SignInRefused, StoreUnavailable
-from callflow.exceptions_register import record_exception
-from callflow.live import LiveCall
-from callflow.monitoring import REQUEST_FIELDS, MonitoringGate
+from callflow.monitoring.gate import REQUEST_FIELDS, MonitoringGate
+from callflow.platform.errors import AuditUnavailable, LockedOut, SignInRefused, StoreUnavailable
+from callflow.records.audit import AuditKind
+from callflow.records.live import LiveCall
+from callflow.records.register import record_exception
 from callflow.runtime import Runtime
-from callflow.staff import Role
+from callflow.staff.accounts import Role
 from webhooks import sessions
 from webhooks.auth import (
     DEVICE_COOKIE,

@@ -6,8 +6,8 @@ import logging
 
 from flask import Blueprint, current_app
 
-from callflow.errors import AuditUnavailable, StoreUnavailable
-from callflow.manager_line import ManagerLineCalls
+from callflow.monitoring.manager_line import ManagerLineCalls
+from callflow.platform.errors import AuditUnavailable, StoreUnavailable
 from webhooks.edge import check_and_strip, field, link, require_call_sid
 from webhooks.voice import METHODS, twiml
 

@@ -21,8 +21,8 @@ import time
 import redis
 from flask import Blueprint, Response, abort, current_app, g, jsonify, request
 
-from callflow import metrics
-from callflow.errors import CallflowError
+from callflow.platform import metrics
+from callflow.platform.errors import CallflowError
 
 log = logging.getLogger(__name__)
 bp = Blueprint("ops", __name__)

@@ -12,8 +12,8 @@ from datetime import datetime
 
 from flask import Blueprint, Response, current_app, render_template, request
 
-from callflow.flow import Flow, FlowSet
-from callflow.policy import policy_text
+from callflow.language.flow import Flow, FlowSet
+from callflow.language.policy import policy_text
 
 bp = Blueprint("public", __name__)
 SUPERSCRIPTS = str.maketrans("123456789", "¹²³⁴⁵⁶⁷⁸⁹")

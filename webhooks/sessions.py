@@ -28,8 +28,8 @@ from flask import Flask, current_app, request, session
 from flask.sessions import SessionInterface, SessionMixin
 from werkzeug.datastructures import CallbackDict
 
-from callflow import keys
-from callflow.audit import AuditKind
+from callflow.platform import keys
+from callflow.records.audit import AuditKind
 
 log = logging.getLogger(__name__)
 ABSOLUTE_LIFETIME = timedelta(hours=12)

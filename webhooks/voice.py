@@ -1,4 +1,4 @@
-"""Twilio's voice webhooks: thin views over :class:`callflow.engine.CallEngine`.
+"""Twilio's voice webhooks: thin views over :class:`callflow.call.engine.CallEngine`.
 
 Every view is signature-checked and sees only allow-listed fields (``webhooks.edge``). Each
 step kind with a callback gets its route here (``/voice/<callback>``), made from the registry
@@ -14,10 +14,10 @@ from flask import Blueprint, Response, current_app, request
 from twilio.twiml.voice_response import VoiceResponse
 from werkzeug.exceptions import HTTPException
 
-from callflow.context import CallState
-from callflow.engine import CallEngine
-from callflow.errors import StoreUnavailable
-from callflow.steps import STEP_KINDS, Step
+from callflow.call.engine import CallEngine
+from callflow.language.steps import STEP_KINDS, Step
+from callflow.language.turn import CallState
+from callflow.platform.errors import StoreUnavailable
 from webhooks.edge import check_and_strip, field, link, require_call_sid
 
 log = logging.getLogger(__name__)

@@ -11,8 +11,8 @@ import click
 
 from callflow.cli.audit import audit
 from callflow.cli.doctor import doctor
-from callflow.cli.exceptions import exception
 from callflow.cli.flows import graph, schema, validate
+from callflow.cli.register import exception
 from callflow.cli.staff import manager
 from callflow.cli.twilio import twilio
 

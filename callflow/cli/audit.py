@@ -16,13 +16,13 @@ from typing import NoReturn
 
 import click
 
-from callflow import local
-from callflow.audit import AuditLog, Verification, entries_count, utc
-from callflow.audit_export import export_lines, verify_export
-from callflow.audit_keys import AuditKeys, load_public_key
-from callflow.audit_witness import Witness
-from callflow.errors import AuditChainBroken, AuditUnavailable, ConfigError
-from callflow.store import connect
+from callflow.platform import local
+from callflow.platform.errors import AuditChainBroken, AuditUnavailable, ConfigError
+from callflow.platform.store import connect
+from callflow.records.audit import AuditLog, Verification, entries_count, utc
+from callflow.records.audit_export import export_lines, verify_export
+from callflow.records.audit_keys import AuditKeys, load_public_key
+from callflow.records.audit_witness import Witness
 
 log = logging.getLogger(__name__)
 DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]

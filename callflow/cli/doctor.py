@@ -6,9 +6,9 @@ import sys
 
 import click
 
-from callflow import local
-from callflow.config import Settings
-from callflow.doctor import Status, run_checks
+from callflow.operations.doctor import Status, run_checks
+from callflow.platform import local
+from callflow.platform.config import Settings
 
 MARKS = {Status.OK: "[ok]  ", Status.WARN: "[warn]", Status.FAIL: "[FAIL]",
          Status.SKIP: "[skip]"}

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import click
 
-from callflow.config import Settings
-from callflow.errors import FlowSetInvalid
-from callflow.graph import FORMATS, draw
-from callflow.loader import describe_skipped, load_flowset, skipped_files
-from callflow.schema import render
+from callflow.language.graph import FORMATS, draw
+from callflow.language.loader import describe_skipped, load_flowset, skipped_files
+from callflow.language.schema import render
+from callflow.platform.config import Settings
+from callflow.platform.errors import FlowSetInvalid
 
 
 def flows_dir(path: str | None) -> str:

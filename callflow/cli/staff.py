@@ -19,13 +19,13 @@ import click
 import redis
 from argon2 import PasswordHasher
 
-from callflow import local
-from callflow.audit import AuditLog
-from callflow.config import Settings
-from callflow.errors import AuditUnavailable, CallflowError, StoreUnavailable
-from callflow.sign_in import unlock as lift_limits
-from callflow.staff import Role, StaffMember, StaffStore, check_name
-from callflow.store import connect
+from callflow.platform import local
+from callflow.platform.config import Settings
+from callflow.platform.errors import AuditUnavailable, CallflowError, StoreUnavailable
+from callflow.platform.store import connect
+from callflow.records.audit import AuditLog
+from callflow.staff.accounts import Role, StaffMember, StaffStore, check_name
+from callflow.staff.sign_in import unlock as lift_limits
 
 log = logging.getLogger(__name__)
 

@@ -13,11 +13,11 @@ from collections.abc import Sequence
 import click
 from twilio.rest import Client
 
-from callflow import provisioning
-from callflow.config import Settings
-from callflow.errors import ConfigError, FlowSetInvalid
-from callflow.loader import load_flowset
-from callflow.twilio_api import make_client
+from callflow.language.loader import load_flowset
+from callflow.operations import provisioning
+from callflow.platform.config import Settings
+from callflow.platform.errors import ConfigError, FlowSetInvalid
+from callflow.platform.twilio_api import make_client
 
 
 def table(rows: Sequence[Sequence[str]]) -> str:

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import pytest
 from flask import Flask
 
-from callflow.config import Settings
-from callflow.staff import Role, StaffStore
+from callflow.platform.config import Settings
+from callflow.staff.accounts import Role, StaffStore
 from tests.audit_keys import SIGNING_PEM
 from tests.bridge_support import FlakyStore
 from tests.browser.support import (

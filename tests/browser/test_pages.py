@@ -18,7 +18,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from callflow.monitoring import MonitoringGate
+from callflow.monitoring.gate import MonitoringGate
 from tests.browser.conftest import ADMIN, MANAGER, PASSWORD, Site
 from tests.browser.support import ARTIFACTS, LiveCaller
 from tests.conftest import MENS_ADVICE, RESPECT

@@ -33,7 +33,7 @@ import redis as redis_lib
 from twilio.request_validator import RequestValidator
 from werkzeug.datastructures import MultiDict
 
-from callflow.logs import JsonFormatter
+from callflow.platform.logs import JsonFormatter
 from tests.bridge_support import decoded, raw_dump
 from tests.conftest import CANARY_FIELDS, CANARY_NUMBER, CANARY_STRINGS, free_port
 

@@ -3,11 +3,11 @@ the notice and are put through by the degraded direct dial, with the helpline's 
 nothing recorded; listening in is refused and nothing is rung; when redis-server comes back on
 the same port the same app serves the normal flow again, with no restart.
 
-Each test runs its own redis-server and the service's own client (``callflow.store.connect``:
-one-second timeouts, one quick retry of a dropped connection and none of a timeout, no CLIENT
-SETINFO handshake), so the timeouts under test are the production ones. The tests assert what
-callers hear; how fast they are answered while Redis is down is measured by
-``bench/outage.py``, as a share of Twilio's fifteen-second limit.
+Each test runs its own redis-server and the service's own client
+(``callflow.platform.store.connect``: one-second timeouts, one quick retry of a dropped connection
+and none of a timeout, no CLIENT SETINFO handshake), so the timeouts under test are the production
+ones. The tests assert what callers hear; how fast they are answered while Redis is down is measured
+by ``bench/outage.py``, as a share of Twilio's fifteen-second limit.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from urllib.parse import urlencode
 import pytest
 from argon2 import PasswordHasher
 
-from callflow.config import Settings
-from callflow.degraded import APOLOGY
-from callflow.staff import StaffStore
-from callflow.store import TIMEOUT_SECONDS, connect
+from callflow.call.degraded import APOLOGY
+from callflow.platform.config import Settings
+from callflow.platform.store import TIMEOUT_SECONDS, connect
+from callflow.staff.accounts import StaffStore
 from tests.audit_keys import SIGNING_PEM
 from tests.conftest import FLOWS, MENS_ADVICE, OPEN_TIME, PUBLIC_URL, RESPECT, TOKEN, Clock
 from tests.reliability.support import (

@@ -21,7 +21,7 @@ import time
 import xml.etree.ElementTree as ET
 from collections import Counter
 
-from callflow.audit import AuditKind
+from callflow.records.audit import AuditKind
 from tests.conftest import FLOWS, OPEN_TIME, RESPECT, TOKEN, Clock
 from tests.reliability.support import Caller, Line, assert_clean, log_text
 from webhooks import create_app

@@ -26,10 +26,10 @@ from rq.job import Job, JobStatus
 from rq.registry import ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 
-from callflow import keys
-from callflow.bridge import HOLDING, REST_TROUBLE_SECONDS
-from callflow.jobspec import REST_RETRY
-from callflow.worker import ThreadWorker
+from callflow.bridge.bridge import HOLDING, REST_TROUBLE_SECONDS
+from callflow.jobs.runner import ThreadWorker
+from callflow.platform import keys
+from callflow.platform.jobspec import REST_RETRY
 from tests.conftest import RESPECT, TOKEN
 from tests.reliability.support import (
     ACCOUNT_SID,

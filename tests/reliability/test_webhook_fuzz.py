@@ -24,10 +24,10 @@ from flask import request
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from callflow.manager_line import LineState
-from callflow.monitoring import MonitoringGate
-from callflow.privacy import ALLOWED_FIELDS
-from callflow.staff import StaffStore
+from callflow.monitoring.gate import MonitoringGate
+from callflow.monitoring.manager_line import LineState
+from callflow.platform.privacy import ALLOWED_FIELDS
+from callflow.staff.accounts import StaffStore
 from tests.conftest import MENS_ADVICE, PUBLIC_URL, RESPECT, TOKEN
 from tests.reliability.support import (
     ACCOUNT_SID,

@@ -58,11 +58,11 @@ from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 from rq.utils import utcformat, utcparse
 
-from callflow.config import Settings
-from callflow.cron import TIMED_QUEUE
-from callflow.jobspec import JOB_TIMEOUT_SECONDS, QUEUE_NAME, REST_RETRY
-from callflow.store import connect
-from callflow.worker import MAINTENANCE_SECONDS, WORKER_TTL_SECONDS
+from callflow.jobs.cron import TIMED_QUEUE
+from callflow.jobs.runner import MAINTENANCE_SECONDS, WORKER_TTL_SECONDS
+from callflow.platform.config import Settings
+from callflow.platform.jobspec import JOB_TIMEOUT_SECONDS, QUEUE_NAME, REST_RETRY
+from callflow.platform.store import connect
 from tests.audit_keys import SIGNING_PEM
 from tests.conftest import FLOWS, OPEN_TIME, PUBLIC_URL, RESPECT, TOKEN, Clock
 from tests.reliability.support import (
@@ -162,7 +162,7 @@ class Rig:
 
     def maintenance_pass(self) -> None:
         """The maintenance pass a replacement worker makes every ``MAINTENANCE_SECONDS``: RQ's
-        own ``clean_registries()``, of a worker built as callflow/worker.py ``run_worker``
+        own ``clean_registries()``, of a worker built as callflow/jobs/runner.py ``run_worker``
         builds it (not registered: it works nothing), run here instead of waited for."""
         with rq_loggers_kept():
             SimpleWorker([self.queue], connection=self.raw, serializer=JSONSerializer,
@@ -399,7 +399,7 @@ def test_an_idle_workers_connection_lets_rq_wait_for_a_job(private_redis):
     from rq.exceptions import DequeueTimeout
 
     from callflow import runtime
-    from callflow.links import Links
+    from callflow.platform.links import Links
     from webhooks import routes
 
     rt = runtime.build(Settings(redis_url=private_redis.url, flows_dir=str(FLOWS),

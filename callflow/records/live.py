@@ -1,0 +1,267 @@
+"""The live-call registry: what the bridge and the manager's view know about each call.
+
+One small hash per call, keyed by an opaque id that means nothing outside this service: the
+helpline, the state, timestamps, the Twilio sids of the conference and its legs, and whether
+the call may be monitored. Never the caller's number or anything else about them.
+
+Twilio retries and reorders callbacks, so every change is idempotent: the state only moves
+forward (a late 'ringing' never undoes 'connected'), timestamps are set once, and the first
+worker to accept is decided atomically in Redis.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+import redis
+
+from callflow.platform import keys
+from callflow.platform.errors import StoreUnavailable
+
+# A live call can last hours; its entry outlives it briefly so late callbacks find it.
+LIVE_TTL_SECONDS = 6 * 60 * 60
+ENDED_TTL_SECONDS = 10 * 60
+# A call leg's final statuses, as Twilio's status callbacks name them.
+LEG_ENDED = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
+
+
+class LiveState(StrEnum):
+    WAITING = "waiting"
+    RINGING = "ringing"
+    CONNECTED = "connected"
+    FALLBACK = "fallback"  # taken out of the bridge to the flow's no-answer step
+    ENDED = "ended"
+
+
+RANK = {LiveState.WAITING: 0, LiveState.RINGING: 1, LiveState.CONNECTED: 2,
+        LiveState.FALLBACK: 2, LiveState.ENDED: 3}
+
+# Move the state forward only: ARGV = new state, its rank, timestamp field, timestamp.
+ADVANCE = """
+local current = redis.call('HGET', KEYS[1], 'state')
+if not current then return 0 end
+local ranks = {waiting=0, ringing=1, connected=2, fallback=2, ended=3}
+if ranks[current] >= tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], 'state', ARGV[1])
+redis.call('HSETNX', KEYS[1], ARGV[3], ARGV[4])
+return 1
+"""
+
+# The first worker to press 1 wins (and keeps winning on a retry): ARGV = leg index, timestamp.
+ACCEPT = """
+local current = redis.call('HGET', KEYS[1], 'state')
+if current == 'connected' and redis.call('HGET', KEYS[1], 'accepted') == ARGV[1] then
+  return 1  -- Twilio retrying the winner's keypress: still theirs
+end
+if current ~= 'waiting' and current ~= 'ringing' then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'connected', 'accepted', ARGV[1], 'connected_at', ARGV[2])
+return 1
+"""
+
+
+# Open a live call once: ARGV = TTL, call id, start time (score), then field, value, ...
+OPEN = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
+return 1
+"""
+
+# Claim a leg only on a call that still exists (never leave a stub hash without a TTL).
+CLAIM = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+return redis.call('HSETNX', KEYS[1], ARGV[1], '1')
+"""
+
+
+@dataclass
+class LiveCall:
+    id: str
+    flow: str
+    step: str
+    helpline_number: str
+    team: str
+    state: LiveState
+    started_at: str
+    caller_sid: str = ""
+    conference: str = ""
+    conference_sid: str = ""
+    connected_at: str = ""
+    ended_at: str = ""
+    accepted: int | None = None
+    monitorable: bool = True
+    legs: dict[int, str] = field(default_factory=dict)  # leg index -> call sid
+    leg_status: dict[int, str] = field(default_factory=dict)
+    raw: dict[str, str] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_hash(cls, call_id: str, data: dict[str, str]) -> LiveCall:
+        legs, status = {}, {}
+        for name, value in data.items():
+            if name.startswith("leg:"):
+                legs[int(name[4:])] = value
+            elif name.startswith("leg_status:"):
+                status[int(name[11:])] = value
+        return cls(id=call_id, flow=data.get("flow", ""), step=data.get("step", ""),
+                   helpline_number=data.get("helpline_number", ""), team=data.get("team", ""),
+                   state=LiveState(data.get("state", "ended")),
+                   started_at=data.get("started_at", ""), caller_sid=data.get("caller_sid", ""),
+                   conference=data.get("conference", ""),
+                   conference_sid=data.get("conference_sid", ""),
+                   connected_at=data.get("connected_at", ""), ended_at=data.get("ended_at", ""),
+                   accepted=int(data["accepted"]) if data.get("accepted") else None,
+                   monitorable=data.get("monitorable", "1") == "1", legs=legs,
+                   leg_status=status, raw=data)
+
+    @property
+    def live(self) -> bool:
+        return self.state not in (LiveState.ENDED, LiveState.FALLBACK)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds")
+
+
+class LiveCalls:
+    """``secret_key`` makes each live call's id from its caller's CallSid (:meth:`id_for`)."""
+
+    def __init__(self, client: redis.Redis, secret_key: str) -> None:
+        self.client = client
+        self._key = secret_key.encode("utf-8")
+        self._advance = client.register_script(ADVANCE)
+        self._accept = client.register_script(ACCEPT)
+        self._claim = client.register_script(CLAIM)
+        self._open = client.register_script(OPEN)
+
+    def _guard(self, operation):
+        try:
+            return operation()
+        except redis.RedisError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    def id_for(self, caller_sid: str) -> str:
+        """The opaque id of a caller's live call, made from their CallSid with the secret key:
+        the status callback, which names only the CallSid, finds the call without an index,
+        and the id says nothing about the CallSid to anyone without the key. Letters and
+        digits, starting with a letter: never read as a phone number, accepted wherever a
+        call id is named."""
+        mac = hmac.new(self._key, f"live-call:{caller_sid}".encode(), hashlib.sha256)
+        return "c" + mac.hexdigest()[:20]
+
+    def open(self, *, flow: str, step: str, team: str, helpline_number: str,
+             caller_sid: str, now: datetime, monitorable: bool = True) -> LiveCall:
+        """Open the caller's live call, or return it as it is if it is open already (Twilio
+        retrying the webhook that put the caller through must not start the call again)."""
+        call_id = self.id_for(caller_sid)
+        data = {"flow": flow, "step": step, "team": team, "helpline_number": helpline_number,
+                "caller_sid": caller_sid, "state": LiveState.WAITING.value,
+                "started_at": _iso(now), "conference": keys.conference_room(call_id),
+                "monitorable": "1" if monitorable else "0"}
+        key = keys.live_call(call_id)
+        fields = [item for pair in data.items() for item in pair]
+        opened = self._guard(lambda: self._open(keys=[key, keys.live_index()],
+                                                args=[LIVE_TTL_SECONDS, call_id,
+                                                      now.timestamp(), *fields]))
+        if opened:
+            return LiveCall.from_hash(call_id, data)
+        return self.get(call_id) or LiveCall.from_hash(call_id, data)
+
+    def get(self, call_id: str) -> LiveCall | None:
+        if not call_id:
+            return None
+        data = self._guard(lambda: self.client.hgetall(keys.live_call(call_id)))
+        return LiveCall.from_hash(call_id, data) if data else None
+
+    def advance(self, call_id: str, state: LiveState, now: datetime) -> bool:
+        """Move the call forward to ``state`` (never back); True if it moved."""
+        stamp = f"{state.value}_at"
+        moved = self._guard(lambda: self._advance(keys=[keys.live_call(call_id)],
+                                                  args=[state.value, RANK[state], stamp,
+                                                        _iso(now)]))
+        if moved and state == LiveState.ENDED:
+            self.retire(call_id)
+        elif moved and state == LiveState.FALLBACK:
+            # Off the manager's list, but kept whole until the caller has really been moved.
+            self._guard(lambda: self.client.zrem(keys.live_index(), call_id))
+        return bool(moved)
+
+    def accept(self, call_id: str, leg: int, now: datetime) -> bool:
+        """Atomically give the call to worker leg ``leg`` if nobody has it yet."""
+        return bool(self._guard(lambda: self._accept(keys=[keys.live_call(call_id)],
+                                                     args=[leg, _iso(now)])))
+
+    def note(self, call_id: str, **fields: str) -> None:
+        """Set fields once (a retried callback cannot overwrite them)."""
+        key = keys.live_call(call_id)
+
+        def write():
+            with self.client.pipeline(transaction=False) as pipe:
+                for name, value in fields.items():
+                    pipe.hsetnx(key, name, value)
+                pipe.execute()
+
+        self._guard(write)
+
+    def claim_leg(self, call_id: str, leg: int) -> bool:
+        """Claim the right to ring worker leg ``leg``, once: a retried job finds it taken.
+
+        A field of the call's own hash, so it costs a few bytes and expires with the call."""
+        return bool(self._guard(lambda: self._claim(keys=[keys.live_call(call_id)],
+                                                    args=[f"claim:{leg}"])))
+
+    def release_leg(self, call_id: str, leg: int) -> None:
+        self._guard(lambda: self.client.hdel(keys.live_call(call_id), f"claim:{leg}"))
+
+    def set_leg(self, call_id: str, leg: int, sid: str) -> None:
+        self.note(call_id, **{f"leg:{leg}": sid})
+
+    def set_leg_status(self, call_id: str, leg: int, status: str) -> LiveCall | None:
+        """Record a leg's final status; returns the call as it is now (one round trip)."""
+        key = keys.live_call(call_id)
+
+        def write():
+            with self.client.pipeline() as pipe:
+                pipe.exists(key)
+                pipe.hset(key, f"leg_status:{leg}", status)
+                pipe.hgetall(key)
+                existed, _, data = pipe.execute()
+            if not existed:
+                self.client.delete(key)  # don't resurrect an expired call as a stub
+                return None
+            return LiveCall.from_hash(call_id, data)
+
+        return self._guard(write)
+
+    def set_monitorable(self, call_id: str, monitorable: bool) -> None:
+        self._guard(lambda: self.client.hset(keys.live_call(call_id), "monitorable",
+                                             "1" if monitorable else "0"))
+
+    def listing(self) -> list[LiveCall]:
+        """Every live call, oldest first; entries that expired are dropped from the index."""
+        def read():
+            ids = self.client.zrange(keys.live_index(), 0, -1)
+            with self.client.pipeline(transaction=False) as pipe:
+                for call_id in ids:
+                    pipe.hgetall(keys.live_call(call_id))
+                rows = pipe.execute()
+            gone = [call_id for call_id, row in zip(ids, rows, strict=True) if not row]
+            if gone:
+                self.client.zrem(keys.live_index(), *gone)
+            return [LiveCall.from_hash(i, row) for i, row in zip(ids, rows, strict=True) if row]
+
+        return [call for call in self._guard(read) if call.live]
+
+    def retire(self, call_id: str) -> None:
+        """The call is done with the bridge: off the list, and gone after a short while."""
+        def write():
+            with self.client.pipeline(transaction=False) as pipe:
+                pipe.expire(keys.live_call(call_id), ENDED_TTL_SECONDS)
+                pipe.zrem(keys.live_index(), call_id)
+                pipe.execute()
+
+        self._guard(write)
