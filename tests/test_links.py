@@ -9,8 +9,7 @@ import pytest
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from callflow.language.steps import STEP_KINDS
-from callflow.language.turn import CallState
-from callflow.platform.links import Links, UnknownRoute
+from callflow.platform.links import CallState, Links, UnknownRoute
 from tests.conftest import PUBLIC_URL
 from webhooks import routes
 

@@ -16,9 +16,9 @@ from callflow.call.degraded import APOLOGY
 from callflow.language.loader import load_flowset
 from callflow.language.steps import STEP_KINDS
 from callflow.language.texts import fill
-from callflow.language.turn import CallState, Turn
+from callflow.language.turn import Turn
 from callflow.platform.limits import MAX_STEPS_PER_TURN, MAX_TEXT_CHARS
-from callflow.platform.links import Links
+from callflow.platform.links import CallState, Links
 from tests.conftest import OPEN_TIME
 from tests.flowfiles import BASE, edit, errors_of, warnings_of, write_folder
 from webhooks import create_app, routes

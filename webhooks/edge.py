@@ -30,7 +30,7 @@ from twilio.request_validator import (
 )
 from werkzeug.datastructures import CombinedMultiDict, ImmutableMultiDict, MultiDict
 
-from callflow.language.turn import CallState
+from callflow.platform.links import CallState
 from callflow.platform.privacy import strip_caller_data
 
 log = logging.getLogger(__name__)

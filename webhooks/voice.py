@@ -16,8 +16,8 @@ from werkzeug.exceptions import HTTPException
 
 from callflow.call.engine import CallEngine
 from callflow.language.steps import STEP_KINDS, Step
-from callflow.language.turn import CallState
 from callflow.platform.errors import StoreUnavailable
+from callflow.platform.links import CallState
 from webhooks.edge import check_and_strip, field, link, require_call_sid
 
 log = logging.getLogger(__name__)

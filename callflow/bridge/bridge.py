@@ -20,10 +20,10 @@ from callflow.language.dialling import DO_NOT_RECORD, screen_worker
 from callflow.language.flow import Flow, Team
 from callflow.language.steps import DEFAULT_WHISPER, Connect
 from callflow.language.texts import fill
-from callflow.language.turn import CallState
 from callflow.platform import keys, metrics
 from callflow.platform.errors import StoreUnavailable
 from callflow.platform.jobspec import PURGE_RETRY, Job
+from callflow.platform.links import CallState
 from callflow.records.live import LEG_ENDED, LiveCall, LiveState
 from callflow.runtime import Runtime
 

@@ -34,10 +34,11 @@ from callflow.language.dialling import accept_or_refuse, screen_worker
 from callflow.language.flow import Flow, FlowSet
 from callflow.language.policy import policy_text, spoken_paragraphs
 from callflow.language.steps import DEFAULT_WHISPER, Connect, Spoken, Step
-from callflow.language.turn import Answer, CallState, Reply, Turn
+from callflow.language.turn import Answer, Reply, Turn
 from callflow.platform import metrics
 from callflow.platform.errors import StoreUnavailable
 from callflow.platform.limits import MAX_STEPS_PER_TURN
+from callflow.platform.links import CallState
 from callflow.runtime import Runtime
 
 log = logging.getLogger(__name__)

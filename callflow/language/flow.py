@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from callflow.language.fields import option
 from callflow.language.hours import OpeningHours
 from callflow.language.policy import DEFAULT_NOTICE
-from callflow.language.steps import Step
 from callflow.language.texts import fill
 from callflow.platform.errors import FlowError, Where
+
+if TYPE_CHECKING:
+    from callflow.language.steps import Step
 
 OUT_OF_HOURS = (
     "{helpline} is closed at the moment. We open again {next_open}. "
