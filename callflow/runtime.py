@@ -61,7 +61,7 @@ class Runtime:
 def raw_client(client: redis.Redis, *, blocking: bool = False) -> redis.Redis:
     """A client on the same server that returns bytes, as RQ requires.
 
-    ``blocking`` is for a worker process: RQ waits minutes for work on one command, so the
+    ``blocking`` is for a job runner: RQ waits minutes for work on one command, so the
     fail-fast socket timeout that suits a webhook would cut every wait short."""
     pool = client.connection_pool
     if isinstance(pool, SentinelConnectionPool):
@@ -75,10 +75,10 @@ def raw_client(client: redis.Redis, *, blocking: bool = False) -> redis.Redis:
 
 def build(settings: Settings, *, links: Links, store: redis.Redis | None = None,
           registry: FlowRegistry | None = None, clock: Callable[[], datetime] | None = None,
-          http_client=None, sync_jobs: bool = False, worker: bool = False) -> Runtime:
+          http_client=None, sync_jobs: bool = False, runner: bool = False) -> Runtime:
     """``links`` are the web app's routes (``webhooks.routes``), which the legs' URLs name."""
     store = store or connect(settings)
-    queue = Queue(QUEUE_NAME, connection=raw_client(store, blocking=worker),
+    queue = Queue(QUEUE_NAME, connection=raw_client(store, blocking=runner),
                   serializer=JSONSerializer,
                   is_async=not sync_jobs)
     twilio = None

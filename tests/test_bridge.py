@@ -713,7 +713,7 @@ def test_a_leg_twilio_refused_counts_as_not_answered(bridge_sim, twilio_api):
 
 @pytest.fixture
 def no_sync(bridge_settings, redis, clock, twilio_api):
-    """The bridged app leaving jobs to a worker process."""
+    """The bridged app leaving jobs to a job runner."""
     return create_app({"TESTING": True, "SETTINGS": bridge_settings, "STORE": redis,
                        "CLOCK": clock})
 

@@ -13,7 +13,7 @@ from rq import Queue
 from callflow import runtime
 from callflow.jobs import cron
 from callflow.jobs import tasks as jobs
-from callflow.jobs.runner import ThreadWorker
+from callflow.jobs.runner import ThreadRunner
 from callflow.platform import keys
 from callflow.platform.errors import AuditChainBroken
 from callflow.records.audit import AuditKind, AuditLog
@@ -42,7 +42,7 @@ def timed_queue(rt: Runtime) -> Queue:
 
 def run_timed_jobs(rt: Runtime) -> None:
     """What the worker's timed-job thread does: work the timed queue."""
-    ThreadWorker([timed_queue(rt)], connection=rt.queue.connection, runtime=rt).work(
+    ThreadRunner([timed_queue(rt)], connection=rt.queue.connection, runtime=rt).work(
         burst=True, logging_level="WARNING")
 
 

@@ -95,7 +95,7 @@ class Server:
 
 @pytest.fixture
 def gunicorn(redis, redis_url, tmp_path):
-    """The real config file, two worker processes, the test Redis, metrics across processes."""
+    """The real config file, two job runners, the test Redis, metrics across processes."""
     port = free_port()
     log = tmp_path / "gunicorn.log"
     env = service_env(redis_url, tmp_path, CALLFLOW_METRICS_TOKEN=METRICS_TOKEN,
@@ -181,7 +181,7 @@ def test_two_gunicorn_workers_share_one_call(gunicorn):
         calls[-1].served_by)
 
 
-def test_honcho_start_runs_web_and_worker(redis, redis_url, tmp_path):
+def test_honcho_start_runs_web_and_the_job_runner(redis, redis_url, tmp_path):
     port = free_port()
     log = tmp_path / "honcho.log"
     no_env_file = tmp_path / "empty.env"  # not the developer's own .env
@@ -195,7 +195,7 @@ def test_honcho_start_runs_web_and_worker(redis, redis_url, tmp_path):
                                 stdout=out, stderr=subprocess.STDOUT)
     try:
         wait_until_up(f"http://127.0.0.1:{port}/readyz", proc, log)
-        # A job the worker process runs (for a call that does not exist: it does nothing).
+        # A job the job runner runs (for a call that does not exist: it does nothing).
         job = queue.enqueue("callflow.jobs.tasks.cancel_legs", "no-such-call")
         deadline = time.monotonic() + STARTUP_SECONDS
         while job.get_status(refresh=True) != JobStatus.FINISHED:
@@ -204,7 +204,7 @@ def test_honcho_start_runs_web_and_worker(redis, redis_url, tmp_path):
     finally:
         stop(proc)
     output = log.read_text()
-    assert "web.1 started" in output and "worker.1 started" in output
+    assert "web.1 started" in output and "runner.1 started" in output
     assert "Booting worker" in output  # gunicorn's
 
 
@@ -250,7 +250,7 @@ def test_the_procfile_runs_gunicorn_with_its_config_and_the_worker():
     lines = dict(line.split(": ", 1) for line in
                  (ROOT / "Procfile").read_text(encoding="utf-8").splitlines() if line)
     assert lines["web"].startswith("gunicorn -c gunicorn.conf.py ")
-    assert lines["worker"] == "callflow worker"
+    assert lines["runner"] == "callflow runner"
 
 
 # -- the documentation ------------------------------------------------------------------------

@@ -39,7 +39,7 @@ def make_app(settings, store, clock, **config):
 
 
 def with_worker(app):
-    """``app``, with an (idle) RQ worker registered on its queue as `callflow worker` would
+    """``app``, with an (idle) RQ job runner registered on its queue as `callflow runner` would
     be: the bridge is only offered when someone will run its jobs. The test's Redis is
     flushed afterwards, and the registration with it."""
     queue = app.extensions["callflow"]["runtime"].queue

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 
 from callflow.platform import keys
-from callflow.platform.errors import LockedOut, Refusal
+from callflow.platform.errors import LockedOut, SignInRefusal
 from callflow.staff.lockout import (
     Lockout,
     Slowdown,
@@ -36,7 +36,7 @@ def test_the_fifth_failure_locks_the_subject_for_the_window(lockout):
     assert lockout.fail(subject) == [subject]
     with pytest.raises(LockedOut) as caught:
         lockout.check(subject)
-    assert caught.value.reason is Refusal.LOCKED_OUT
+    assert caught.value.reason is SignInRefusal.LOCKED_OUT
     assert 14 * 60 < caught.value.retry_after <= 15 * 60
     assert "15 minutes" in str(caught.value)
 

@@ -18,7 +18,7 @@ import requests
 import urllib3
 
 from callflow.jobs import tasks as jobs
-from callflow.monitoring.gate import HTTP_STATUS, MonitoringGate, Refusal
+from callflow.monitoring.gate import HTTP_STATUS, ListenRefusal, MonitoringGate
 from callflow.platform import keys
 from callflow.platform.errors import AuditUnavailable, StoreUnavailable
 from callflow.records.audit import AuditKind, AuditLog
@@ -81,7 +81,7 @@ def refused(rt, seq: int) -> list[dict]:
     return [e.data for e in entries_after(rt, seq) if e.kind == AuditKind.MONITOR_REFUSED]
 
 
-def assert_refused(response, refusal: Refusal, rt, seq: int, rest, *, actor: str = MANAGER):
+def assert_refused(response, refusal: ListenRefusal, rt, seq: int, rest, *, actor: str = MANAGER):
     """The response names the refusal with its status; the refusal alone is audited; nothing
     was asked of Twilio."""
     assert response.status_code == HTTP_STATUS[refusal], response.get_json()
@@ -111,7 +111,7 @@ def test_not_signed_in_is_401_and_nothing_is_asked_of_twilio(monitor_app, call, 
     response = browser.listen(call.call_id)
 
     assert response.status_code == 401
-    assert response.get_json()["reason"] == Refusal.NOT_SIGNED_IN.value
+    assert response.get_json()["reason"] == ListenRefusal.NOT_SIGNED_IN.value
     # Refused before the gate: a request nobody signed in makes cannot write to the audit log.
     assert entries_after(rt, seq) == []
     assert rest.of("listen") == []
@@ -123,10 +123,10 @@ def test_the_gate_itself_refuses_and_audits_a_request_from_nobody(rt, call, rest
     decision = MonitoringGate(rt, rt.audit).request(None, call.call_id, "quality")
 
     assert (decision.granted, decision.refusal, decision.status) == (
-        False, Refusal.NOT_SIGNED_IN, 401)
+        False, ListenRefusal.NOT_SIGNED_IN, 401)
     [entry] = entries_after(rt, seq)
     assert (entry.kind, entry.actor, entry.data["reason"]) == (
-        AuditKind.MONITOR_REFUSED, "anonymous", Refusal.NOT_SIGNED_IN.value)
+        AuditKind.MONITOR_REFUSED, "anonymous", ListenRefusal.NOT_SIGNED_IN.value)
     assert rest.of("listen") == []
 
 
@@ -136,8 +136,8 @@ def test_a_disabled_manager_is_refused_by_the_gate(rt, staff, call, rest):
 
     decision = MonitoringGate(rt, rt.audit).request(staff.get(MANAGER), call.call_id, "quality")
 
-    assert (decision.refusal, decision.status) == (Refusal.DISABLED, 403)
-    assert refused(rt, seq)[0]["reason"] == Refusal.DISABLED.value
+    assert (decision.refusal, decision.status) == (ListenRefusal.DISABLED, 403)
+    assert refused(rt, seq)[0]["reason"] == ListenRefusal.DISABLED.value
     assert rest.of("listen") == []
 
 
@@ -159,7 +159,7 @@ def test_an_admin_may_not_listen(monitor_app, call, rest, rt):
 
     response = admin.listen(call.call_id)
 
-    assert_refused(response, Refusal.NOT_A_MANAGER, rt, seq, rest, actor=ADMIN)
+    assert_refused(response, ListenRefusal.NOT_A_MANAGER, rt, seq, rest, actor=ADMIN)
 
 
 @pytest.mark.parametrize("purpose", ["", "curiosity", "Quality", "quality ", "training,quality",
@@ -169,7 +169,7 @@ def test_only_quality_or_training_is_a_purpose(maria, call, rest, rt, purpose):
 
     response = maria.listen(call.call_id, purpose=purpose)
 
-    assert_refused(response, Refusal.BAD_PURPOSE, rt, seq, rest)
+    assert_refused(response, ListenRefusal.BAD_PURPOSE, rt, seq, rest)
     assert refused(rt, seq)[0]["purpose"] == "(other)"  # never what was typed
 
 
@@ -178,7 +178,7 @@ def test_a_call_without_a_purpose_is_refused(maria, call, rest, rt):
 
     response = maria.post(f"/manager/api/calls/{call.call_id}/listen", {})
 
-    assert_refused(response, Refusal.BAD_PURPOSE, rt, seq, rest)
+    assert_refused(response, ListenRefusal.BAD_PURPOSE, rt, seq, rest)
 
 
 def test_a_call_that_has_ended_is_refused(maria, call, rest, rt):
@@ -188,7 +188,7 @@ def test_a_call_that_has_ended_is_refused(maria, call, rest, rt):
 
     response = maria.listen(call.call_id)
 
-    assert_refused(response, Refusal.NOT_LIVE, rt, seq, rest)
+    assert_refused(response, ListenRefusal.NOT_LIVE, rt, seq, rest)
     assert "ended" in response.get_json()["message"]
 
 
@@ -198,7 +198,7 @@ def test_a_call_nobody_knows_is_refused_as_ended(maria, rest, rt, call_id):
 
     response = maria.listen(call_id)
 
-    assert_refused(response, Refusal.NOT_LIVE, rt, seq, rest)
+    assert_refused(response, ListenRefusal.NOT_LIVE, rt, seq, rest)
 
 
 def test_a_number_in_place_of_a_call_id_is_never_recorded(maria, rest, rt):
@@ -206,7 +206,7 @@ def test_a_number_in_place_of_a_call_id_is_never_recorded(maria, rest, rt):
 
     response = maria.listen(CANARY_NUMBER)
 
-    assert_refused(response, Refusal.NOT_LIVE, rt, seq, rest)
+    assert_refused(response, ListenRefusal.NOT_LIVE, rt, seq, rest)
     assert refused(rt, seq)[0]["call"] == "(not a call id)"
     assert_no_canary(str([e.to_json() for e in rt.audit.entries()]))
 
@@ -231,8 +231,8 @@ def test_a_call_still_waiting_for_a_worker_is_refused(maria, sim, rest, rt):
     response = maria.listen(caller.call_id)
 
     assert response.status_code == 409
-    assert response.get_json()["reason"] == Refusal.NOT_CONNECTED.value
-    assert refused(rt, seq)[0]["reason"] == Refusal.NOT_CONNECTED.value
+    assert response.get_json()["reason"] == ListenRefusal.NOT_CONNECTED.value
+    assert refused(rt, seq)[0]["reason"] == ListenRefusal.NOT_CONNECTED.value
     assert rest.of("listen") == []
 
 
@@ -246,7 +246,7 @@ def test_a_caller_who_pressed_the_opt_out_key_is_never_monitorable(maria, sim, r
 
     assert [(c["id"], c["state"], c["monitorable"]) for c in listed] == [
         (caller.call_id, "connected", False)]
-    assert_refused(response, Refusal.NOT_MONITORABLE, rt, seq, rest)
+    assert_refused(response, ListenRefusal.NOT_MONITORABLE, rt, seq, rest)
 
 
 def test_the_notice_offers_the_opt_out_key(sim, rest):
@@ -264,9 +264,9 @@ def test_a_call_someone_is_listening_to_is_refused(monitor_app, maria, call, res
     response = martin.listen(call.call_id)
 
     assert response.status_code == 409
-    assert response.get_json()["reason"] == Refusal.ALREADY_MONITORED.value
+    assert response.get_json()["reason"] == ListenRefusal.ALREADY_MONITORED.value
     assert refused(rt, seq) == [{"call": call.call_id, "channel": "web", "purpose": "quality",
-                                 "reason": Refusal.ALREADY_MONITORED.value}]
+                                 "reason": ListenRefusal.ALREADY_MONITORED.value}]
     assert len(rest.of("listen")) == 1  # maria's only
 
 
@@ -282,7 +282,7 @@ def test_two_managers_racing_for_one_call_cannot_both_listen(monitor_app, maria,
     response = martin.listen(call.call_id)
 
     assert response.status_code == 409
-    assert response.get_json()["reason"] == Refusal.ALREADY_MONITORED.value
+    assert response.get_json()["reason"] == ListenRefusal.ALREADY_MONITORED.value
     assert len(rest.of("listen")) == 1
     assert not redis.exists(keys.monitor_active(OTHER_MANAGER))
     day = rt.clock().date().isoformat()
@@ -297,8 +297,8 @@ def test_a_manager_never_listens_to_two_calls_at_once(maria, sim, rest, rt):
     response = maria.listen(second.call_id)
 
     assert response.status_code == 429
-    assert response.get_json()["reason"] == Refusal.ALREADY_LISTENING.value
-    assert refused(rt, seq)[0]["reason"] == Refusal.ALREADY_LISTENING.value
+    assert response.get_json()["reason"] == ListenRefusal.ALREADY_LISTENING.value
+    assert refused(rt, seq)[0]["reason"] == ListenRefusal.ALREADY_LISTENING.value
     assert len(rest.of("listen")) == 1
 
 
@@ -310,9 +310,9 @@ def test_the_fifth_listen_of_the_day_is_refused(maria, call, rest, rt):
     response = maria.listen(call.call_id)
 
     assert response.status_code == 429
-    assert response.get_json()["reason"] == Refusal.DAILY_LIMIT.value
+    assert response.get_json()["reason"] == ListenRefusal.DAILY_LIMIT.value
     assert LIMIT_MESSAGE in response.get_json()["message"]
-    assert refused(rt, seq)[0]["reason"] == Refusal.DAILY_LIMIT.value
+    assert refused(rt, seq)[0]["reason"] == ListenRefusal.DAILY_LIMIT.value
     assert len(rest.of("listen")) == 4
 
 
@@ -372,7 +372,7 @@ def test_a_manager_with_no_registered_phone_is_told_to_have_one_registered(
 
     response = mona.listen(call.call_id)
 
-    assert_refused(response, Refusal.NO_PHONE, rt, seq, rest, actor=NO_PHONE_MANAGER)
+    assert_refused(response, ListenRefusal.NO_PHONE, rt, seq, rest, actor=NO_PHONE_MANAGER)
     assert "callflow manager set-phone" in response.get_json()["message"]
 
 
@@ -393,26 +393,26 @@ def test_refusals_come_in_the_gates_order(rt, staff, sim, rest):
     assert fourth.granted
 
     cases = [
-        (None, "curiosity", "gone", Refusal.NOT_SIGNED_IN),
-        (staff.get("dora"), "curiosity", "gone", Refusal.DISABLED),
-        (admin, "curiosity", "gone", Refusal.NOT_A_MANAGER),
-        (mona, "curiosity", "gone", Refusal.BAD_PURPOSE),
-        (mona, "training", "gone", Refusal.NOT_LIVE),
-        (mona, "training", waiting.call_id, Refusal.NOT_CONNECTED),
-        (mona, "training", declined.call_id, Refusal.NOT_MONITORABLE),
-        (mona, "training", taken.call_id, Refusal.ALREADY_MONITORED),
-        (mona, "training", free.call_id, Refusal.NO_PHONE),
-        (maria, "training", free.call_id, Refusal.ALREADY_LISTENING),
+        (None, "curiosity", "gone", ListenRefusal.NOT_SIGNED_IN),
+        (staff.get("dora"), "curiosity", "gone", ListenRefusal.DISABLED),
+        (admin, "curiosity", "gone", ListenRefusal.NOT_A_MANAGER),
+        (mona, "curiosity", "gone", ListenRefusal.BAD_PURPOSE),
+        (mona, "training", "gone", ListenRefusal.NOT_LIVE),
+        (mona, "training", waiting.call_id, ListenRefusal.NOT_CONNECTED),
+        (mona, "training", declined.call_id, ListenRefusal.NOT_MONITORABLE),
+        (mona, "training", taken.call_id, ListenRefusal.ALREADY_MONITORED),
+        (mona, "training", free.call_id, ListenRefusal.NO_PHONE),
+        (maria, "training", free.call_id, ListenRefusal.ALREADY_LISTENING),
     ]
     assert [gate.request(member, call_id, purpose).refusal
             for member, purpose, call_id, _ in cases] == [case[-1] for case in cases]
     gate.stop(maria, fourth.session)
-    assert gate.request(maria, free.call_id, "training").refusal == Refusal.DAILY_LIMIT
+    assert gate.request(maria, free.call_id, "training").refusal == ListenRefusal.DAILY_LIMIT
     assert len(rest.of("listen")) == 5  # martin's one and maria's four
 
 
 def test_every_refusal_has_an_http_status():
-    assert set(HTTP_STATUS) == set(Refusal)
+    assert set(HTTP_STATUS) == set(ListenRefusal)
     assert all(400 <= status < 600 for status in HTTP_STATUS.values())
 
 
@@ -459,11 +459,11 @@ def test_a_listen_that_names_a_phone_is_refused_and_nothing_is_rung(maria, call,
                           {"purpose": "training", "phone": ANY_PHONE})
 
     assert response.status_code == 400
-    assert response.get_json()["reason"] == Refusal.PHONE_GIVEN.value
+    assert response.get_json()["reason"] == ListenRefusal.PHONE_GIVEN.value
     assert "registered on your account" in response.get_json()["message"]
     assert rest.of("listen") == []
     assert refused(rt, seq) == [{"call": call.call_id, "channel": "web", "purpose": "training",
-                                 "reason": Refusal.PHONE_GIVEN.value}]
+                                 "reason": ListenRefusal.PHONE_GIVEN.value}]
     assert ANY_PHONE.lstrip("+") not in " ".join(e.to_json() for e in rt.audit.entries())
     assert maria.listen(call.call_id).status_code == 202  # nothing was held or counted
 
@@ -479,8 +479,8 @@ def test_a_listen_takes_a_purpose_and_nothing_else(maria, call, rest, rt, body):
     response = maria.post(f"/manager/api/calls/{call.call_id}/listen", body)
 
     assert response.status_code == 400
-    assert response.get_json()["reason"] in (Refusal.PHONE_GIVEN.value,
-                                             Refusal.UNKNOWN_FIELD.value)
+    assert response.get_json()["reason"] in (ListenRefusal.PHONE_GIVEN.value,
+                                             ListenRefusal.UNKNOWN_FIELD.value)
     assert '"purpose"' in response.get_json()["message"]
     assert rest.of("listen") == []
     assert [r["reason"] for r in refused(rt, seq)] == [response.get_json()["reason"]]
@@ -663,7 +663,7 @@ def test_a_manager_cannot_stop_another_managers_session(monitor_app, maria, call
     response = martin.stop(session)
 
     assert response.status_code == 403
-    assert response.get_json()["reason"] == Refusal.NOT_YOURS.value
+    assert response.get_json()["reason"] == ListenRefusal.NOT_YOURS.value
     assert manager_leg(rest) not in [s.sid for s in rest.of("hang_up")]
 
 
@@ -681,7 +681,7 @@ def test_stopping_a_session_that_does_not_exist_is_404(maria):
     response = maria.stop("no-such-session")
 
     assert response.status_code == 404
-    assert response.get_json()["reason"] == Refusal.NO_SUCH_SESSION.value
+    assert response.get_json()["reason"] == ListenRefusal.NO_SUCH_SESSION.value
 
 
 # -- fail closed ---------------------------------------------------------------------------------
@@ -711,7 +711,7 @@ def test_no_audit_write_no_listen(maria, call, rest, rt, monkeypatch, redis, bre
     response = maria.listen(call.call_id)
 
     assert response.status_code == 503
-    assert response.get_json()["reason"] == Refusal.AUDIT_UNAVAILABLE.value
+    assert response.get_json()["reason"] == ListenRefusal.AUDIT_UNAVAILABLE.value
     assert "audit" in response.get_json()["message"]
     assert rest.sent[before:] == []
     assert not redis.exists(keys.monitor_active(MANAGER))
@@ -749,7 +749,7 @@ def test_a_refusal_that_cannot_be_audited_is_still_a_refusal(maria, call, rest, 
     response = maria.listen(call.call_id, purpose="curiosity")
 
     assert response.status_code == 403
-    assert response.get_json()["reason"] == Refusal.BAD_PURPOSE.value
+    assert response.get_json()["reason"] == ListenRefusal.BAD_PURPOSE.value
     assert "a refused listen could not be audited" in caplog.text
     assert rest.of("listen") == []
 
@@ -763,9 +763,9 @@ def test_no_store_no_listen(maria, call, rest, rt, monkeypatch):
     response = maria.listen(call.call_id)
 
     assert response.status_code == 503
-    assert response.get_json()["reason"] == Refusal.AUDIT_UNAVAILABLE.value
+    assert response.get_json()["reason"] == ListenRefusal.AUDIT_UNAVAILABLE.value
     assert rest.of("listen") == []
-    assert entries_after(rt, 0)[-1].data["reason"] == Refusal.AUDIT_UNAVAILABLE.value
+    assert entries_after(rt, 0)[-1].data["reason"] == ListenRefusal.AUDIT_UNAVAILABLE.value
 
 
 def test_a_grant_that_cannot_be_audited_hangs_the_leg_up(maria, call, rest, rt, monkeypatch):
@@ -774,7 +774,7 @@ def test_a_grant_that_cannot_be_audited_hangs_the_leg_up(maria, call, rest, rt, 
     response = maria.listen(call.call_id)
 
     assert response.status_code == 503
-    assert response.get_json()["reason"] == Refusal.AUDIT_UNAVAILABLE.value
+    assert response.get_json()["reason"] == ListenRefusal.AUDIT_UNAVAILABLE.value
     [listen] = rest.of("listen")
     assert rest.of("hang_up")[-1].sid == listen.sid
     assert kinds(rt.audit.entries())[-2:] == ["monitor_requested", "monitor_ended"]
@@ -798,7 +798,7 @@ def test_a_manager_twilio_cannot_ring_is_told_and_nothing_is_held(maria, call, r
     response = maria.listen(call.call_id)
 
     assert response.status_code == 503
-    assert response.get_json()["reason"] == Refusal.CANNOT_RING.value
+    assert response.get_json()["reason"] == ListenRefusal.CANNOT_RING.value
     assert maria.get("/manager/api/calls").get_json()["calls"][0]["being_monitored"] is False
     assert maria.listen(call.call_id).status_code == 202
 
@@ -816,7 +816,7 @@ def test_a_listen_twilio_could_not_ring_is_audited_as_refused(maria, call, rest,
     requested, refusal = entries
     assert refusal.actor == MANAGER
     assert refusal.data == {"call": call.call_id, "channel": "web", "purpose": "quality",
-                            "reason": Refusal.CANNOT_RING.value, "device": DEVICE,
+                            "reason": ListenRefusal.CANNOT_RING.value, "device": DEVICE,
                             "session": requested.data["session"]}
     # The session the request created is gone, and nothing marks the call as monitored.
     session = requested.data["session"]
@@ -838,8 +838,8 @@ def test_a_listen_twilio_could_not_ring_does_not_count_toward_the_limit(maria, c
     for _ in range(4):
         maria.stop(listen_ok(maria, call.call_id))
     response = maria.listen(call.call_id)
-    assert response.status_code == HTTP_STATUS[Refusal.DAILY_LIMIT]
-    assert response.get_json()["reason"] == Refusal.DAILY_LIMIT.value
+    assert response.status_code == HTTP_STATUS[ListenRefusal.DAILY_LIMIT]
+    assert response.get_json()["reason"] == ListenRefusal.DAILY_LIMIT.value
     assert LIMIT_MESSAGE in response.get_json()["message"]
 
 
@@ -1060,6 +1060,6 @@ def test_a_leg_twilio_certainly_did_not_make_is_refused_and_refunded(maria, call
     response = maria.listen(call.call_id)
 
     assert response.status_code == 503
-    assert response.get_json()["reason"] == Refusal.CANNOT_RING.value
+    assert response.get_json()["reason"] == ListenRefusal.CANNOT_RING.value
     [count_key] = redis.keys(keys.monitor_count(MANAGER, "*"))
     assert redis.get(count_key) == "0"

@@ -205,7 +205,7 @@ def test_sighup_reloads_callflow_worker_and_it_lives_on(redis, redis_url, tmp_pa
     log = tmp_path / "worker.log"
     env = service_env(redis_url, tmp_path)
     with log.open("wb") as out:
-        proc = subprocess.Popen([str(Path(sys.executable).parent / "callflow"), "worker"],
+        proc = subprocess.Popen([str(Path(sys.executable).parent / "callflow"), "runner"],
                                 cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         def logged(text: str) -> None:
@@ -215,7 +215,7 @@ def test_sighup_reloads_callflow_worker_and_it_lives_on(redis, redis_url, tmp_pa
                 assert time.monotonic() < deadline, log.read_text()[-3000:]
                 time.sleep(0.1)
 
-        logged("Acquired scheduler lock")  # the worker process is running
+        logged("Acquired scheduler lock")  # the job runner is running
         add_flow(tmp_path)
         proc.send_signal(signal.SIGHUP)
         logged('"event": "reloaded"')

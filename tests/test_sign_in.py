@@ -11,7 +11,7 @@ import pytest
 from argon2 import PasswordHasher
 
 from callflow.platform import keys
-from callflow.platform.errors import LockedOut, Refusal, SignInRefused
+from callflow.platform.errors import LockedOut, SignInRefusal, SignInRefused
 from callflow.staff.accounts import Role, StaffStore
 from callflow.staff.lockout import Lockout
 from callflow.staff.pin_sign_in import PinSignIn
@@ -101,7 +101,7 @@ def test_a_wrong_password_and_an_unknown_name_get_the_same_refusal(web, audit, a
         ("alice", "x" * 5000)]]
 
     assert {(r.reason, str(r)) for r in refusals} == {
-        (Refusal.BAD_CREDENTIALS, "unknown name or wrong password")}
+        (SignInRefusal.BAD_CREDENTIALS, "unknown name or wrong password")}
     assert [actor for actor, _ in audit.of("login_failed")] == ["alice", "unknown", "unknown",
                                                                 "alice"]
     assert "nobody" not in audit.text() and "Not A Name" not in audit.text()
@@ -110,16 +110,16 @@ def test_a_wrong_password_and_an_unknown_name_get_the_same_refusal(web, audit, a
 def test_a_disabled_account_is_refused_even_with_the_right_password(web, store, audit, alice):
     store.disable("alice")
 
-    assert refused(web, "alice", PASSWORD).reason is Refusal.DISABLED
+    assert refused(web, "alice", PASSWORD).reason is SignInRefusal.DISABLED
     assert audit.entries[-1] == ("login_failed", "alice",
                                  {"reason": "disabled", "channel": "web", "address": HERE})
-    assert refused(web, "alice", OTHER_PASSWORD).reason is Refusal.BAD_CREDENTIALS
+    assert refused(web, "alice", OTHER_PASSWORD).reason is SignInRefusal.BAD_CREDENTIALS
 
 
 def test_failures_from_one_address_lock_only_that_address_out_of_the_account(web, audit,
                                                                              alice):
     for _ in range(PAIR_FAILURES - 1):
-        assert refused(web, "alice", OTHER_PASSWORD).reason is Refusal.BAD_CREDENTIALS
+        assert refused(web, "alice", OTHER_PASSWORD).reason is SignInRefusal.BAD_CREDENTIALS
     assert isinstance(refused(web, "alice", OTHER_PASSWORD), LockedOut)
 
     assert isinstance(refused(web, "alice", PASSWORD), LockedOut)
@@ -240,7 +240,7 @@ def test_signing_in_forgets_the_earlier_failures_at_that_address(web, alice):
         refused(web, "alice", OTHER_PASSWORD)
     web.attempt("alice", PASSWORD, HERE)
     for _ in range(PAIR_FAILURES - 1):
-        assert refused(web, "alice", OTHER_PASSWORD).reason is Refusal.BAD_CREDENTIALS
+        assert refused(web, "alice", OTHER_PASSWORD).reason is SignInRefusal.BAD_CREDENTIALS
 
 
 def test_a_sign_in_that_cannot_be_audited_is_not_granted(web, audit, alice):

@@ -3,6 +3,7 @@ need the web app (or its routes, which every URL given to Twilio is built from).
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 import logging
 import os
@@ -137,11 +138,12 @@ def split_keys(value: str | None, option: str) -> list[str] | None:
         raise click.BadParameter(exc.message, param_hint=option) from None
 
 
-@cli.command()
+@cli.command("runner")
 @click.option("--burst", is_flag=True, help="Run the queued jobs, then stop.")
-def worker(burst: bool) -> None:
-    """Run the job runner: worker legs, cancellations, fallbacks, Twilio log purges."""
-    from callflow.jobs.runner import run_worker
+def runner(burst: bool) -> None:
+    """Run the jobs: ringing workers' legs, cancellations, fallbacks, Twilio log purges and
+    sweeps, and the timed jobs (with REDIS_URL; `serve` runs them itself without it)."""
+    from callflow.jobs.runner import run_process
     from webhooks import routes
 
     settings = Settings.from_env()
@@ -150,13 +152,23 @@ def worker(burst: bool) -> None:
         raise click.ClickException("set REDIS_URL (or REDIS_SENTINELS): without it `callflow "
                                    "serve` runs the jobs itself and no job runner is needed")
     try:
-        rt = runtime.build(settings, links=Links(settings.public_url, routes()), worker=True)
+        rt = runtime.build(settings, links=Links(settings.public_url, routes()), runner=True)
     except CallflowError as exc:
         raise click.ClickException(str(exc)) from None
     if not burst:  # teams edited in git reach the jobs too, on an edit or on SIGHUP
         rt.registry.watch(settings.reload_interval)
         reload_on_sighup(rt.registry)
-    sys.exit(0 if run_worker(rt, burst=burst) or burst else 1)
+    sys.exit(0 if run_process(rt, burst=burst) or burst else 1)
+
+
+def hidden_alias(command: click.Command) -> click.Command:
+    alias = copy.copy(command)
+    alias.hidden = True
+    return alias
+
+
+# The command's first name, kept (out of the help) for deployments whose Procfile says it.
+cli.add_command(hidden_alias(runner), "worker")
 
 
 class TerminalKeypad(Keypad):

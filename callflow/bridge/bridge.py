@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 CONFERENCE_EVENTS = "start end join leave mute"
 REST_TROUBLE_SECONDS = 60
 # An idle worker heartbeats every 15 s (callflow.jobs.runner); a ring job takes seconds.
-LIVE_WORKER_SECONDS = 35
+LIVE_RUNNER_SECONDS = 35
 HOLDING = "Thank you for waiting. We are finding someone to talk to you."
 TAKEN = "Thank you. This call has already been answered, or the caller has gone."
 
@@ -50,17 +50,17 @@ class Bridge:
             if self.rt.store.exists(keys.rest_trouble()):
                 return False
             # Nobody would ring the workers, or ever take the caller out of the room.
-            return self.rt.sync_jobs or self._a_worker_is_alive()
+            return self.rt.sync_jobs or self._a_runner_is_alive()
         except redis.RedisError as exc:  # the store is down: the caller takes the degraded path
             raise StoreUnavailable(str(exc)) from exc
 
-    def _a_worker_is_alive(self) -> bool:
+    def _a_runner_is_alive(self) -> bool:
         """A worker that heartbeat lately. RQ keeps a dead worker listed for minutes (its key
         outlives the worker by its TTL plus a minute, longer mid-job), so the listing alone
         would put callers in a room whose workers nobody will ring."""
         now = datetime.now(UTC)
         return any(worker.last_heartbeat is not None
-                   and (now - worker.last_heartbeat).total_seconds() < LIVE_WORKER_SECONDS
+                   and (now - worker.last_heartbeat).total_seconds() < LIVE_RUNNER_SECONDS
                    for worker in Worker.all(queue=self.rt.queue))
 
     def put_through(self, response: VoiceResponse, flow: Flow, connect: Connect, *,

@@ -1,6 +1,6 @@
 """The timed jobs and RQ's cron scheduler that enqueues them.
 
-``callflow worker`` runs the scheduler beside the worker (and ``callflow serve`` does, on the
+``callflow runner`` runs the scheduler beside the worker (and ``callflow serve`` does, on the
 embedded store). RQ's cron scheduler enqueues with RQ's default serializer, so the timed jobs
 have a queue of their own, worked by a thread of the same process; they take no arguments.
 """
@@ -31,7 +31,7 @@ TIMED_JOBS: list[dict[str, Any]] = [
 
 
 class ThreadCron(CronScheduler):
-    """RQ's cron scheduler, run in a thread of the worker process."""
+    """RQ's cron scheduler, run in a thread of the job runner."""
 
     def _install_signal_handlers(self) -> None:
         """Signals belong to the process that hosts this thread."""

@@ -1,4 +1,4 @@
-"""Running the RQ jobs: the job runner process (``callflow worker``), or a thread in ``serve``.
+"""Running the RQ jobs: the job runner process (``callflow runner``), or a thread in ``serve``.
 
 With ``REDIS_URL`` the Procfile's job runner process runs the jobs. Without it (the embedded
 store, one command to try the service) a thread in the web process does, so nothing else is
@@ -25,15 +25,15 @@ from callflow.runtime import Runtime, binding
 log = logging.getLogger(__name__)
 
 
-# A worker that stops heartbeating is dropped from RQ's registry after this long, so callers
-# are dialled directly soon after the last worker dies (RQ's default is seven minutes).
-WORKER_TTL_SECONDS = 30
-# How often a worker looks for jobs a dead worker left started (RQ's default: ten minutes).
+# A job runner that stops heartbeating is dropped from RQ's registry after this long, so callers
+# are dialled directly soon after the last runner dies (RQ's default is seven minutes).
+RUNNER_TTL_SECONDS = 30
+# How often a runner looks for jobs a dead runner left started (RQ's default: ten minutes).
 MAINTENANCE_SECONDS = 15
 
 
 class JobRunner(SimpleWorker):
-    """RQ's in-process worker, with this process's runtime bound while each job runs."""
+    """RQ's in-process ``SimpleWorker``, with this process's runtime bound while each job runs."""
 
     def __init__(self, *args, runtime: Runtime, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -44,7 +44,7 @@ class JobRunner(SimpleWorker):
             return super().perform_job(job, queue, execution)
 
 
-class ThreadWorker(JobRunner):
+class ThreadRunner(JobRunner):
     """A job runner that can run off the main thread (no signal handlers, timer timeouts)."""
 
     death_penalty_class = TimerDeathPenalty
@@ -53,8 +53,8 @@ class ThreadWorker(JobRunner):
         """Signals belong to the web server that hosts this thread."""
 
 
-def run_worker(rt: Runtime, *, burst: bool = False) -> bool:
-    """The RQ worker of the Procfile, with RQ's scheduler (retries with backoff) and cron
+def run_process(rt: Runtime, *, burst: bool = False) -> bool:
+    """The RQ job runner of the Procfile, with RQ's scheduler (retries with backoff) and cron
     scheduler (the timed jobs) in threads of the same process.
 
     A ``SimpleWorker`` runs each job in this process: RQ's default worker forks a work horse
@@ -62,10 +62,10 @@ def run_worker(rt: Runtime, *, burst: bool = False) -> bool:
     if not burst:
         start_scheduled_jobs(rt)
         start_timed_jobs(rt)
-    worker = JobRunner([rt.queue], connection=rt.queue.connection, serializer=JSONSerializer,
-                       worker_ttl=WORKER_TTL_SECONDS, maintenance_interval=MAINTENANCE_SECONDS,
+    runner = JobRunner([rt.queue], connection=rt.queue.connection, serializer=JSONSerializer,
+                       worker_ttl=RUNNER_TTL_SECONDS, maintenance_interval=MAINTENANCE_SECONDS,
                        runtime=rt)
-    return worker.work(burst=burst, logging_level="INFO")
+    return runner.work(burst=burst, logging_level="INFO")
 
 
 def start_scheduled_jobs(rt: Runtime, interval: float = 1.0) -> threading.Event:
@@ -80,7 +80,7 @@ def start_scheduled_jobs(rt: Runtime, interval: float = 1.0) -> threading.Event:
                 if rq_scheduler.acquire_locks():
                     rq_scheduler.enqueue_scheduled_jobs()
             except Exception:  # keep the thread alive; the next turn tries again
-                log.exception("job scheduler failed", extra={"event": "worker_error"})
+                log.exception("job scheduler failed", extra={"event": "runner_error"})
 
     threading.Thread(target=loop, name="callflow-scheduler", daemon=True).start()
     return stop
@@ -88,9 +88,9 @@ def start_scheduled_jobs(rt: Runtime, interval: float = 1.0) -> threading.Event:
 
 def start_timed_jobs(rt: Runtime, stop: threading.Event | None = None,
                      interval: float = 5.0) -> None:
-    """Run RQ's cron scheduler and a worker for its queue in daemon threads.
+    """Run RQ's cron scheduler and a job runner for its queue in daemon threads.
 
-    Given ``stop`` (``serve``'s jobs, which end with the process), the worker looks for work
+    Given ``stop`` (``serve``'s jobs, which end with the process), the runner looks for work
     every ``interval`` seconds instead of waiting on the store, and ends once it is set.
     """
     connection = rt.queue.connection
@@ -99,17 +99,17 @@ def start_timed_jobs(rt: Runtime, stop: threading.Event | None = None,
                      daemon=True).start()
 
     def work() -> None:
-        worker = ThreadWorker([timed], connection=connection, worker_ttl=WORKER_TTL_SECONDS,
+        runner = ThreadRunner([timed], connection=connection, worker_ttl=RUNNER_TTL_SECONDS,
                               runtime=rt)
         while stop is None or not stop.is_set():
             try:
                 if stop is None:
-                    worker.work(burst=False, logging_level="WARNING")
+                    runner.work(burst=False, logging_level="WARNING")
                 else:
-                    worker.work(burst=True, logging_level="WARNING")
+                    runner.work(burst=True, logging_level="WARNING")
                     stop.wait(interval)
             except Exception:
-                log.exception("timed-job worker failed", extra={"event": "worker_error"})
+                log.exception("timed-job runner failed", extra={"event": "runner_error"})
                 if stop is None:
                     time.sleep(5)
                 else:
@@ -121,15 +121,15 @@ def start_timed_jobs(rt: Runtime, stop: threading.Event | None = None,
 def start_in_process(rt: Runtime, interval: float = 0.5) -> threading.Event:
     """Run queued and scheduled jobs in daemon threads; set the returned event to stop."""
     stop = start_scheduled_jobs(rt)
-    worker = ThreadWorker([rt.queue], connection=rt.queue.connection, serializer=JSONSerializer,
-                          worker_ttl=WORKER_TTL_SECONDS, runtime=rt)
+    runner = ThreadRunner([rt.queue], connection=rt.queue.connection, serializer=JSONSerializer,
+                          worker_ttl=RUNNER_TTL_SECONDS, runtime=rt)
 
     def loop() -> None:
         while not stop.wait(interval):
             try:
-                worker.work(burst=True, logging_level="WARNING")
+                runner.work(burst=True, logging_level="WARNING")
             except Exception:  # keep the thread alive; the next turn tries again
-                log.exception("in-process job runner failed", extra={"event": "worker_error"})
+                log.exception("in-process job runner failed", extra={"event": "runner_error"})
 
     threading.Thread(target=loop, name="callflow-jobs", daemon=True).start()
     start_timed_jobs(rt, stop)

@@ -1,7 +1,7 @@
 """The last flow set proved good, kept where a process that starts later finds it.
 
 A process that starts while the files on disk are broken (a gunicorn worker booting after a
-HUP, a crash or a scale-up; a new node; ``callflow worker`` restarting) would otherwise refuse
+HUP, a crash or a scale-up; a new node; ``callflow runner`` restarting) would otherwise refuse
 to start, and gunicorn's master halts when a worker fails to boot: one careless save would take
 the web tier down. So every process that proves a set good keeps its sources, and a process
 that cannot load the folder starts on them instead, proving them again as it loads them, and

@@ -44,7 +44,7 @@ class Purpose(StrEnum):
     TRAINING = "training"
 
 
-class Refusal(StrEnum):
+class ListenRefusal(StrEnum):
     NOT_SIGNED_IN = "not_signed_in"
     DISABLED = "account_disabled"
     NOT_A_MANAGER = "not_a_manager"
@@ -65,12 +65,14 @@ class Refusal(StrEnum):
 
 
 HTTP_STATUS = {
-    Refusal.NOT_SIGNED_IN: 401, Refusal.DISABLED: 403, Refusal.NOT_A_MANAGER: 403,
-    Refusal.BAD_PURPOSE: 403, Refusal.NOT_LIVE: 409, Refusal.NOT_CONNECTED: 409,
-    Refusal.NOT_MONITORABLE: 409, Refusal.ALREADY_MONITORED: 409,
-    Refusal.ALREADY_LISTENING: 429, Refusal.DAILY_LIMIT: 429, Refusal.NO_PHONE: 409,
-    Refusal.AUDIT_UNAVAILABLE: 503, Refusal.CANNOT_RING: 503, Refusal.NOT_YOURS: 403,
-    Refusal.NO_SUCH_SESSION: 404, Refusal.PHONE_GIVEN: 400, Refusal.UNKNOWN_FIELD: 400,
+    ListenRefusal.NOT_SIGNED_IN: 401, ListenRefusal.DISABLED: 403, ListenRefusal.NOT_A_MANAGER: 403,
+    ListenRefusal.BAD_PURPOSE: 403, ListenRefusal.NOT_LIVE: 409, ListenRefusal.NOT_CONNECTED: 409,
+    ListenRefusal.NOT_MONITORABLE: 409, ListenRefusal.ALREADY_MONITORED: 409,
+    ListenRefusal.ALREADY_LISTENING: 429, ListenRefusal.DAILY_LIMIT: 429,
+    ListenRefusal.NO_PHONE: 409, ListenRefusal.AUDIT_UNAVAILABLE: 503,
+    ListenRefusal.CANNOT_RING: 503, ListenRefusal.NOT_YOURS: 403,
+    ListenRefusal.NO_SUCH_SESSION: 404, ListenRefusal.PHONE_GIVEN: 400,
+    ListenRefusal.UNKNOWN_FIELD: 400,
 }
 # What a listen request may say: only why. Who is rung is the account's registered phone.
 REQUEST_FIELDS = frozenset({"purpose"})
@@ -81,7 +83,7 @@ PHONE_LINE_DEVICE = "manager line"
 class Decision:
     granted: bool
     message: str
-    refusal: Refusal | None = None
+    refusal: ListenRefusal | None = None
     session: str | None = None
     call: LiveCall | None = None
     # Granted, but Twilio never said whether the leg was made (see ``MonitoringGate._unknown``).
@@ -109,32 +111,32 @@ class MonitoringGate:
         actor = member.name if member else "anonymous"
         asked = _asked(call_id, purpose, channel)
 
-        def refuse(refusal: Refusal, message: str) -> Decision:
+        def refuse(refusal: ListenRefusal, message: str) -> Decision:
             return self._refused(actor, asked, refusal, message)
 
         if member is None:
-            return refuse(Refusal.NOT_SIGNED_IN, "Sign in as a manager to listen to calls.")
+            return refuse(ListenRefusal.NOT_SIGNED_IN, "Sign in as a manager to listen to calls.")
         if member.disabled:
-            return refuse(Refusal.DISABLED, "This account is disabled.")
+            return refuse(ListenRefusal.DISABLED, "This account is disabled.")
         if member.role != Role.MANAGER:
-            return refuse(Refusal.NOT_A_MANAGER, "Only the Helplines Manager may listen to "
+            return refuse(ListenRefusal.NOT_A_MANAGER, "Only the Helplines Manager may listen to "
                           "calls.")
         if purpose not in tuple(Purpose):
-            return refuse(Refusal.BAD_PURPOSE, "Calls may be listened to for quality or "
+            return refuse(ListenRefusal.BAD_PURPOSE, "Calls may be listened to for quality or "
                           "training only: choose one.")
         try:
             call = self.rt.live.get(call_id)
         except StoreUnavailable:
-            return refuse(Refusal.AUDIT_UNAVAILABLE, "The service's store is unavailable, so "
+            return refuse(ListenRefusal.AUDIT_UNAVAILABLE, "The service's store is unavailable, so "
                           "listening is switched off.")
         problem = self._call_problem(call)
         if problem:
             return refuse(*problem)
         phone = member.phone if channel == "web" else None
         if channel == "web" and not (phone and E164.match(phone)):
-            return refuse(Refusal.NO_PHONE, "No phone is registered on your account, so there "
-                          "is nothing to ring: ask an admin to register yours with `callflow "
-                          "manager set-phone`.")
+            return refuse(ListenRefusal.NO_PHONE, "No phone is registered on your account, so "
+                          "there is nothing to ring: ask an admin to register yours with "
+                          "`callflow manager set-phone`.")
         session = "s" + secrets.token_hex(10)  # letters and digits: never phone-like
         held = self._reserve(member.name, session, call)
         if held is not None:
@@ -145,7 +147,7 @@ class MonitoringGate:
         except AuditUnavailable:
             self._release(member.name, call, refund=True, session=session)
             return Decision(False, "The audit log cannot be written, so listening is refused.",
-                            Refusal.AUDIT_UNAVAILABLE)
+                            ListenRefusal.AUDIT_UNAVAILABLE)
         return self._start(member, call, session, purpose, channel, phone, own_call_sid, asked)
 
     @metrics.counts_monitoring
@@ -156,8 +158,8 @@ class MonitoringGate:
         Naming a phone is how a stolen session would send a caller's voice elsewhere, so it is
         refused outright; the fields' names are never recorded (one could be a number)."""
         unknown = set(fields) - REQUEST_FIELDS
-        refusal = Refusal.PHONE_GIVEN if "phone" in unknown else Refusal.UNKNOWN_FIELD
-        if refusal is Refusal.PHONE_GIVEN:
+        refusal = ListenRefusal.PHONE_GIVEN if "phone" in unknown else ListenRefusal.UNKNOWN_FIELD
+        if refusal is ListenRefusal.PHONE_GIVEN:
             message = ("A listen rings only the phone registered on your account; a request "
                        "cannot name one. Send {\"purpose\"} only.")
         else:
@@ -165,7 +167,7 @@ class MonitoringGate:
         return self._refused(member.name if member else "anonymous",
                              _asked(call_id, purpose, "web"), refusal, message)
 
-    def _refused(self, actor: str, asked: dict, refusal: Refusal, message: str) -> Decision:
+    def _refused(self, actor: str, asked: dict, refusal: ListenRefusal, message: str) -> Decision:
         """Every refusal is audited with its reason (and still refused if it cannot be)."""
         try:
             self.audit.append(AuditKind.MONITOR_REFUSED, actor, reason=refusal.value, **asked)
@@ -174,26 +176,27 @@ class MonitoringGate:
         log.info("listen refused", extra={"event": refusal.value})
         return Decision(False, message, refusal)
 
-    def _call_problem(self, call: LiveCall | None) -> tuple[Refusal, str] | None:
+    def _call_problem(self, call: LiveCall | None) -> tuple[ListenRefusal, str] | None:
         if call is None or call.state in (LiveState.ENDED, LiveState.FALLBACK):
-            return Refusal.NOT_LIVE, "That call has ended."
+            return ListenRefusal.NOT_LIVE, "That call has ended."
         if call.state != LiveState.CONNECTED or not call.conference_sid:
-            return Refusal.NOT_CONNECTED, "That call is not connected to a worker yet."
+            return ListenRefusal.NOT_CONNECTED, "That call is not connected to a worker yet."
         if not call.monitorable:
-            return Refusal.NOT_MONITORABLE, "The caller asked for this call not to be monitored."
+            return (ListenRefusal.NOT_MONITORABLE,
+                    "The caller asked for this call not to be monitored.")
         if call.raw.get("monitor_session"):
-            return Refusal.ALREADY_MONITORED, "Someone is already listening to that call."
+            return ListenRefusal.ALREADY_MONITORED, "Someone is already listening to that call."
         return None
 
     def _reserve(self, manager: str, session: str, call: LiveCall
-                 ) -> tuple[Refusal, str] | None:
+                 ) -> tuple[ListenRefusal, str] | None:
         """Hold the manager's one listening slot and count today's listen, atomically enough:
         the slot is SET NX, the count is INCR, and both are undone on any refusal after."""
         day = self.rt.clock().astimezone(self._zone(call)).date().isoformat()
         try:
             if not self.rt.store.set(keys.monitor_active(manager), session, nx=True,
                                      ex=self.rt.settings.monitor_max_minutes * 60):
-                return Refusal.ALREADY_LISTENING, "You are already listening to a call."
+                return ListenRefusal.ALREADY_LISTENING, "You are already listening to a call."
             count_key = keys.monitor_count(manager, day)
             with self.rt.store.pipeline() as pipe:
                 pipe.incr(count_key)
@@ -201,13 +204,13 @@ class MonitoringGate:
                 count, _ = pipe.execute()
             if count > self.limit:
                 self._release(manager, call, refund=True, day=day)
-                return (Refusal.DAILY_LIMIT, f"You have listened to {count - 1} calls today; "
+                return (ListenRefusal.DAILY_LIMIT, f"You have listened to {count - 1} calls today; "
                         f"the limit is {self.limit}.")
             if not self.rt.store.hsetnx(keys.live_call(call.id), "monitor_session", session):
                 self._release(manager, call, refund=True, day=day)
-                return Refusal.ALREADY_MONITORED, "Someone is already listening to that call."
+                return ListenRefusal.ALREADY_MONITORED, "Someone is already listening to that call."
         except redis.RedisError:
-            return (Refusal.AUDIT_UNAVAILABLE, "The service's store is unavailable, so "
+            return (ListenRefusal.AUDIT_UNAVAILABLE, "The service's store is unavailable, so "
                     "listening is switched off.")
         return None
 
@@ -266,9 +269,9 @@ class MonitoringGate:
         try:
             self.audit.append(AuditKind.MONITOR_GRANTED, member.name, session=session, **asked)
         except AuditUnavailable:
-            self._finish(session, reason=Refusal.AUDIT_UNAVAILABLE.value, hang_up=True)
+            self._finish(session, reason=ListenRefusal.AUDIT_UNAVAILABLE.value, hang_up=True)
             return Decision(False, "The audit log cannot be written, so listening is refused.",
-                            Refusal.AUDIT_UNAVAILABLE)
+                            ListenRefusal.AUDIT_UNAVAILABLE)
         log.info("listen granted", extra={"event": "monitor_granted"})
         how = "Your phone will ring" if channel == "web" else "You are joining the call"
         return Decision(True, f"{how}: you will hear the call, muted.", session=session,
@@ -285,7 +288,7 @@ class MonitoringGate:
         except redis.RedisError:
             log.error("could not remove a session never started", extra={"event": "monitor"})
         self._release(member.name, call, refund=True, session=session)
-        return self._refused(member.name, {**asked, "session": session}, Refusal.CANNOT_RING,
+        return self._refused(member.name, {**asked, "session": session}, ListenRefusal.CANNOT_RING,
                              "Your phone could not be rung; nothing was started.")
 
     def _unknown(self, member, call, session, asked, exc: Exception) -> Decision:
@@ -305,9 +308,9 @@ class MonitoringGate:
             self.audit.append(AuditKind.MONITOR_UNKNOWN, member.name, session=session,
                               problem="no_answer_from_twilio", **asked)
         except AuditUnavailable:  # ended now: a leg that turns up later is ended on sight
-            self._finish(session, reason=Refusal.AUDIT_UNAVAILABLE.value, hang_up=False)
+            self._finish(session, reason=ListenRefusal.AUDIT_UNAVAILABLE.value, hang_up=False)
             return Decision(False, "The audit log cannot be written, so listening is refused.",
-                            Refusal.AUDIT_UNAVAILABLE)
+                            ListenRefusal.AUDIT_UNAVAILABLE)
         return Decision(True, "Twilio did not confirm in time that your phone is being rung. "
                         "It may ring: if it does, this listen is logged as usual. Stop "
                         "listening to cancel it.", session=session, call=call, unknown=True)
@@ -319,9 +322,9 @@ class MonitoringGate:
         data = self._session(session)
         if not data:
             return Decision(False, "There is no such listening session.",
-                            Refusal.NO_SUCH_SESSION)
+                            ListenRefusal.NO_SUCH_SESSION)
         if member is None or (member.name != data.get("manager") and member.role != Role.ADMIN):
-            return Decision(False, "That listening session is not yours.", Refusal.NOT_YOURS)
+            return Decision(False, "That listening session is not yours.", ListenRefusal.NOT_YOURS)
         self._finish(session, reason="stopped", hang_up=True)
         return Decision(True, "You have stopped listening.", session=session)
 
@@ -337,7 +340,7 @@ class MonitoringGate:
             self.audit.append(AuditKind.MONITOR_STARTED, data.get("manager", "system"),
                               session=session, call=data.get("call", ""), **_device(data))
         except AuditUnavailable:  # no audit write, no listen
-            self._finish(session, reason=Refusal.AUDIT_UNAVAILABLE.value, hang_up=True)
+            self._finish(session, reason=ListenRefusal.AUDIT_UNAVAILABLE.value, hang_up=True)
 
     @store_guard
     def leg_left(self, session: str, reason: str = "left") -> None:
@@ -386,7 +389,7 @@ class MonitoringGate:
                               channel=data.get("channel", ""), resolved_by=resolved_by,
                               **_device(data))
         except AuditUnavailable:  # no audit write, no listen
-            self._finish(session, reason=Refusal.AUDIT_UNAVAILABLE.value, hang_up=True)
+            self._finish(session, reason=ListenRefusal.AUDIT_UNAVAILABLE.value, hang_up=True)
             return False
         log.info("a listen Twilio had not confirmed was found", extra={"event": resolved_by})
         return True

@@ -93,7 +93,7 @@ class DuplicateStaff(StaffError):
         super().__init__(f"a staff account '{name}' already exists; choose another name")
 
 
-class Refusal(StrEnum):
+class SignInRefusal(StrEnum):
     """Why a sign-in was refused: the web form, the phone line and the audit log share these."""
 
     BAD_CREDENTIALS = "bad_credentials"
@@ -103,17 +103,17 @@ class Refusal(StrEnum):
 
 REFUSAL_MESSAGES = {
     # One message for an unknown name and a wrong password: a refusal never says which names exist.
-    Refusal.BAD_CREDENTIALS: "unknown name or wrong password",
-    Refusal.DISABLED: "this account is disabled; ask an admin",
-    Refusal.LOCKED_OUT: "too many failed sign-in attempts; try again later",
+    SignInRefusal.BAD_CREDENTIALS: "unknown name or wrong password",
+    SignInRefusal.DISABLED: "this account is disabled; ask an admin",
+    SignInRefusal.LOCKED_OUT: "too many failed sign-in attempts; try again later",
 }
 
 
 class SignInRefused(StaffError):
-    """A sign-in (web password or phone PIN) was refused, with a ``Refusal`` reason."""
+    """A sign-in (web password or phone PIN) was refused, with a ``SignInRefusal`` reason."""
 
-    def __init__(self, reason: Refusal, message: str = "", retry_after: int = 0) -> None:
-        self.reason = Refusal(reason)
+    def __init__(self, reason: SignInRefusal, message: str = "", retry_after: int = 0) -> None:
+        self.reason = SignInRefusal(reason)
         self.retry_after = retry_after
         super().__init__(message or REFUSAL_MESSAGES[self.reason])
 
@@ -123,5 +123,5 @@ class LockedOut(SignInRefused):
 
     def __init__(self, retry_after: int) -> None:
         minutes = max(1, -(-retry_after // 60))
-        super().__init__(Refusal.LOCKED_OUT, "too many failed sign-in attempts; try again in "
+        super().__init__(SignInRefusal.LOCKED_OUT, "too many failed sign-in attempts; try again in "
                          f"{minutes} minute{'s' if minutes != 1 else ''}", retry_after)

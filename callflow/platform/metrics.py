@@ -3,7 +3,7 @@
 Labels are bounded and say nothing about any one call: a URL rule (never a raw path or a query
 string), a method, a status code, a helpline's flow id, an outcome, a refusal reason. Counters
 are kept in the process that sees the event: the web processes count requests, outcomes on the
-request path, degraded answers and monitoring decisions; ``callflow worker`` counts the
+request path, degraded answers and monitoring decisions; ``callflow runner`` counts the
 fallbacks its jobs perform.
 
 With gunicorn's several workers each process has its own counters. When

@@ -20,7 +20,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from callflow.platform.errors import Refusal
+from callflow.platform.errors import SignInRefusal
 from callflow.platform.store import store_guard
 from callflow.staff import lockout
 from callflow.staff.accounts import PIN, STAFF_NUMBER, UNKNOWN_ACTOR, StaffMember, StaffStore
@@ -69,13 +69,15 @@ class PinSignIn:
             record.get("pin"), pin)
         if not (record and ok):
             failures, pause = self.waits.fail(subject)  # counted before it is audited
-            self.staff.audit_entry("login_failed", actor, reason=Refusal.BAD_CREDENTIALS.value,
-                              **where, **({"staff_number": number} if number else {}),
-                              failures=failures, pause_seconds=pause)
+            self.staff.audit_entry("login_failed", actor,
+                                   reason=SignInRefusal.BAD_CREDENTIALS.value, **where,
+                                   **({"staff_number": number} if number else {}),
+                                   failures=failures, pause_seconds=pause)
             return PinResult(None, pause)
         member = StaffStore.member_from(name, record)
         if member.disabled:
-            self.staff.audit_entry("login_failed", actor, reason=Refusal.DISABLED.value, **where)
+            self.staff.audit_entry("login_failed", actor, reason=SignInRefusal.DISABLED.value,
+                                   **where)
             return PinResult(None, 0)
         self.waits.succeed(subject)
         self.staff.after_sign_in(name, record, pin_proved=True)

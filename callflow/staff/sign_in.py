@@ -29,7 +29,7 @@ from typing import NoReturn
 import redis
 
 from callflow.platform import keys
-from callflow.platform.errors import LockedOut, Refusal, SignInRefused, UnknownStaff
+from callflow.platform.errors import LockedOut, SignInRefusal, SignInRefused, UnknownStaff
 from callflow.platform.store import store_guard
 from callflow.records.audit import AuditKind
 from callflow.staff import lockout
@@ -135,8 +135,9 @@ class WebSignIn:
             self._refuse(actor, name, here, pair, account, device if known else "", where)
         member = self.staff.get(name)
         if member.disabled:
-            self.staff.audit_entry("login_failed", actor, reason=Refusal.DISABLED.value, **where)
-            raise SignInRefused(Refusal.DISABLED)
+            self.staff.audit_entry("login_failed", actor, reason=SignInRefusal.DISABLED.value,
+                                   **where)
+            raise SignInRefused(SignInRefusal.DISABLED)
         self.pairs.succeed(pair)
         if not known:  # a stranger who knew the password: the account's count starts again
             self.accounts.succeed(account)
@@ -155,8 +156,9 @@ class WebSignIn:
             failures, pause = self.accounts.fail(account)
         else:
             failures, pause = self.addresses.failures(here), 0
-        self.staff.audit_entry("login_failed", actor, reason=Refusal.BAD_CREDENTIALS.value, **where,
-                          failures=failures, **({"pause_seconds": pause} if pause else {}))
+        self.staff.audit_entry("login_failed", actor, reason=SignInRefusal.BAD_CREDENTIALS.value,
+                               **where, failures=failures,
+                               **({"pause_seconds": pause} if pause else {}))
         for subject in newly_locked:
             scope, _ = scope_of(subject)
             shown = {"scope": scope}
@@ -166,7 +168,7 @@ class WebSignIn:
                               **where)
         if newly_locked:  # the guess that locked the door says so
             raise LockedOut(self.pairs.lock_seconds)
-        raise SignInRefused(Refusal.BAD_CREDENTIALS)
+        raise SignInRefused(SignInRefusal.BAD_CREDENTIALS)
 
     def unlock(self, name: str, *, actor: str | None = None) -> None:
         unlock(self.staff, name, actor=actor)
@@ -207,7 +209,7 @@ def audit_tallies(tally: Tally, audit) -> int:
         elif scope in ("account", "pair") and tallied.actor != UNKNOWN_ACTOR:
             shown["account"] = tallied.actor
         audit(AuditKind.LOGIN_THROTTLED, tallied.actor, **shown, **tallied.where,
-              reason=Refusal.LOCKED_OUT.value, count=tallied.count,
+              reason=SignInRefusal.LOCKED_OUT.value, count=tallied.count,
               first_at=tallied.first_at, last_at=tallied.last_at)
         tally.done(tallied)
         written += 1

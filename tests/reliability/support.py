@@ -1,6 +1,6 @@
 """What the fault-injection tests share: a private redis-server that can be killed, frozen and
 restarted on its own port, Twilio's REST API as a real HTTP server on 127.0.0.1 that records what
-it is sent (and can hang), a ``callflow worker`` process, signed requests, and the places caller
+it is sent (and can hang), a ``callflow runner`` process, signed requests, and the places caller
 data must never reach (responses, log records, Redis keys and values, RQ job payloads, REST
 requests).
 
@@ -250,7 +250,7 @@ class FakeTwilio:
         self.thread.join(timeout=10)
 
 
-# -- a `callflow worker` process ----------------------------------------------------------------
+# -- a `callflow runner` process ----------------------------------------------------------------
 
 
 def callflow_command() -> list[str]:
@@ -262,7 +262,7 @@ def callflow_command() -> list[str]:
 
 
 def descendants(pid: int) -> list[int]:
-    """Every process below ``pid`` (Linux /proc). ``callflow worker`` starts none (its jobs,
+    """Every process below ``pid`` (Linux /proc). ``callflow runner`` starts none (its jobs,
     RQ's scheduler and the timed jobs run in its own process); this is how a test sees that,
     and reaches any child that left the worker's process group (as RQ's forked work horse did,
     with ``os.setpgrp``), which a group kill alone would not."""
@@ -286,7 +286,7 @@ def descendants(pid: int) -> list[int]:
 
 @dataclass
 class WorkerProcess:
-    """``callflow worker`` (or ``command``) in a session of its own. ``kill_main`` is kill -9
+    """``callflow runner`` (or ``command``) in a session of its own. ``kill_main`` is kill -9
     of the worker's own pid, which is the whole worker now that it forks nothing; ``kill_hard``
     also kills -9 everything ever seen below it, as when a container or machine dies."""
 

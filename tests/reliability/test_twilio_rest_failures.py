@@ -5,7 +5,7 @@ and no worker is ever given two legs.
 
 The real twilio ``Client`` and its HTTP stack make the requests; ``responses`` answers them at a
 base that is not Twilio's (``TWILIO_API_URL``). The jobs run in this process on the project's own
-in-process RQ worker, and RQ's scheduler moves the retries, so the retry path is RQ's own.
+in-process RQ job runner, and RQ's scheduler moves the retries, so the retry path is RQ's own.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from rq.registry import ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 
 from callflow.bridge.bridge import HOLDING, REST_TROUBLE_SECONDS
-from callflow.jobs.runner import ThreadWorker
+from callflow.jobs.runner import ThreadRunner
 from callflow.platform import keys
 from callflow.platform.jobspec import REST_RETRY
 from tests.conftest import RESPECT, TOKEN
@@ -109,9 +109,9 @@ def bridged_app(settings, redis, clock):
 
 
 def run_jobs(rt) -> None:
-    """What the worker process does, in this process: RQ's scheduler moves the retries that
+    """What the job runner does, in this process: RQ's scheduler moves the retries that
     are due into the queue, then the queue is worked until it is empty."""
-    worker = ThreadWorker([rt.queue], connection=rt.queue.connection, serializer=JSONSerializer,
+    worker = ThreadRunner([rt.queue], connection=rt.queue.connection, serializer=JSONSerializer,
                           runtime=rt)
     with rq_loggers_kept():
         worker.work(burst=True, with_scheduler=True, logging_level="WARNING")

@@ -1,8 +1,8 @@
-"""``callflow worker`` killed with kill -9 while a ring job waits on Twilio: what RQ really does
+"""``callflow runner`` killed with kill -9 while a ring job waits on Twilio: what RQ really does
 with the job, that no worker's phone is ever rung twice, and when new callers are dialled
 directly instead of being put on the bridge.
 
-A real ``callflow worker`` process (the Procfile's) works a private redis-server and sends its
+A real ``callflow runner`` process (the Procfile's) works a private redis-server and sends its
 REST requests to an HTTP server on 127.0.0.1 standing in for Twilio, which holds the first
 request to create a call, so the kill lands mid-request: Twilio has been asked to ring Alice and
 nobody knows yet whether it did.
@@ -30,7 +30,7 @@ of that process, so kill -9 of its pid ends the job with it and leaves nothing b
 The tests do not wait that long. Each checks that what would expire by itself will (the
 registry entry's score, the dead worker's key and scheduler lock, with their TTLs asserted),
 expires it (RQ's clock moved on), and runs the replacement's next maintenance pass itself,
-``clean_registries()`` of a worker built as ``run_worker`` builds it, instead of waiting for
+``clean_registries()`` of a worker built as ``run_process`` builds it, instead of waiting for
 the replacement's own; everything after that (the scheduler thread queueing the retry, the
 replacement running it, Twilio's requests) is the real replacement process's work.
 """
@@ -59,7 +59,7 @@ from rq.serializers import JSONSerializer
 from rq.utils import utcformat, utcparse
 
 from callflow.jobs.cron import TIMED_QUEUE
-from callflow.jobs.runner import MAINTENANCE_SECONDS, WORKER_TTL_SECONDS
+from callflow.jobs.runner import MAINTENANCE_SECONDS, RUNNER_TTL_SECONDS
 from callflow.platform.config import Settings
 from callflow.platform.jobspec import JOB_TIMEOUT_SECONDS, QUEUE_NAME, REST_RETRY
 from callflow.platform.store import connect
@@ -87,7 +87,7 @@ CANNOT_WAIT = ("could not connect to Redis instance", "Redis connection timeout"
 
 
 class Rig:
-    """The private Redis, Twilio on 127.0.0.1, the worker processes a test starts, the app."""
+    """The private Redis, Twilio on 127.0.0.1, the job runners a test starts, the app."""
 
     def __init__(self, redis_url: str, logs) -> None:
         self.redis_url = redis_url
@@ -116,7 +116,7 @@ class Rig:
         self.line = Line(self.app, TOKEN)
 
     def start_worker(self, command: list[str] | None = None) -> WorkerProcess:
-        """Start ``callflow worker`` (or ``command``); return once it works the queue and the
+        """Start ``callflow runner`` (or ``command``); return once it works the queue and the
         timed job that every worker's cron scheduler queues at start is done, so its threads
         (RQ's scheduler, the cron scheduler, the timed-jobs worker) are running."""
         done = self.timed_jobs_done()
@@ -131,7 +131,7 @@ class Rig:
         return worker
 
     def rq_worker(self, process: WorkerProcess) -> Worker | None:
-        """The RQ worker of the callflow queue that ``process`` runs, as ``Worker.all`` (what
+        """The RQ job runner of the callflow queue that ``process`` runs, as ``Worker.all`` (what
         ``Bridge.available()`` asks) lists it."""
         return next((w for w in Worker.all(queue=self.queue) if w.pid == process.pid), None)
 
@@ -149,7 +149,7 @@ class Rig:
     def bridged(self) -> tuple[Caller, Job]:
         caller = self.caller()
         room = ET.fromstring(caller.last).find("Dial/Conference")
-        assert room is not None, caller.last  # on the bridge: the worker process rings
+        assert room is not None, caller.last  # on the bridge: the job runner rings
         call_id = parse_qs(urlsplit(room.get("waitUrl")).query)["call"][0]
         return caller, Job.fetch(f"ring-{call_id}", connection=self.raw,
                                  serializer=JSONSerializer)
@@ -162,11 +162,11 @@ class Rig:
 
     def maintenance_pass(self) -> None:
         """The maintenance pass a replacement worker makes every ``MAINTENANCE_SECONDS``: RQ's
-        own ``clean_registries()``, of a worker built as callflow/jobs/runner.py ``run_worker``
+        own ``clean_registries()``, of a worker built as callflow/jobs/runner.py ``run_process``
         builds it (not registered: it works nothing), run here instead of waited for."""
         with rq_loggers_kept():
             SimpleWorker([self.queue], connection=self.raw, serializer=JSONSerializer,
-                         worker_ttl=WORKER_TTL_SECONDS,
+                         worker_ttl=RUNNER_TTL_SECONDS,
                          maintenance_interval=MAINTENANCE_SECONDS).clean_registries()
 
     def logs(self) -> str:
@@ -270,7 +270,7 @@ def only_worker_killed(rig, request) -> Crash | None:
 
 
 def test_a_killed_workers_job_is_retried_by_a_replacement_and_nobody_is_rung_twice(rig, caplog):
-    """kill -9 of ``callflow worker`` mid-ring, a replacement started at once: RQ retries the
+    """kill -9 of ``callflow runner`` mid-ring, a replacement started at once: RQ retries the
     job (once the dead worker's registry entry lapses, 240 s after the job started, at the
     replacement's next maintenance pass, up to 75 s later), the replacement runs the retry,
     and nobody is rung twice. The wait for the lapse and for the pass is skipped: the test
@@ -374,7 +374,7 @@ def test_a_killed_workers_job_is_retried_within_90_seconds(rig, only_worker_kill
 def test_callers_are_dialled_directly_35_seconds_after_the_only_worker_died(
         rig, only_worker_killed):
     # What 35 seconds do to the dead worker: its keys' TTLs run down, and its last heartbeat
-    # (Bridge.available() wants one younger than LIVE_WORKER_SECONDS) grows old.
+    # (Bridge.available() wants one younger than LIVE_RUNNER_SECONDS) grows old.
     for key in rig.raw.scan_iter("rq:worker:*"):
         ttl = rig.raw.ttl(key)
         if ttl > 35:
@@ -392,7 +392,7 @@ def test_callers_are_dialled_directly_35_seconds_after_the_only_worker_died(
 
 
 def test_an_idle_workers_connection_lets_rq_wait_for_a_job(private_redis):
-    """RQ's connection as ``callflow worker`` builds it (``build(..., worker=True)``) keeps no
+    """RQ's connection as ``callflow runner`` builds it (``build(..., runner=True)``) keeps no
     socket timeout shorter than RQ's wait for a job; a webhook's fail-fast one would end every
     wait in redis.TimeoutError (see also the idle check of the fork probe below, which runs
     the real command)."""
@@ -406,7 +406,7 @@ def test_an_idle_workers_connection_lets_rq_wait_for_a_job(private_redis):
                                 secret_key="reliability-secret", reload_interval=0,
                                 audit_signing_key=SIGNING_PEM,
                                 audit_witness=os.environ["CALLFLOW_AUDIT_WITNESS"]),
-                       links=Links("", routes()), worker=True)
+                       links=Links("", routes()), runner=True)
     started = time.monotonic()
     with pytest.raises(DequeueTimeout):  # what RQ's worker expects of an empty queue
         Queue.dequeue_any([rt.queue], timeout=3, connection=rt.queue.connection,
@@ -414,7 +414,7 @@ def test_an_idle_workers_connection_lets_rq_wait_for_a_job(private_redis):
     assert time.monotonic() - started >= 2.5
 
 
-# ``callflow worker`` itself, with os.fork reporting and ending the process instead of forking,
+# ``callflow runner`` itself, with os.fork reporting and ending the process instead of forking,
 # and any fork made some other way reported (os.register_at_fork). ``callflow_threads`` is a job
 # the test queues (``__main__.callflow_threads``): which of the worker's threads run beside it.
 FORK_PROBE = """

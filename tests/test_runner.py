@@ -1,4 +1,4 @@
-"""Running the jobs: the Procfile's worker process, a plain RQ worker on the JSON serializer,
+"""Running the jobs: the Procfile's worker process, a plain RQ job runner on the JSON serializer,
 and the in-process runner of the embedded mode."""
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ from rq.serializers import JSONSerializer
 from rq.worker import SimpleWorker
 
 from callflow.jobs import runner as worker_module
-from callflow.jobs.runner import JobRunner, ThreadWorker, run_worker, start_in_process
+from callflow.jobs.runner import JobRunner, ThreadRunner, run_process, start_in_process
 from callflow.records.live import LiveState
 from tests.bridge_support import Caller
 from tests.conftest import CANARY_FIELDS, CANARY_NUMBER, RESPECT
 from webhooks import create_app
 from webhooks.simulator import TwilioSim
 
-worker_cli = importlib.import_module("webhooks.cli")
+runner_cli = importlib.import_module("webhooks.cli")
 
 
 @pytest.fixture
@@ -69,8 +69,8 @@ def test_a_simple_worker_runs_the_queued_jobs_on_the_json_serializer(rt, caller,
 
 
 def test_the_procfile_worker_runs_a_job_in_a_work_horse(rt, caller):
-    """``callflow worker``'s RQ worker forks a work horse per job; what it did is in Redis."""
-    assert run_worker(rt, burst=True) is True
+    """``callflow runner``'s RQ job runner forks a work horse per job; what it did is in Redis."""
+    assert run_process(rt, burst=True) is True
 
     ringing = rt.live.get(caller.call_id)
     assert ringing.state is LiveState.RINGING
@@ -98,16 +98,26 @@ def test_the_in_process_runner_runs_queued_jobs_until_stopped(rt, caller, twilio
 def test_a_thread_worker_leaves_the_signal_handlers_alone(rt):
     before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
 
-    ThreadWorker([rt.queue], connection=rt.queue.connection, serializer=JSONSerializer,
+    ThreadRunner([rt.queue], connection=rt.queue.connection, serializer=JSONSerializer,
                  runtime=rt)._install_signal_handlers()
 
     assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
 
 
 def test_the_worker_command_needs_redis_url(monkeypatch):
-    monkeypatch.setattr(worker_cli.logs, "configure", lambda *args, **kwargs: None)
+    monkeypatch.setattr(runner_cli.logs, "configure", lambda *args, **kwargs: None)
 
-    result = CliRunner().invoke(worker_cli.worker, ["--burst"], env={"REDIS_URL": ""})
+    result = CliRunner().invoke(runner_cli.runner, ["--burst"], env={"REDIS_URL": ""})
 
     assert result.exit_code != 0
     assert "set REDIS_URL" in result.output
+
+
+def test_the_commands_first_name_still_runs_it_but_is_not_offered(runner):
+    """Deployments whose Procfile still says `callflow worker` keep working."""
+    from callflow.cli import cli
+
+    help_text = runner.invoke(cli, ["--help"]).output
+    assert "runner" in help_text and "  worker" not in help_text
+    result = runner.invoke(cli, ["worker", "--burst"], env={"REDIS_URL": ""})
+    assert result.exit_code != 0 and "REDIS_URL" in result.output
