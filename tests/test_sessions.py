@@ -8,8 +8,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from callflow.platform import keys
+from callflow.staff.sessions import ABSOLUTE_LIFETIME
 from tests.monitoring_support import MANAGER, WebManager, signed_in
-from webhooks.sessions import ABSOLUTE_LIFETIME
 
 pytest_plugins = ("tests.monitoring_fixtures",)
 COOKIE = "callflow_session"

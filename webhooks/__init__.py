@@ -21,6 +21,7 @@ from callflow.platform.config import Settings
 from callflow.platform.errors import ConfigError
 from callflow.platform.links import Links
 from callflow.staff.accounts import StaffStore
+from callflow.staff.sessions import WebSessions
 from callflow.staff.sign_in import WebSignIn
 from webhooks import body_size, sessions
 
@@ -61,7 +62,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
                                   "store": rt.store, "runtime": rt, "engine": engine,
                                   "staff": staff, "sign_in": WebSignIn(staff, clock=rt.clock),
                                   "manager_line": ManagerLineCalls(rt, staff),
-                                  "validator": validator}
+                                  "sessions": WebSessions(rt.store), "validator": validator}
     if not app.testing:  # SIGHUP reloads whatever the interval (0: SIGHUP only)
         rt.registry.watch(settings.reload_interval)
         reload_on_sighup(rt.registry)

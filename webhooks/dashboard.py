@@ -13,9 +13,7 @@ import csv
 import io
 import logging
 import re
-from contextlib import suppress
-from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import datetime
 from functools import wraps
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -36,6 +34,7 @@ from callflow.language.flow import Flow, FlowSet
 from callflow.language.loader import load_flowset
 from callflow.platform.errors import AuditUnavailable, FlowSetInvalid, StoreUnavailable
 from callflow.records.audit import AuditKind, Entry, Verification, canonical
+from callflow.records.audit_query import AuditQuery
 from callflow.records.register import (
     MAX_DETAIL,
     POLICY_GROUNDS,
@@ -154,67 +153,6 @@ def sign_out_everywhere():
 
 # -- the audit trail -------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class AuditFilter:
-    kind: str | None
-    start: date | None
-    end: date | None
-    problem: str | None = None
-
-    @classmethod
-    def from_args(cls, args) -> AuditFilter:
-        kind = args.get("kind") or None
-        problems = []
-        if kind and kind not in tuple(AuditKind):
-            problems.append("That kind of entry does not exist; showing every kind.")
-            kind = None
-        start, end = _date(args.get("from")), _date(args.get("to"))
-        if start is False or end is False:
-            problems.append("Dates are written day first, like 25/11/2026; that date was "
-                            "ignored.")
-        start = start or None
-        end = end or None
-        if start and end and end < start:
-            problems.append("The end date is before the start date; they were swapped.")
-            start, end = end, start
-        return cls(kind, start, end, " ".join(problems) or None)
-
-    def entries(self) -> list[Entry]:
-        """Matching entries, newest first."""
-        zone = helpline_zone()
-        since = datetime.combine(self.start, time(), zone) if self.start else None
-        until = datetime.combine(self.end + timedelta(days=1), time(), zone) if self.end else None
-        found = rt().audit.entries(since=since, kind=self.kind)
-        if until is not None:
-            found = [entry for entry in found if entry.when < until]
-        return list(reversed(found))
-
-    def args(self) -> dict[str, str]:
-        values = {"kind": self.kind, "from": self.start and day_first(self.start),
-                  "to": self.end and day_first(self.end)}
-        return {name: value for name, value in values.items() if value}
-
-
-def day_first(day: date) -> str:
-    """A date as it is shown and typed on these pages: 25/11/2026 (en-GB)."""
-    return day.strftime("%d/%m/%Y")
-
-
-def _date(text: str | None) -> date | None | bool:
-    """A date typed day first (25/11/2026, 25-11-2026, 25.11.2026), or 2026-11-25 as a link
-    or a browser's date picker sends it; False for anything else."""
-    text = (text or "").strip()
-    if not text:
-        return None
-    with suppress(ValueError):
-        return date.fromisoformat(text)
-    parts = text.replace("-", "/").replace(".", "/").split("/")
-    if len(parts) == 3 and all(p.isascii() and p.isdigit() for p in parts) and len(parts[2]) == 4:
-        with suppress(ValueError):
-            return date(int(parts[2]), int(parts[1]), int(parts[0]))
-    return False
-
-
 def verification_badge(result: Verification) -> dict:
     if result.ok and result.checked_from is not None:
         last = result.checked_from + result.count - 1
@@ -254,8 +192,8 @@ def details(entry: Entry) -> list[tuple[str, str]]:
 @bp.get("/audit")
 @page(Role.MANAGER, Role.ADMIN)
 def audit():
-    chosen = AuditFilter.from_args(request.args)
-    entries = chosen.entries()
+    chosen = AuditQuery.from_args(request.args)
+    entries = chosen.entries(rt().audit, helpline_zone())
     rows = [{"entry": e, "label": KIND_LABELS.get(e.kind, e.kind), "tone": KIND_TONES.get(
         e.kind, ""), "details": details(e)} for e in entries[:SHOWN_ENTRIES]]
     return render_template("audit.html", **chrome("audit"), rows=rows, total=len(entries),
@@ -277,7 +215,7 @@ def _download(body: str, mimetype: str, suffix: str) -> Response:
 def export_jsonl():
     """The filtered trail, oldest first, one entry a line exactly as stored and hashed, so
     ``callflow audit verify`` style checks can be rerun on the export."""
-    entries = reversed(AuditFilter.from_args(request.args).entries())
+    entries = reversed(AuditQuery.from_args(request.args).entries(rt().audit, helpline_zone()))
     return _download("".join(e.to_json() + "\n" for e in entries),
                      "application/x-ndjson; charset=utf-8", "jsonl")
 
@@ -289,7 +227,7 @@ def export_csv():
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(CSV_COLUMNS)
-    for entry in reversed(AuditFilter.from_args(request.args).entries()):
+    for entry in reversed(AuditQuery.from_args(request.args).entries(rt().audit, helpline_zone())):
         row = entry.to_dict()
         row["data"] = canonical(entry.data)
         writer.writerow([_cell(row[column]) for column in CSV_COLUMNS])

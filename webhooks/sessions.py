@@ -1,10 +1,9 @@
-"""Web sessions held on the server, the inactivity timeout, and "sign out everywhere".
+"""Flask's session, kept on the server (:mod:`callflow.staff.sessions`); the inactivity timeout;
+"sign out everywhere".
 
-A signed cookie that holds the session itself cannot be taken back: a copy saved before
-sign-out would go on working wherever it was replayed. So the cookie carries only a random id,
-and the session's record is in Redis (keyed by the id's SHA-256, with a TTL): signing out
-deletes the record, and the id is worthless from then on, everywhere. Signing in starts a new
-id. A session ends :data:`ABSOLUTE_LIFETIME` after sign-in however active it is, and besides:
+The cookie carries only a random id; signing out deletes the record, so the id is worthless from
+then on, everywhere, and signing in starts a new id. A session ends 12 hours after sign-in
+however active it is, and besides:
 
 - each session holds the time of its last *activity* (any request but the page's background
   polling, which says so with the ``X-Callflow-Poll`` header); a session idle for longer than
@@ -16,24 +15,17 @@ id. A session ends :data:`ABSOLUTE_LIFETIME` after sign-in however active it is,
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import re
-import secrets
-from datetime import timedelta
 
-import redis
 from flask import Flask, current_app, request, session
 from flask.sessions import SessionInterface, SessionMixin
 from werkzeug.datastructures import CallbackDict
 
-from callflow.platform import keys
+from callflow.platform.errors import StoreUnavailable
 from callflow.records.audit import AuditKind
+from callflow.staff.sessions import ABSOLUTE_LIFETIME, WebSessions, new_id
 
 log = logging.getLogger(__name__)
-ABSOLUTE_LIFETIME = timedelta(hours=12)
-SESSION_ID = re.compile(r"[A-Za-z0-9_-]{43}")  # secrets.token_urlsafe(32)
 # A signed-in record outlives the idle limit a little, so an idle session is still found, and
 # said to have timed out, when its owner comes back; an anonymous one (a sign-in form's CSRF
 # token) lasts ten minutes at most, so a flood of sign-in pages costs little memory.
@@ -75,21 +67,17 @@ class RedisSessionInterface(SessionInterface):
         if not request.path.startswith(self.get_cookie_path(app)):
             return ServerSession()  # a webhook, the policy page: the cookie is never sent there
         sid = request.cookies.get(self.get_cookie_name(app), "")
-        if not SESSION_ID.fullmatch(sid):
-            return ServerSession()
         try:
-            raw = _store(app).get(keys.web_session(_hash(sid)))
-        except redis.RedisError:
+            stored = _sessions(app).load(sid)
+        except StoreUnavailable:
             log.error("the session store is unavailable", extra={"event": "unavailable"})
             return ServerSession(available=False)
-        if raw is None:
+        if stored is None:
             return ServerSession()
-        record = json.loads(raw)
-        created = float(record.pop("_created", 0))
-        if _now(app) - created > ABSOLUTE_LIFETIME.total_seconds():
+        if _now(app) - stored.created > ABSOLUTE_LIFETIME.total_seconds():
             _delete(app, sid)
-            return ServerSession({"notice": "lifetime"} if "user" in record else {})
-        return ServerSession(record, sid=sid, created=created)
+            return ServerSession({"notice": "lifetime"} if "user" in stored.values else {})
+        return ServerSession(stored.values, sid=sid, created=stored.created)
 
     def save_session(self, app: Flask, session: ServerSession, response) -> None:
         name, path = self.get_cookie_name(app), self.get_cookie_path(app)
@@ -107,15 +95,14 @@ class RedisSessionInterface(SessionInterface):
         if session.renewed or not session.sid:
             if session.sid:
                 _delete(app, session.sid)
-            session.sid, session.created = secrets.token_urlsafe(32), now
+            session.sid, session.created = new_id(), now
         remaining = ABSOLUTE_LIFETIME.total_seconds() - (now - session.created)
         idle = app.permanent_session_lifetime.total_seconds()
         kept = idle + IDLE_GRACE_SECONDS if "user" in session else min(idle, ANONYMOUS_SECONDS)
-        ttl = int(max(1, min(remaining, kept)))
         try:
-            _store(app).set(keys.web_session(_hash(session.sid)),
-                            json.dumps({**session, "_created": session.created}), ex=ttl)
-        except redis.RedisError:
+            _sessions(app).save(session.sid, dict(session), session.created,
+                                ttl=int(max(1, min(remaining, kept))))
+        except StoreUnavailable:
             log.error("a session could not be saved", extra={"event": "unavailable"})
             return
         response.set_cookie(name, session.sid, max_age=int(max(1, remaining)), path=path,
@@ -125,30 +112,25 @@ class RedisSessionInterface(SessionInterface):
                             samesite=self.get_cookie_samesite(app))
 
 
-def _hash(sid: str) -> str:
-    return hashlib.sha256(sid.encode("ascii")).hexdigest()
+def _sessions(app: Flask | None = None) -> WebSessions:
+    return (app or current_app).extensions["callflow"]["sessions"]
 
 
 def _delete(app: Flask, sid: str) -> None:
     try:
-        _store(app).delete(keys.web_session(_hash(sid)))
-    except redis.RedisError:
+        _sessions(app).delete(sid)
+    except StoreUnavailable:
         log.error("a session could not be deleted", extra={"event": "unavailable"})
-
-
-def _store(app: Flask | None = None) -> redis.Redis:
-    return (app or current_app).extensions["callflow"]["store"]
 
 
 def session_generation(name: str) -> int:
     """The account's current session generation (0 until it first signs out everywhere)."""
-    value = _store().get(keys.session_generation(name))
-    return int(value) if value else 0
+    return _sessions().generation(name)
 
 
 def sign_out_everywhere(name: str) -> int:
     """End every web session of the account, on every device; audited. The new generation."""
-    generation = int(_store().incr(keys.session_generation(name)))
+    generation = _sessions().end_every(name)
     runtime = current_app.extensions["callflow"]["runtime"]
     runtime.audit.append(AuditKind.STAFF_CHANGED, name, name=name, change="signed_out_everywhere")
     log.info("signed out everywhere", extra={"event": "signed_out_everywhere"})
