@@ -24,7 +24,7 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from callflow import keys  # noqa: E402
+from callflow.platform import keys  # noqa: E402
 from callflow.records.live import LiveCalls  # noqa: E402
 
 TARGET_BYTES = 1024
