@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from functools import cache
 from typing import Any
 
 from twilio.twiml.voice_response import VoiceResponse
@@ -70,15 +69,19 @@ def rendered(flowset: FlowSet) -> Rendered:
     return flowset.compiled.setdefault("twiml", Rendered())
 
 
-@cache
-def _policy_paragraphs(path: str, _version: int) -> tuple[str, ...]:
-    return tuple(spoken_paragraphs(policy_text(path)))
+class PolicySpeech:
+    """The policy as callers hear it (key 9 at the notice), read again only when its file
+    changes (``CALLFLOW_POLICY_FILE``; the shipped copy never does)."""
 
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._read: tuple[int, tuple[str, ...]] | None = None
 
-def policy_paragraphs(path: str) -> tuple[str, ...]:
-    """The policy as speech, read again only when its file changes."""
-    version = os.stat(path).st_mtime_ns if path else 0
-    return _policy_paragraphs(path, version)
+    def __call__(self) -> tuple[str, ...]:
+        version = os.stat(self.path).st_mtime_ns if self.path else 0
+        if self._read is None or self._read[0] != version:
+            self._read = (version, tuple(spoken_paragraphs(policy_text(self.path))))
+        return self._read[1]
 
 
 class CallEngine:
@@ -87,7 +90,7 @@ class CallEngine:
         self.registry = rt.registry
         self.links = rt.links
         self.clock = rt.clock
-        self.policy_file = rt.settings.policy_file
+        self.policy = PolicySpeech(rt.settings.policy_file)
         self.bridge = Bridge(rt)
 
     # -- the caller's leg -------------------------------------------------------------------
@@ -223,7 +226,7 @@ class CallEngine:
               call_sid: str) -> Turn:
         return Turn(flowset=flowset, flow=flow, helpline_number=helpline_number(flow, dialled),
                     now=self.clock(), links=self.links, state=state,
-                    policy=lambda: policy_paragraphs(self.policy_file))
+                    policy=self.policy)
 
     def _bridge(self, turn: Turn, call_sid: str):
         """How the connect step may put this caller on the bridge, or None when it cannot
