@@ -10,6 +10,7 @@ import secrets
 import xml.etree.ElementTree as ET
 import zlib
 from dataclasses import dataclass, field
+from typing import ClassVar
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import redis as redis_lib
@@ -52,6 +53,43 @@ def check_at_exit(name: str, problems: list[str], strays: list[str]) -> None:
         raise MockProblems(f"{name}: " + "; ".join(found))
 
 
+class RoutedMock:
+    """A REST mock on ``responses`` whose every request reaches one router (``routes``: method,
+    URL pattern, handler); what matches no route is kept in ``strays``. At the end of the
+    ``with`` block each request Twilio's API would refuse (``problems``) and each stray fails
+    the test that used the mock."""
+
+    name: ClassVar[str] = "a REST mock"
+    mock: responses.RequestsMock
+    routes: list
+    problems: list[str]
+    strays: list[str]
+
+    def __enter__(self):
+        self.mock.start()
+        for method in METHODS:
+            self.mock.add_callback(method, ANYWHERE, callback=self._route)
+        return self
+
+    def __exit__(self, exc_type, *exc) -> None:
+        self.mock.stop()
+        self.mock.reset()
+        if exc_type is None:
+            check_at_exit(self.name, self.problems, self.strays)
+
+    def routed_url(self, request) -> str:
+        """What the route patterns are matched against."""
+        return request.url
+
+    def _route(self, request):
+        url = self.routed_url(request)
+        for method, pattern, handler in self.routes:
+            if request.method == method and pattern.match(url):
+                return handler(request)
+        self.strays.append(f"{request.method} {request.url}")
+        return requests.ConnectionError(f"not an endpoint of {self.name}: {request.url}")
+
+
 def _json(status: int, body: dict) -> tuple[int, dict, str]:
     return status, {"Content-Type": "application/json"}, json.dumps(body)
 
@@ -91,7 +129,7 @@ class Sent:
 
 
 @dataclass
-class TwilioMock:
+class TwilioMock(RoutedMock):
     """Twilio's REST API at ``MOCK_API``, answered as Twilio does, on ``responses``.
 
     Every request is kept (``sent``) and checked against Twilio's OpenAPI description
@@ -105,6 +143,8 @@ class TwilioMock:
     first, in pages of ``PageSize`` (50 unless asked) with a ``next_page_uri`` that carries a
     ``PageToken`` cursor, as Twilio's does; deleting a call takes it out of the log.
     """
+
+    name: ClassVar[str] = "Twilio's REST API mock"
 
     sent: list[Sent] = field(default_factory=list)
     calls: dict[str, dict] = field(default_factory=dict)
@@ -129,17 +169,8 @@ class TwilioMock:
                        (responses.GET, PARTICIPANT, self._fetch_participant),
                        (responses.DELETE, PARTICIPANT, self._remove_participant)]
 
-    def __enter__(self) -> TwilioMock:
-        self.mock.start()
-        for method in METHODS:
-            self.mock.add_callback(method, ANYWHERE, callback=self._route)
-        return self
-
-    def __exit__(self, exc_type, *exc) -> None:
-        self.mock.stop()
-        self.mock.reset()
-        if exc_type is None:
-            check_at_exit("Twilio's REST API mock", self.problems, self.strays)
+    def routed_url(self, request) -> str:
+        return request.url.split("?", 1)[0]  # list requests carry their filters in the query
 
     # -- what tests use ---------------------------------------------------------------
 
@@ -328,13 +359,6 @@ class TwilioMock:
             return twilio_error(404, 20404)
         return 204, {}, ""
 
-    def _route(self, request):
-        url = request.url.split("?", 1)[0]
-        for method, pattern, handler in self.routes:
-            if request.method == method and pattern.match(url):
-                return handler(request)
-        self.strays.append(f"{request.method} {request.url}")
-        return requests.ConnectionError(f"not an endpoint of Twilio's mock: {request.url}")
 
 
 # -- a caller, webhook by webhook -----------------------------------------------------------

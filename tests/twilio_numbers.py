@@ -12,14 +12,14 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from typing import ClassVar
 from urllib.parse import parse_qs, urlsplit
 
-import requests
 import responses
 
 from callflow.operations import provisioning
 from tests import twilio_openapi
-from tests.bridge_support import ACCOUNT_SID, ANYWHERE, METHODS, MOCK_API, check_at_exit
+from tests.bridge_support import ACCOUNT_SID, MOCK_API, RoutedMock
 
 PUBLIC_URL = "https://calls.example.org"
 ACCOUNT = re.escape(MOCK_API) + r"/2010-04-01/Accounts/(?P<account>AC\w+)"
@@ -58,8 +58,10 @@ class Sent:
 
 
 @dataclass
-class TwilioNumbers:
+class TwilioNumbers(RoutedMock):
     """The account's numbers (E.164 -> resource), and every request that reached it."""
+
+    name: ClassVar[str] = "Twilio's numbers mock"
 
     numbers: dict[str, dict] = field(default_factory=dict)
     account_status: str = "active"
@@ -73,18 +75,6 @@ class TwilioNumbers:
         self.routes = [(responses.GET, LIST, self._list), (responses.POST, ONE, self._update),
                        (responses.GET, FETCH_ACCOUNT, self._account)]
 
-    def __enter__(self) -> TwilioNumbers:
-        self.mock.start()
-        for method in METHODS:
-            self.mock.add_callback(method, ANYWHERE, callback=self._route)
-        return self
-
-    def __exit__(self, exc_type, *exc) -> None:
-        self.mock.stop()
-        self.mock.reset()
-        if exc_type is None:
-            check_at_exit("Twilio's numbers mock", self.problems, self.strays)
-
     def own(self, number: str, base: dict | None = None, **changes) -> dict:
         """Add a number to the account: as bought (``fresh``) or ``base``, with ``changes``."""
         sid = "PN" + format(len(self.numbers) + 1, "032x")
@@ -97,13 +87,6 @@ class TwilioNumbers:
         return [s for s in self.sent if s.method == "POST"]
 
     # -- the API ------------------------------------------------------------------------
-
-    def _route(self, request):
-        for method, pattern, handler in self.routes:
-            if request.method == method and pattern.match(request.url):
-                return handler(request)
-        self.strays.append(f"{request.method} {request.url}")
-        return requests.ConnectionError(f"not an endpoint of the numbers mock: {request.url}")
 
     def _check(self, request) -> Sent:
         parts = urlsplit(request.url)
