@@ -47,7 +47,6 @@ from webhook import (  # noqa: E402  (bench/ is not a package: its modules impor
     BENCH,
     CALLER,
     HELPLINE,
-    REQUEST_TIMEOUT,
     ROOT,
     TOKEN,
     Caller,
@@ -56,6 +55,7 @@ from webhook import (  # noqa: E402  (bench/ is not a package: its modules impor
     Tally,
     audit_env,
     free_port,
+    keep_calling,
     spawn,
     start_redis,
     wait_until_idle,
@@ -172,25 +172,8 @@ class FaultCaller(Caller):
 def drive(port: int, threads: int, seconds: float, run: Run) -> None:
     """Keep ``threads`` calls going for ``seconds`` from ``run.started``; bounded whatever the
     server does."""
-    deadline = run.started + seconds
-    tallies = [Tally() for _ in range(threads)]
-
-    def loop(tally: Tally) -> None:
-        caller = FaultCaller(port)
-        while time.monotonic() < deadline:
-            try:
-                caller.call_once(run, tally)
-            except CallFailed as exc:
-                tally.errors[str(exc)] += 1
-                if str(exc).startswith("connection"):
-                    time.sleep(0.01)  # a refused connection must not spin
-        caller.conn.close()
-
-    workers = [threading.Thread(target=loop, args=(t,), daemon=True) for t in tallies]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(seconds + REQUEST_TIMEOUT * 3 + 5)
+    tallies = keep_calling(threads, run.started + seconds, lambda: FaultCaller(port),
+                           lambda caller, tally: caller.call_once(run, tally))
     run.seconds = time.monotonic() - run.started
     for tally in tallies:
         run.tally.add(tally)

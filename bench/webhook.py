@@ -347,29 +347,36 @@ def _action(root: ET.Element, verb: str, after: str) -> str:
     return element.get("action", "")
 
 
-def drive(port: int, threads: int, seconds: float, workload: str = "call") -> Tally:
-    """Keep ``threads`` calls going for ``seconds``; time-bounded, whatever the server does."""
-    deadline = time.monotonic() + seconds
+def keep_calling(threads: int, deadline: float, new_caller, call) -> list[Tally]:
+    """``threads`` callers (``new_caller()``), each making calls (``call(caller, tally)``)
+    until ``deadline`` (``time.monotonic()``); bounded whatever the server does."""
     tallies = [Tally() for _ in range(threads)]
+    seconds = max(0.0, deadline - time.monotonic())
 
     def loop(tally: Tally) -> None:
-        caller = Caller(port)
+        caller = new_caller()
         while time.monotonic() < deadline:
             try:
-                caller.call(tally, workload)
+                call(caller, tally)
             except CallFailed as exc:
                 tally.errors[str(exc)] += 1
                 if str(exc).startswith("connection"):
                     time.sleep(0.01)  # a refused connection must not spin
         caller.conn.close()
 
-    workers = [threading.Thread(target=loop, args=(t,), daemon=True) for t in tallies]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(seconds + REQUEST_TIMEOUT * 3 + 5)
+    callers = [threading.Thread(target=loop, args=(t,), daemon=True) for t in tallies]
+    for thread in callers:
+        thread.start()
+    for thread in callers:
+        thread.join(seconds + REQUEST_TIMEOUT * 3 + 5)
+    return tallies
+
+
+def drive(port: int, threads: int, seconds: float, workload: str = "call") -> Tally:
+    """Keep ``threads`` calls going for ``seconds``; time-bounded, whatever the server does."""
     total = Tally()
-    for tally in tallies:
+    for tally in keep_calling(threads, time.monotonic() + seconds, lambda: Caller(port),
+                              lambda caller, tally: caller.call(tally, workload)):
         total.add(tally)
     return total
 
