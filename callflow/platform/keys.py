@@ -132,3 +132,31 @@ def manager_line_call(call_sid: str) -> str:
     """One call to the manager line: the staff number entered, tries, who signed in, the
     calls offered (a hash with a TTL). Never a caller's call."""
     return f"{PREFIX}:manager-line:{call_sid}"
+
+
+def worker(name: str) -> str:
+    """One worker's live state on shift: off, available, offered, on a call, wrapping up or
+    paused (a hash with a TTL, renewed by every change). Staff data, never a caller's."""
+    return f"{PREFIX}:worker:{name}"
+
+
+def waiting_line(team: str) -> str:
+    """The callers waiting for a team: opaque live-call ids scored by when they joined (a
+    sorted set with a TTL). Positions are counted from it; nobody is named in it."""
+    return f"{PREFIX}:waiting:{team}"
+
+
+def team_offers(team: str) -> str:
+    """The workers of a team whose phones are ringing for its waiting line (a set, TTL)."""
+    return f"{PREFIX}:offers:{team}"
+
+
+def round_robin(team: str) -> str:
+    """Where a round-robin team stopped: the roster index of the worker offered last."""
+    return f"{PREFIX}:round-robin:{team}"
+
+
+def recent_waits(team: str) -> str:
+    """How long the team's last answered callers waited, in seconds, newest first (a capped
+    list with a TTL, for the expected-wait band; no ids, no times)."""
+    return f"{PREFIX}:recent-waits:{team}"

@@ -1,0 +1,264 @@
+"""Workers on shift: who is signed on now, and what each is doing.
+
+The team file is the roster (who may work and on which phone); this is the live state, one
+small hash per worker in Redis, shared by every web process and job runner. A worker is:
+
+- ``off``: not on shift; never rung.
+- ``available``: on shift and free to be offered a caller.
+- ``offered``: their phone is ringing for a waiting caller (one offer at a time, ever).
+- ``on_call``: talking to a caller.
+- ``wrap_up``: after a call, not offered another until the team's ``wrap_up`` time is over.
+- ``paused``: on shift but not rung, with a reason (missed offers, or a break), until resumed.
+
+Every change is one Lua script, so two nodes can never offer one worker two callers, and a
+late or repeated callback (Twilio retries) names the offer it is about and changes nothing once
+that offer is settled. The hash names a worker, never a caller; its TTL is renewed by every
+change, so a shift nobody touched for a day ends by itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+
+import redis
+
+from callflow.platform import keys
+from callflow.platform.errors import StoreUnavailable
+
+SHIFT_TTL_SECONDS = 24 * 60 * 60
+MISSED_REASON = "missed {count} offers in a row"
+
+
+class WorkerState(StrEnum):
+    OFF = "off"
+    AVAILABLE = "available"
+    OFFERED = "offered"
+    ON_CALL = "on_call"
+    WRAP_UP = "wrap_up"
+    PAUSED = "paused"
+
+
+# Shared by the scripts: a worker wrapping up whose time is over is available again.
+_FREE = """
+local function free(key, now)
+  local state = redis.call('HGET', key, 'state')
+  if state == 'wrap_up' and tonumber(redis.call('HGET', key, 'until') or '0') <= now then
+    redis.call('HSET', key, 'state', 'available')
+    return true
+  end
+  return state == 'available'
+end
+"""
+
+# KEYS[1] worker; ARGV: now (ISO), now (epoch), ttl. Returns 1 if the shift started.
+START = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if state and state ~= 'off' then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'state', 'available', 'since', ARGV[1], 'idle_since', ARGV[2],
+           'missed', 0)
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+
+# KEYS[1] worker; ARGV: new state, now (ISO), ttl, reason, only-from (a state, or '').
+# Returns the state before ('' if none), whether or not it changed.
+MOVE = """
+local state = redis.call('HGET', KEYS[1], 'state') or ''
+if state == '' or state == 'off' then return state end
+if ARGV[5] ~= '' and state ~= ARGV[5] then return state end
+redis.call('HSET', KEYS[1], 'state', ARGV[1], 'since', ARGV[2], 'reason', ARGV[4])
+if ARGV[1] == 'available' then redis.call('HSET', KEYS[1], 'missed', 0) end
+if ARGV[1] == 'off' then redis.call('HDEL', KEYS[1], 'offer', 'team', 'call') end
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return state
+"""
+
+# Offer free workers, in the order given, until ``wanted`` have been offered.
+# KEYS: the workers; ARGV: now (epoch), now (ISO), ttl, wanted, team, offer id prefix.
+# Returns the names offered, each followed by its offer id.
+OFFER = _FREE + """
+local now, wanted, offered = tonumber(ARGV[1]), tonumber(ARGV[4]), {}
+for i, key in ipairs(KEYS) do
+  if #offered >= wanted * 2 then break end
+  if free(key, now) then
+    local offer = ARGV[6] .. '.' .. i
+    redis.call('HSET', key, 'state', 'offered', 'since', ARGV[2], 'offer', offer,
+               'team', ARGV[5])
+    redis.call('EXPIRE', key, ARGV[3])
+    table.insert(offered, i)
+    table.insert(offered, offer)
+  end
+end
+return offered
+"""
+
+# An offer came to nothing. KEYS[1] worker; ARGV: offer, now (ISO), ttl, missed (1 or 0),
+# pause after so many misses in a row, the reason's text with {count}.
+# Returns the state after ('' if the offer was no longer this worker's).
+SETTLE = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'offered'
+   or redis.call('HGET', KEYS[1], 'offer') ~= ARGV[1] then return '' end
+local missed = tonumber(redis.call('HGET', KEYS[1], 'missed') or '0')
+local state = 'available'
+if ARGV[4] == '1' then
+  missed = missed + 1
+  if tonumber(ARGV[5]) > 0 and missed >= tonumber(ARGV[5]) then
+    state = 'paused'
+    redis.call('HSET', KEYS[1], 'reason', string.gsub(ARGV[6], '{count}', tostring(missed)))
+  end
+end
+redis.call('HSET', KEYS[1], 'state', state, 'since', ARGV[2], 'missed', missed)
+redis.call('HDEL', KEYS[1], 'offer', 'team')
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return state
+"""
+
+# A call ended. KEYS[1] worker; ARGV: offer, now (ISO), now (epoch), ttl, wrap-up seconds.
+# Returns 1 if the worker went to wrap-up (0: not this worker's call, or off shift now).
+WRAP_UP = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'on_call'
+   or redis.call('HGET', KEYS[1], 'offer') ~= ARGV[1] then return 0 end
+local now = tonumber(ARGV[3])
+redis.call('HSET', KEYS[1], 'state', 'wrap_up', 'since', ARGV[2], 'idle_since', now,
+           'until', now + tonumber(ARGV[5]))
+redis.call('HDEL', KEYS[1], 'offer', 'team', 'call')
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class WorkerStatus:
+    """One worker as staff see them: never a phone number, never a caller."""
+
+    name: str
+    state: WorkerState
+    since: str = ""
+    reason: str = ""
+    missed: int = 0
+    idle_since: float = 0.0  # when their last call ended (or their shift began)
+    offer: str = ""  # the offer ringing now, or the one on a call
+    team: str = ""  # the team of that offer
+
+    @classmethod
+    def from_hash(cls, name: str, data: dict[str, str], now: float) -> WorkerStatus:
+        state = WorkerState(data.get("state") or WorkerState.OFF)
+        if state is WorkerState.WRAP_UP and float(data.get("until") or 0) <= now:
+            state = WorkerState.AVAILABLE
+        return cls(name=name, state=state, since=data.get("since", ""),
+                   reason=data.get("reason", ""), missed=int(data.get("missed") or 0),
+                   idle_since=float(data.get("idle_since") or 0), offer=data.get("offer", ""),
+                   team=data.get("team", ""))
+
+    @property
+    def on_shift(self) -> bool:
+        return self.state is not WorkerState.OFF
+
+
+class Shifts:
+    """The workers' live state. ``clock`` gives the time (a test's own clock, or UTC now)."""
+
+    def __init__(self, client: redis.Redis, clock: Callable[[], datetime]) -> None:
+        self.client = client
+        self.clock = clock
+        self._start = client.register_script(START)
+        self._move = client.register_script(MOVE)
+        self._offer = client.register_script(OFFER)
+        self._settle = client.register_script(SETTLE)
+        self._wrap_up = client.register_script(WRAP_UP)
+
+    def _guard(self, operation):
+        try:
+            return operation()
+        except redis.RedisError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    def _now(self) -> tuple[str, float]:
+        moment = self.clock().astimezone(UTC)
+        return moment.isoformat(timespec="seconds"), moment.timestamp()
+
+    # -- signing on and off, pausing ------------------------------------------------------
+
+    def start(self, name: str) -> bool:
+        """Sign a worker on; False if they were on shift already."""
+        iso, epoch = self._now()
+        return bool(self._guard(lambda: self._start(keys=[keys.worker(name)],
+                                                    args=[iso, epoch, SHIFT_TTL_SECONDS])))
+
+    def end(self, name: str) -> WorkerStatus:
+        """Sign a worker off, whatever they were doing; returns them as they were (so an offer
+        ringing now can be withdrawn). A call in progress goes on: only new offers stop."""
+        before = self.status(name)
+        self._transition(name, WorkerState.OFF)
+        return before
+
+    def pause(self, name: str, reason: str) -> bool:
+        """Stop offering a worker callers until resumed; False if they are off shift."""
+        return self._transition(name, WorkerState.PAUSED, reason) not in ("", "off")
+
+    def resume(self, name: str) -> bool:
+        """A paused worker is offered callers again; False if they were not paused."""
+        return self._transition(name, WorkerState.AVAILABLE,
+                                only_from=WorkerState.PAUSED) == WorkerState.PAUSED
+
+    def _transition(self, name: str, state: WorkerState, reason: str = "",
+                    only_from: str = "") -> str:
+        iso, _ = self._now()
+        return self._guard(lambda: self._move(keys=[keys.worker(name)],
+                                              args=[state.value, iso, SHIFT_TTL_SECONDS,
+                                                    reason, only_from]))
+
+    # -- offers and calls (the waiting line) ----------------------------------------------
+
+    def offer(self, names: list[str], *, wanted: int, team: str,
+              offer_prefix: str) -> list[tuple[str, str]]:
+        """Offer up to ``wanted`` of the free workers among ``names``, in that order; returns
+        (name, offer id) for each one offered. Nobody already offered or busy is touched."""
+        if not names or wanted <= 0:
+            return []
+        iso, epoch = self._now()
+        found = self._guard(lambda: self._offer(keys=[keys.worker(n) for n in names],
+                                                args=[epoch, iso, SHIFT_TTL_SECONDS, wanted,
+                                                      team, offer_prefix]))
+        return [(names[int(found[i]) - 1], found[i + 1]) for i in range(0, len(found), 2)]
+
+    def settle(self, name: str, offer: str, *, missed: bool, autopause_after: int) -> str:
+        """An offer came to nothing: declined or unanswered (``missed``), or withdrawn (another
+        worker took the caller, the caller left). Returns the worker's state after it, or ""
+        when the offer was already settled."""
+        iso, _ = self._now()
+        return self._guard(lambda: self._settle(
+            keys=[keys.worker(name)],
+            args=[offer, iso, SHIFT_TTL_SECONDS, "1" if missed else "0", autopause_after,
+                  MISSED_REASON]))
+
+    def call_ended(self, name: str, offer: str, *, wrap_up: int) -> bool:
+        """The call the worker accepted with ``offer`` is over: they wrap up for ``wrap_up``
+        seconds before the next offer."""
+        iso, epoch = self._now()
+        return bool(self._guard(lambda: self._wrap_up(
+            keys=[keys.worker(name)], args=[offer, iso, epoch, SHIFT_TTL_SECONDS, wrap_up])))
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def status(self, name: str) -> WorkerStatus:
+        data = self._guard(lambda: self.client.hgetall(keys.worker(name)))
+        return WorkerStatus.from_hash(name, data, self._now()[1])
+
+    def statuses(self, names: Iterable[str]) -> list[WorkerStatus]:
+        """Every named worker, in the order given, in one round trip."""
+        names = list(names)
+
+        def read():
+            with self.client.pipeline(transaction=False) as pipe:
+                for name in names:
+                    pipe.hgetall(keys.worker(name))
+                return pipe.execute()
+
+        epoch = self._now()[1]
+        rows = self._guard(read) if names else []
+        return [WorkerStatus.from_hash(n, row, epoch) for n, row in zip(names, rows, strict=True)]
