@@ -32,6 +32,8 @@ from callflow.platform.store import bytes_client, connect
 from callflow.platform.twilio_api import TwilioApi, make_client
 from callflow.records.audit import AuditKind, AuditLog
 from callflow.records.live import LiveCalls
+from callflow.staff.desk import ShiftDesk
+from callflow.staff.shifts import Shifts
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,7 @@ class Runtime:
     clock: Callable[[], datetime]
     live: LiveCalls
     audit: AuditLog
+    shifts: Shifts  # the workers' live state: who is on shift, and what each is doing
     sync_jobs: bool = False  # jobs run at once, in this process (tests, the simulator)
 
     def enqueue(self, job: Job, *args, job_id: str, retry: Retry = REST_RETRY) -> None:
@@ -56,6 +59,11 @@ class Runtime:
                 jobspec.enqueue(self.queue, job, *args, job_id=job_id, retry=retry)
         else:
             jobspec.enqueue(self.queue, job, *args, job_id=job_id, retry=retry)
+
+    def shift_desk(self) -> ShiftDesk:
+        """Signing workers on and off, on this runtime's roster, audit log and job queue."""
+        return ShiftDesk(self.shifts, lambda: self.registry.current.teams, self.audit.append,
+                         self.enqueue)
 
 
 def raw_client(client: redis.Redis, *, blocking: bool = False) -> redis.Redis:
@@ -94,7 +102,7 @@ def build(settings: Settings, *, links: Links, store: redis.Redis | None = None,
     return Runtime(settings=settings, registry=registry, store=store, queue=queue,
                    twilio=twilio, links=links, clock=clock,
                    live=LiveCalls(store, settings.secret_key),
-                   audit=audit, sync_jobs=sync_jobs)
+                   audit=audit, shifts=Shifts(store, clock), sync_jobs=sync_jobs)
 
 
 def audit_reloads(audit: AuditLog):

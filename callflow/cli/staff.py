@@ -94,13 +94,15 @@ def row(member: StaffMember) -> tuple[str, ...]:
 
 @click.group("manager")
 def manager() -> None:
-    """Staff accounts: managers (who may listen in) and admins (flows and staff)."""
+    """Staff accounts: managers (who may listen in), admins (flows and staff) and workers
+    (who sign on and off for their shift)."""
 
 
 @manager.command("add")
 @click.argument("name")
 @click.option("--role", type=click.Choice([r.value for r in Role]), default=Role.MANAGER.value,
-              show_default=True, help="manager may listen in; admin manages flows and staff.")
+              show_default=True, help="manager may listen in; admin manages flows and staff; "
+              "worker signs on and off (name the account as the team file names them).")
 @click.option("--password-stdin", is_flag=True, help="Read the password from stdin.")
 @clear_failures
 def add(name: str, role: str, password_stdin: bool) -> None:
@@ -173,11 +175,15 @@ def set_password(name: str, password_stdin: bool) -> None:
 @click.option("--pin-stdin", is_flag=True, help="Read the PIN from stdin.")
 @clear_failures
 def set_pin(name: str, pin_stdin: bool) -> None:
-    """Set manager NAME's PIN (6-12 digits) for the manager phone line; enables phone monitoring."""
+    """Set NAME's PIN (6-12 digits): a manager's for the manager phone line (it enables phone
+    monitoring), a worker's for the staff line (signing on and off)."""
     store = existing_account(name)
     member = store.set_pin(name, read_secret("PIN", pin_stdin))
-    click.echo(f"PIN set for '{name}'; phone monitoring is on (staff number "
-               f"{member.staff_number or 'not set: see set-staff-number'})")
+    number = member.staff_number or "not set: see set-staff-number"
+    if member.role is Role.WORKER:
+        click.echo(f"PIN set for '{name}' on the staff line (staff number {number})")
+    else:
+        click.echo(f"PIN set for '{name}'; phone monitoring is on (staff number {number})")
 
 
 @manager.command("remove-pin")

@@ -44,6 +44,18 @@ def give_up(call_id: str) -> None:
     Bridge(bound()).give_up(call_id)
 
 
+def withdraw_offer(name: str) -> None:
+    """A worker signed off or was paused while an offer rang their phone: the waiting line
+    takes that offer back, so their phone stops and the caller is offered to someone else.
+    Queued by :class:`callflow.staff.desk.ShiftDesk`; the lead fills it (the queue engine)."""
+
+
+def dispatch(team: str) -> None:
+    """A worker of ``team`` came free (signed on, or resumed): the waiting line offers the
+    team's waiting callers to who is free now. Queued by
+    :class:`callflow.staff.desk.ShiftDesk`; the lead fills it (the queue engine)."""
+
+
 def remove_participant(conference_sid: str, call_sid: str) -> None:
     """Take from a call's room a participant the service did not put there (retried)."""
     api = bound().twilio

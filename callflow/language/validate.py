@@ -5,7 +5,8 @@
 - no loop traps a caller without ever waiting for them;
 - no turn of a call runs more steps than the engine will (``MAX_STEPS_PER_TURN``);
 - every step can still reach an end of the call (no menu without a way out);
-- no number answers two flows; teams named exist.
+- no number answers two flows; teams named exist;
+- a worker named on two teams is one person, with one number (and one spelling of the name).
 Unreachable steps are only warnings.
 """
 
@@ -58,11 +59,41 @@ def validate(flowset: FlowSet, *, check_teams: bool = True
     defaults = [f for f in flowset.flows.values() if f.default]
     errors.extend(FlowError(f.where, "more than one flow says 'default: true'",
                             "keep it on one flow only") for f in defaults[1:])
+    errors.extend(_one_person_one_number(flowset))
     for team in flowset.teams.values():
         if not team.active_workers():
             warnings.append(FlowError(team.where, f"team '{team.name}' has no active workers; "
                                       "its calls will always go to the no-answer step"))
     return errors, warnings
+
+
+def _one_person_one_number(flowset: FlowSet) -> list[FlowError]:
+    """A name is a person: their shift is one state, whichever team rings them, so every team
+    that names them must ring the same phone. Names that differ only in case would be one
+    staff account (accounts are lowercase) for two rosters' entries, so they must match too."""
+    errors: list[FlowError] = []
+    seen: dict[str, tuple[str, str, str]] = {}  # casefolded name -> (name, number, team)
+    for team in flowset.teams.values():
+        for worker in team.workers:
+            if not isinstance(worker.name, str):
+                continue
+            first = seen.setdefault(worker.name.casefold(),
+                                    (worker.name, worker.number, team.name))
+            name, number, other = first
+            if other == team.name and (name, number) == (worker.name, worker.number):
+                continue
+            if name != worker.name:
+                errors.append(FlowError(team.where, f"team '{team.name}' names a worker "
+                                        f"'{worker.name}' and team '{other}' one '{name}'",
+                                        "one person is spelled one way in every team; two "
+                                        "people need names that differ by more than case"))
+            elif number != worker.number:
+                errors.append(FlowError(team.where, f"worker '{worker.name}' of team "
+                                        f"'{team.name}' has another number than in team "
+                                        f"'{other}'", "a name on two teams is one person with "
+                                        "one phone: give both the same number, or give "
+                                        "two people different names"))
+    return errors
 
 
 def _placeholders(flow: Flow) -> list[FlowError]:

@@ -37,6 +37,12 @@ class Job(StrEnum):
     GIVE_UP = "give_up"
     PURGE_CALL_RECORDS = "purge_call_records"
     REMOVE_PARTICIPANT = "remove_participant"
+    # A worker signed off or was paused while their phone rang: the waiting line takes the
+    # offer back (args: the worker's roster name).
+    WITHDRAW_OFFER = "withdraw_offer"
+    # A worker came free (signed on, resumed): the waiting line offers the team's callers
+    # again (args: the team's name).
+    DISPATCH = "dispatch"
 
     @property
     def path(self) -> str:

@@ -112,6 +112,12 @@ class AuditKind(StrEnum):
     FLOW_RELOAD_REFUSED = "flow_reload_refused"
     EXCEPTION_RECORDED = "exception_recorded"
     PURGED = "purged"
+    # A helpline worker's shift: who changed it (the worker, a manager, ``cli:<user>``), whose
+    # it was (their roster name) and how (phone, web, cli). Never a number, never a caller.
+    SHIFT_STARTED = "shift_started"
+    SHIFT_ENDED = "shift_ended"
+    WORKER_PAUSED = "worker_paused"
+    WORKER_RESUMED = "worker_resumed"
 
 
 # Twilio's webhook fields that name or locate the caller (promise 1). Matched after lowercasing

@@ -58,13 +58,16 @@ Audit = Callable[..., object]
 
 
 class Role(StrEnum):
-    """What an account may do: only a manager may listen; an admin manages flows and staff.
+    """What an account may do: only a manager may listen; an admin manages flows and staff; a
+    worker (a helpline worker, the account named as they are in the team file) only signs on
+    and off for their shift, on the web or by PIN on the staff line, and sees nothing else.
 
     A ``str`` enum, so a role is stored, compared and printed as its plain name.
     """
 
     MANAGER = "manager"
     ADMIN = "admin"
+    WORKER = "worker"
 
 
 @dataclass(frozen=True)
@@ -263,15 +266,22 @@ class StaffStore:
                             actor=actor, change="password_set")
 
     def set_pin(self, name: str, pin: str, *, actor: str | None = None) -> StaffMember:
-        """Give a manager a PIN for the manager phone line, which enables phone monitoring.
+        """Give a manager a PIN for the manager phone line, which enables phone monitoring; or
+        a worker one for the staff line, where they sign on and off.
 
         Whether another account has the same PIN is neither checked nor said: a PIN is only
         ever tried against the account whose staff number was typed before it.
         """
-        self._manager_only(name, "a PIN")
+        member = self._require(name)
+        if member.role is Role.ADMIN:
+            raise StaffError(f"'{name}' is an admin; only managers (the manager line) and "
+                             "workers (the staff line) sign in by phone, so only they have "
+                             "a PIN")
         check_pin(pin)
-        return self._change(name, {"pin": self.hasher.hash(pin), "pin_rules": PIN_RULES,
-                                   "phone_monitoring": "1"}, actor=actor, change="pin_set")
+        values = {"pin": self.hasher.hash(pin), "pin_rules": PIN_RULES}
+        if member.role is Role.MANAGER:
+            values["phone_monitoring"] = "1"
+        return self._change(name, values, actor=actor, change="pin_set")
 
     def remove_pin(self, name: str, *, actor: str | None = None) -> StaffMember:
         """Take away the account's PIN (and with it phone monitoring)."""
