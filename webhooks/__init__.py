@@ -62,6 +62,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
                                   "store": rt.store, "runtime": rt, "engine": engine,
                                   "staff": staff, "sign_in": WebSignIn(staff, clock=rt.clock),
                                   "manager_line": ManagerLineCalls(rt, staff),
+                                  "shift_desk": rt.shift_desk(),
                                   "sessions": WebSessions(rt.store), "validator": validator}
     if not app.testing:  # SIGHUP reloads whatever the interval (0: SIGHUP only)
         rt.registry.watch(settings.reload_interval)
@@ -81,10 +82,12 @@ def register_blueprints(app: Flask) -> None:
         ops,
         public,
         security,
+        shifts,
         voice,
     )
 
-    for module in (voice, bridge, manager_line, manager, dashboard, health, ops, public):
+    for module in (voice, bridge, manager_line, manager, dashboard, shifts, health, ops,
+                   public):
         app.register_blueprint(module.bp)
     security.init_app(app)
 

@@ -124,15 +124,28 @@ def check_csrf() -> tuple | None:
     return None
 
 
+# What a view is open to when it names no roles: the dashboard's people. A worker's account
+# opens only the pages that name it (their own shift), so a new page is closed to it by default.
+DASHBOARD_ROLES = (Role.MANAGER, Role.ADMIN)
+
+
+def home_for(member: StaffMember) -> str:
+    """The endpoint a signed-in account starts on."""
+    return "shifts.my_shift" if member.role is Role.WORKER else "manager.home"
+
+
 def require(*roles: Role):
-    """Views for signed-in staff (of these roles, if given); JSON 401/403 otherwise."""
+    """Views for signed-in staff of these roles (the dashboard's, if none are given); JSON
+    401/403 otherwise."""
+    allowed = roles or DASHBOARD_ROLES
+
     def decorate(view):
         @wraps(view)
         def wrapped(*args, **kwargs):
             member = current_member()
             if member is None:
                 return jsonify(reason="not_signed_in", message="Please sign in."), 401
-            if roles and member.role not in roles:
+            if member.role not in allowed:
                 return jsonify(reason="forbidden", message="Your account cannot do this."), 403
             return view(*args, **kwargs)
         return wrapped

@@ -47,7 +47,7 @@ from callflow.records.register import (
 from callflow.runtime import Runtime
 from callflow.staff.accounts import Role
 from webhooks import sessions
-from webhooks.auth import check_csrf, csrf_token, current_member, sign_out
+from webhooks.auth import DASHBOARD_ROLES, check_csrf, csrf_token, current_member, sign_out
 from webhooks.public import display_number, hours_table
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,10 @@ KIND_LABELS = {
     AuditKind.FLOW_RELOAD_REFUSED: "Flow edit refused",
     AuditKind.EXCEPTION_RECORDED: "Confidentiality exception",
     AuditKind.PURGED: "Old entries purged",
+    AuditKind.SHIFT_STARTED: "Shift started",
+    AuditKind.SHIFT_ENDED: "Shift ended",
+    AuditKind.WORKER_PAUSED: "Worker paused",
+    AuditKind.WORKER_RESUMED: "Worker resumed",
 }
 KIND_TONES = {
     AuditKind.MONITOR_REFUSED: "warn", AuditKind.LOGIN_FAILED: "warn", AuditKind.LOCKOUT: "bad",
@@ -107,15 +111,17 @@ def unavailable(error: Exception):
 
 
 def page(*roles: Role):
-    """Pages for signed-in staff: the sign-in page otherwise, and a plain 403 for a role that
-    may not see this page."""
+    """Pages for signed-in staff of these roles (the dashboard's, if none are given): the
+    sign-in page otherwise, and a plain 403 for a role that may not see this page."""
+    allowed = roles or DASHBOARD_ROLES
+
     def decorate(view):
         @wraps(view)
         def wrapped(*args, **kwargs):
             member = current_member()
             if member is None:
                 return redirect(url_for("manager.login_form"))
-            if roles and member.role not in roles:
+            if member.role not in allowed:
                 return render_template("forbidden.html", **chrome("")), 403
             return view(*args, **kwargs)
         return wrapped
@@ -143,7 +149,7 @@ def local_time(value: str | datetime, fmt: str = "%-d %b %Y, %H:%M:%S %Z") -> st
 # -- sign out everywhere ---------------------------------------------------------------------
 
 @bp.post("/sign-out-everywhere")
-@page()
+@page(*Role)
 def sign_out_everywhere():
     sessions.sign_out_everywhere(current_member().name)
     sign_out()

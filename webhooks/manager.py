@@ -28,11 +28,13 @@ from callflow.runtime import Runtime
 from callflow.staff.accounts import Role
 from webhooks import sessions
 from webhooks.auth import (
+    DASHBOARD_ROLES,
     DEVICE_COOKIE,
     check_csrf,
     client_address,
     csrf_token,
     current_member,
+    home_for,
     keep_device,
     require,
     sign_in,
@@ -74,8 +76,9 @@ def unavailable(error: Exception):
 
 @bp.get("/login")
 def login_form():
-    if current_member() is not None:
-        return redirect(url_for("manager.home"))
+    member = current_member()
+    if member is not None:
+        return redirect(url_for(home_for(member)))
     return render_template("login.html", csrf_token=csrf_token(), error=None,
                            notice=sessions.take_notice(), username="")
 
@@ -100,7 +103,7 @@ def login():
         response = jsonify(user=signed.member.name, role=signed.member.role.value,
                            csrf_token=csrf_token())
     else:
-        response = redirect(url_for("manager.home"))
+        response = redirect(url_for(home_for(signed.member)))
     return keep_device(response, signed.device)
 
 
@@ -125,6 +128,9 @@ def home():
     member = current_member()
     if member is None:
         return redirect(url_for("manager.login_form"))
+    if member.role not in DASHBOARD_ROLES:  # a worker's account sees only their own shift
+        return render_template("forbidden.html", member=member, csrf_token=csrf_token(),
+                               active=""), 403
     now = rt().clock()
     return render_template("home.html", member=member, csrf_token=csrf_token(), active="live",
                            helplines=helplines(rt().registry.current, now), now=now,

@@ -123,6 +123,10 @@ class ShiftDesk:
         return [WorkerRow(w, s) for w, s in
                 zip(workers, self.shifts.statuses(w.name for w in workers), strict=True)]
 
+    def row(self, name: str) -> WorkerRow:
+        worker = self.require(name)
+        return WorkerRow(worker, self.shifts.status(worker.name))
+
     def status(self, name: str) -> WorkerStatus:
         return self.shifts.status(self.require(name).name)
 
