@@ -470,6 +470,42 @@ teams:
         "to the no-answer step"]
 
 
+TWO_TEAMS = """\
+teams:
+  respect-workers:
+    workers:
+      - name: Alice
+        number: "+447700900101"
+  mal-workers:
+    workers:
+      - name: {name}
+        number: "{number}"
+"""
+
+
+def test_a_worker_on_two_teams_with_one_number_is_one_person(tmp_path):
+    teams = TWO_TEAMS.format(name="Alice", number="+447700900101")
+    folder = write_folder(tmp_path, {"test.yaml": BASE, "teams.yaml": teams})
+    assert len(load_flowset(folder).teams) == 2
+
+
+@pytest.mark.parametrize("name, number, error", [
+    ("Alice", "+447700900102", "teams.yaml:6:3: worker 'Alice' of team 'mal-workers' has "
+     "another number than in team 'respect-workers' (a name on two teams is one person with "
+     "one phone: give both the same number, or give two people different names)"),
+    ("alice", "+447700900101", "teams.yaml:6:3: team 'mal-workers' names a worker 'alice' and "
+     "team 'respect-workers' one 'Alice' (one person is spelled one way in every team; two "
+     "people need names that differ by more than case)"),
+], ids=["another number", "another spelling"])
+def test_a_worker_on_two_teams_must_be_one_person(tmp_path, name, number, error):
+    """One name is one shift: two teams ringing two phones for it would split one person."""
+    teams = TWO_TEAMS.format(name=name, number=number)
+    folder = write_folder(tmp_path, {"test.yaml": BASE, "teams.yaml": teams})
+    found = errors_of(folder)
+    assert found == [error]
+    assert "+4477" not in " ".join(found)
+
+
 # -- the notice-first proof agrees with walking every path -----------------------------------
 
 def _random_flow(rng: random.Random, size: int) -> tuple[str, dict[str, list[str]], set[str]]:

@@ -108,7 +108,9 @@ if ARGV[4] == '1' then
   missed = missed + 1
   if tonumber(ARGV[5]) > 0 and missed >= tonumber(ARGV[5]) then
     state = 'paused'
-    redis.call('HSET', KEYS[1], 'reason', string.gsub(ARGV[6], '{count}', tostring(missed)))
+    -- gsub returns the text and a count: only the text is the reason
+    local reason = string.gsub(ARGV[6], '{count}', tostring(missed))
+    redis.call('HSET', KEYS[1], 'reason', reason)
   end
 end
 redis.call('HSET', KEYS[1], 'state', state, 'since', ARGV[2], 'missed', missed)
