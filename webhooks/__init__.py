@@ -13,6 +13,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from callflow import runtime
+from callflow.bridge.staff_line import StaffLineCalls
 from callflow.call.engine import CallEngine
 from callflow.language.registry import reload_on_sighup
 from callflow.monitoring.manager_line import ManagerLineCalls
@@ -57,12 +58,14 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         sync_jobs=bool(config.get("SYNC_JOBS")))
     engine = CallEngine(rt)
     staff = StaffStore(rt.store, audit=rt.audit.append)
+    desk = rt.shift_desk()
     validator = RequestValidator(settings.twilio_auth_token)
     app.extensions["callflow"] = {"settings": settings, "registry": rt.registry,
                                   "store": rt.store, "runtime": rt, "engine": engine,
                                   "staff": staff, "sign_in": WebSignIn(staff, clock=rt.clock),
                                   "manager_line": ManagerLineCalls(rt, staff),
-                                  "shift_desk": rt.shift_desk(),
+                                  "shift_desk": desk,
+                                  "staff_line": StaffLineCalls(rt, staff, desk),
                                   "sessions": WebSessions(rt.store), "validator": validator}
     if not app.testing:  # SIGHUP reloads whatever the interval (0: SIGHUP only)
         rt.registry.watch(settings.reload_interval)
@@ -83,11 +86,12 @@ def register_blueprints(app: Flask) -> None:
         public,
         security,
         shifts,
+        staff_line,
         voice,
     )
 
-    for module in (voice, bridge, manager_line, manager, dashboard, shifts, health, ops,
-                   public):
+    for module in (voice, bridge, manager_line, staff_line, manager, dashboard, shifts, health,
+                   ops, public):
         app.register_blueprint(module.bp)
     security.init_app(app)
 

@@ -28,18 +28,14 @@ from callflow.platform.errors import StoreUnavailable
 from callflow.records.live import LiveState
 from callflow.runtime import Runtime
 from callflow.staff.accounts import MAX_PIN, STAFF_NUMBER, Role, StaffMember, StaffStore
-from callflow.staff.pin_sign_in import PinSignIn
+from callflow.staff.pin_sign_in import PinSignIn, refusal
 
 log = logging.getLogger(__name__)
 LINE = "manager-line"
-MAX_TRIES = 3
-# Longer than this, the line says when to ring again rather than hold the call in silence.
-LONGEST_PAUSE = 60
 STATE_SECONDS = 60 * 60
 PURPOSES = {"1": Purpose.QUALITY, "2": Purpose.TRAINING}
 STAFF_PROMPT = "Please enter your staff number, then press hash."
 PIN_PROMPT = "Please enter your PIN, then press hash."
-NOT_ACCEPTED = "That staff number and PIN were not accepted."
 
 
 @dataclass
@@ -105,19 +101,14 @@ class ManagerLineCalls:
         if member is None:
             state.tries, state.staff_number = state.tries + 1, ""
             self.save_state(call_sid, state)
-            if state.tries >= MAX_TRIES:
-                self._say(response, f"{NOT_ACCEPTED} Goodbye.")
+            answer = refusal(result, state.tries)
+            self._say(response, answer.text)
+            if answer.hang_up:
                 response.hangup()
-            elif result.pause > LONGEST_PAUSE:
-                minutes = -(-result.pause // 60)
-                self._say(response, f"{NOT_ACCEPTED} Please try again in {minutes} minutes, "
-                          "or ask an admin to unlock your account. Goodbye.")
-                response.hangup()
-            else:
-                self._say(response, NOT_ACCEPTED)
-                if result.pause:
-                    response.pause(length=result.pause)
-                self._gather(response, "staff", STAFF_PROMPT, digits=6)
+                return response
+            if answer.pause:
+                response.pause(length=answer.pause)
+            self._gather(response, "staff", STAFF_PROMPT, digits=6)
             return response
         if not member.may_listen or not member.phone_monitoring:
             self._say(response, "This account cannot listen to calls by phone. Goodbye.")

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, fields
 
 from callflow.platform.errors import ConfigError
+
+# A number in international form (the flow language's own rule is the same).
+E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 
 TWILIO_API_DEFAULT = "https://api.twilio.com"
 
@@ -53,6 +57,9 @@ class Settings:
     redis_sentinel_password: str = ""
     # Bearer token that unlocks GET /metrics; unset, /metrics answers 404.
     metrics_token: str = ""
+    # The staff line's numbers ("+441632960004,+441632960005"): helpline workers ring one to
+    # sign on or off by staff number and PIN. Unset: no staff line.
+    staff_line_numbers: str = ""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -81,6 +88,7 @@ class Settings:
             "redis_sentinel_master": "REDIS_SENTINEL_MASTER",
             "redis_sentinel_password": "REDIS_SENTINEL_PASSWORD",
             "metrics_token": "CALLFLOW_METRICS_TOKEN",
+            "staff_line_numbers": "CALLFLOW_STAFF_LINE_NUMBERS",
         }
         values = {}
         for f in fields(cls):
@@ -88,6 +96,17 @@ class Settings:
             if raw not in (None, ""):
                 values[f.name] = _convert(names[f.name], raw, f.default)
         return cls(**values)
+
+    @property
+    def staff_line(self) -> tuple[str, ...]:
+        """The staff line's numbers, each in international form."""
+        numbers = tuple(n.strip() for n in self.staff_line_numbers.split(",") if n.strip())
+        for number in numbers:
+            if not E164.match(number):
+                raise ConfigError(f"CALLFLOW_STAFF_LINE_NUMBERS holds {number!r}, which is not a "
+                                  "phone number in international form; write numbers like "
+                                  "+441632960004, separated by commas")
+        return numbers
 
     @property
     def shared_store(self) -> bool:

@@ -134,6 +134,12 @@ def manager_line_call(call_sid: str) -> str:
     return f"{PREFIX}:manager-line:{call_sid}"
 
 
+def staff_line_call(call_sid: str) -> str:
+    """One call to the staff line: the staff number entered, tries, which worker signed in (a
+    hash with a TTL). A worker's own call, never a caller's."""
+    return f"{PREFIX}:staff-line:{call_sid}"
+
+
 def worker(name: str) -> str:
     """One worker's live state on shift: off, available, offered, on a call, wrapping up or
     paused (a hash with a TTL, renewed by every change). Staff data, never a caller's."""

@@ -128,3 +128,8 @@ class Links:
 
     def manager_line(self, stage: str, **query: str) -> str:
         return self.url(f"manager_line.{stage}", **query)
+
+    # -- the staff line ------------------------------------------------------------------------
+
+    def staff_line(self, stage: str) -> str:
+        return self.url(f"staff_line.{stage}")

@@ -28,6 +28,11 @@ from callflow.staff.lockout import Clock, Slowdown, Tally
 
 log = logging.getLogger(__name__)
 PIN_WAIT_BASE, PIN_WAIT_CAP = 2, 15 * 60
+# A call gets so many tries before the line says goodbye.
+MAX_TRIES = 3
+# Longer than this, the line says when to ring again rather than hold the call in silence.
+LONGEST_PAUSE = 60
+NOT_ACCEPTED = "That staff number and PIN were not accepted."
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,27 @@ class PinResult:
 
     member: StaffMember | None
     pause: int = 0
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """What a line says to a refused sign-in: its words, the pause before it asks for the staff
+    number again, or that it hangs up. The same on every line, whatever the line is for."""
+
+    text: str
+    pause: int = 0
+    hang_up: bool = False
+
+
+def refusal(result: PinResult, tries: int) -> Refusal:
+    """The answer to the ``tries``-th refused sign-in of a call (counting this one)."""
+    if tries >= MAX_TRIES:
+        return Refusal(f"{NOT_ACCEPTED} Goodbye.", hang_up=True)
+    if result.pause > LONGEST_PAUSE:
+        minutes = -(-result.pause // 60)
+        return Refusal(f"{NOT_ACCEPTED} Please try again in {minutes} minutes, or ask an "
+                       "admin to unlock your account. Goodbye.", hang_up=True)
+    return Refusal(NOT_ACCEPTED, pause=result.pause)
 
 
 class PinSignIn:
