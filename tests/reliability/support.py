@@ -46,6 +46,7 @@ VOICE_ENDPOINTS = [
     "/voice/status", "/voice/hold", "/voice/conference", "/voice/worker",
     "/voice/worker/answer", "/voice/worker/status", "/voice/monitor/status",
     "/voice/manager/staff", "/voice/manager/pin", "/voice/manager/list", "/voice/manager/purpose",
+    "/voice/staff/incoming", "/voice/staff/staff", "/voice/staff/pin", "/voice/staff/choice",
 ]
 # Every field Twilio sends that names the caller, on every request the tests send.
 CALLER_FIELDS = {"From": CANARY_NUMBER, "Caller": CANARY_NUMBER, **CANARY_FIELDS}

@@ -24,6 +24,7 @@ from flask import request
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from callflow.bridge.staff_line import LineState as StaffLineState
 from callflow.monitoring.gate import MonitoringGate
 from callflow.monitoring.manager_line import LineState
 from callflow.platform.privacy import ALLOWED_FIELDS
@@ -185,11 +186,17 @@ def fuzz_app(settings, redis, clock):
     in_menu, signed_in = "CA" + "7" * 32, "CA" + "8" * 32
     app.extensions["callflow"]["manager_line"].save_state(
         signed_in, LineState(manager="morgan", choices=connected.id))
+    # And a worker signed in on the staff line, choosing to start or end their shift.
+    staff.add("dan", "a long enough test password", "worker")
+    staff.set_pin("dan", PIN)
+    on_staff_line = "CA" + "9" * 32
+    app.extensions["callflow"]["staff_line"].save_state(
+        on_staff_line, StaffLineState(worker="Dan", account="dan"))
     flowset = rt.registry.current
     app.config["KNOWN"] = Known(
         flows=sorted(flowset.flows), calls=[waiting.id, connected.id, listened.id],
         steps=sorted({step for flow in flowset.flows.values() for step in flow.steps}),
-        sessions=[session], call_sids=[in_menu, signed_in, "CA" + "1" * 32])
+        sessions=[session], call_sids=[in_menu, signed_in, on_staff_line, "CA" + "1" * 32])
     app.config["REST"] = rest
     return app
 
