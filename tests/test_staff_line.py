@@ -320,3 +320,25 @@ def test_a_malformed_staff_line_number_stops_the_app_starting(settings, redis, c
     bad = dataclasses.replace(settings, staff_line_numbers="+441632960004,01632 960005")
     with pytest.raises(ConfigError, match="CALLFLOW_STAFF_LINE_NUMBERS"):
         create_app({"TESTING": True, "SETTINGS": bad, "STORE": redis, "CLOCK": clock})
+
+
+# -- a worker's PIN, and the doctor ------------------------------------------------------------
+
+def test_a_workers_pin_is_for_the_staff_line_not_for_listening(staff, dan):
+    member = staff.get("dan")
+    assert member.has_pin and not member.phone_monitoring and not member.may_listen
+
+
+@pytest.mark.parametrize("numbers, status, words", [
+    (STAFF_LINE, "ok", "point each at /voice/staff/incoming"),
+    (f"{STAFF_LINE},{RESPECT}", "FAIL", f"{RESPECT} is flow respect-phoneline's"),
+    ("+441632960009", "FAIL", "the manager line's"),
+    ("4416", "FAIL", "not a phone number in international form"),
+])
+def test_the_doctor_checks_the_staff_lines_numbers(settings, numbers, status, words):
+    from callflow.language.loader import load_flowset
+    from callflow.operations import doctor
+
+    check = doctor.check_staff_line(dataclasses.replace(settings, staff_line_numbers=numbers),
+                                    load_flowset(settings.flows_dir))
+    assert check.status.value == status and words in check.detail

@@ -362,6 +362,25 @@ def check_staff(store: redis.Redis) -> Check:
                  "PIN meets the six-digit rule")
 
 
+def check_staff_line(settings: Settings, flowset: FlowSet | None) -> Check:
+    """The staff line's numbers: well formed, and none of them a helpline's or the manager
+    line's (each number is answered by one thing only)."""
+    name = "staff line"
+    try:
+        numbers = settings.staff_line
+    except ConfigError as exc:
+        return Check(name, Status.FAIL, str(exc), "fix CALLFLOW_STAFF_LINE_NUMBERS")
+    if flowset is None:
+        return Check(name, Status.SKIP, "the flows do not load (see above)")
+    owners = dict(flowset.answered_numbers())
+    taken = [f"{n} is {owners[n]}'s" for n in numbers if n in owners]
+    if taken:
+        return Check(name, Status.FAIL, "; ".join(taken), "give the staff line a number of its "
+                     "own in CALLFLOW_STAFF_LINE_NUMBERS")
+    return Check(name, Status.OK, f"{', '.join(numbers)}: point each at /voice/staff/incoming "
+                 "in Twilio")
+
+
 def run_checks(settings: Settings, *, store: redis.Redis | None = None,
                client: Client | None = None,
                connect_store: Callable[[Settings], redis.Redis] | None = None,
@@ -386,6 +405,8 @@ def run_checks(settings: Settings, *, store: redis.Redis | None = None,
     if flows.status == Status.FAIL:
         flows, flowset = check_last_good(settings, store, flows)
     checks.append(flows)
+    if settings.staff_line_numbers.strip():
+        checks.append(check_staff_line(settings, flowset))
     if client is None and settings.twilio_account_sid and settings.twilio_auth_token:
         client = make_client(settings)
     account = check_twilio(settings, client)
