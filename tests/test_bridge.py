@@ -849,7 +849,7 @@ def test_with_purging_on_a_caller_who_stays_long_after_the_fallback_is_deleted(p
 
 
 def test_the_callers_number_is_in_no_job_request_key_log_or_response(
-        purging, twilio_api, redis_url, caplog):
+        purging, twilio_api, redis_url, caplog, clock):
     """The canary rings (number, name and place in every webhook) and is connected, then
     rings again and nobody answers, then again and hangs up while workers ring; with the log
     purge on, so that every kind of job runs."""
@@ -857,6 +857,9 @@ def test_the_callers_number_is_in_no_job_request_key_log_or_response(
 
     connected = purging.call(RESPECT, Keypad(["", "1"], ["", "1"]), caller=CANARY_NUMBER)
     fallback = purging.call(RESPECT, Keypad(["", "1"], ["", ""]), caller=CANARY_NUMBER)
+    rt = purging.app.extensions["callflow"]["runtime"]
+    Shifts(rt.store, rt.clock).resume("Alice")  # paused after two missed offers
+    clock.now += timedelta(minutes=2)  # Bilal's wrap-up is over
     caller = waiting(Caller(purging, twilio_api, to=RESPECT, number=CANARY_NUMBER))
     caller.conference("participant-leave")
     caller.status("completed")
