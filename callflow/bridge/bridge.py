@@ -104,8 +104,7 @@ class Bridge:
                                  team=connect.team, helpline_number=helpline_number,
                                  caller_sid=caller_sid, now=now,
                                  monitorable=not state.declined)
-        self.line.join(connect.team, call.id, datetime.fromisoformat(call.started_at)
-                       .timestamp())
+        self.line.join(connect.team, call.id, now.timestamp())
         self._dispatch(connect.team)
         response.enqueue(twilio_queue(connect.team),
                          action=self.rt.links.waiting_left(call.id, flow.id, connect.name,

@@ -29,11 +29,18 @@ RECENT_WAITS = 20
 ENOUGH_RECENT = 10
 RECENT_TTL_SECONDS = 60 * 60
 
-# KEYS[1] line; ARGV: call id, joined (ms), ttl, stale before (ms). Returns the position.
+# KEYS[1] line, KEYS[2] the line's counter; ARGV: call id, joined (ms), ttl, stale before
+# (ms). The score is the time in ms and a count of arrivals, so callers who join in the same
+# millisecond (or by clocks that agree to the second) still keep the order they came in.
+# Returns the position.
 JOIN = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[4])
-redis.call('ZADD', KEYS[1], 'NX', ARGV[2], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[4]) * 1000)
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  local seq = redis.call('INCR', KEYS[2]) % 1000
+  redis.call('ZADD', KEYS[1], tonumber(ARGV[2]) * 1000 + seq, ARGV[1])
+end
 redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
 return redis.call('ZRANK', KEYS[1], ARGV[1]) + 1
 """
 
@@ -121,7 +128,7 @@ class WaitingLine:
         """Put a caller at the back of the line (once); returns their position."""
         ms = int(joined * 1000)
         return int(self._guard(lambda: self._join(
-            keys=[keys.waiting_line(team)],
+            keys=[keys.waiting_line(team), keys.waiting_line_count(team)],
             args=[call_id, ms, LINE_TTL_SECONDS, ms - LINE_TTL_SECONDS * 1000])))
 
     def leave(self, team: str, call_id: str) -> bool:
