@@ -17,6 +17,7 @@ import redis as redis_lib
 import requests
 import responses
 
+from callflow.staff.shifts import Shifts
 from tests import twilio_openapi
 from webhooks.simulator import ACCOUNT_SID as SIM_ACCOUNT_SID
 from webhooks.simulator import TwilioSim, new_call_sid
@@ -376,6 +377,15 @@ def query(url: str) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
 
 
+def sign_on(app, *names: str) -> None:
+    """Put workers on shift (every active worker of every team when none are named)."""
+    rt = app.extensions["callflow"]["runtime"]
+    shifts = Shifts(rt.store, rt.clock)
+    for name in names or [w.name for team in rt.registry.current.teams.values()
+                          for w in team.active_workers()]:
+        shifts.start(name)
+
+
 class Caller:
     """One caller, driven by hand through the flow to the bridge, with Twilio's callbacks for
     the caller, the conference and each worker's leg sent when the test says so."""
@@ -389,8 +399,11 @@ class Caller:
                        "Direction": "inbound", "ApiVersion": "2010-04-01", **sim.extra_fields}
         self.heard: list[str] = []
         self.answer_urls: dict[int, str] = {}
+        self.answer_offers: dict[int, str] = {}
         self.room: ET.Element | None = None
-        self.room_twiml = ""  # the TwiML that put the caller in the waiting room
+        self.room_twiml = ""  # the TwiML that put the caller in the room with a worker
+        self.line_twiml = ""  # the TwiML that put the caller in the team's waiting line
+        self.wait_url = self.left_url = ""
         self.call_id = ""
 
     def post(self, url: str, fields: dict[str, str], *, status: int = 200) -> str:
@@ -405,22 +418,49 @@ class Caller:
         return body
 
     def enter(self, keys: tuple[str, ...] = ("", "1")) -> str:
-        """Ring the helpline and answer its gathers with ``keys``; the last TwiML returned."""
+        """Ring the helpline and answer its gathers with ``keys``; the last TwiML returned.
+        A caller put in the team's waiting line keeps its hold and action URLs."""
         body = self.turn("/voice/incoming")
         presses = list(keys)
         while (gather := ET.fromstring(body).find("Gather")) is not None and presses:
             digits = presses.pop(0)
             body = self.turn(gather.get("action"), **({"Digits": digits} if digits else {}))
+        line = ET.fromstring(body).find("Enqueue")
+        if line is not None:
+            self.line_twiml, self.wait_url, self.left_url = (body, line.get("waitUrl"),
+                                                             line.get("action"))
+            self.call_id = query(self.wait_url)["call"]
+        self._find_room(body)
+        return body
+
+    def _find_room(self, body: str) -> None:
         conference = ET.fromstring(body).find("Dial/Conference")
         if conference is not None:
             self.room, self.room_twiml = conference, body
-            self.call_id = query(conference.get("waitUrl"))["call"]
+
+    # -- the caller in the waiting line ------------------------------------------------------
+
+    def hold(self) -> str:
+        """One hold turn (Twilio fetching the line's waitUrl)."""
+        return self.turn(self.wait_url)
+
+    def leave(self, result: str = "leave") -> str:
+        """The caller's <Enqueue> ended (a <Leave> said by a hold turn, by default): Twilio
+        calls its action, and what it says next is followed."""
+        body = self.turn(self.left_url, QueueResult=result, QueueTime="10")
+        self._find_room(body)
+        return body
+
+    def moved(self) -> str:
+        """Twilio carrying out the service's REST redirect of this caller (into the room)."""
+        redirects = [r for r in self.rest.requests
+                     if r.kind == "redirect" and r.sid == self.sid]
+        assert redirects, "the caller was never redirected"
+        body = self.turn(str(redirects[-1].data["Url"]))
+        self._find_room(body)
         return body
 
     # -- the caller in the conference ------------------------------------------------------
-
-    def hold(self) -> str:
-        return self.turn(self.room.get("waitUrl"))
 
     def conference(self, event: str, call_sid: str | None = None, *, status: int = 200,
                    label: str | None = None) -> str:
@@ -436,11 +476,12 @@ class Caller:
         elif event == "participant-leave" and hasattr(self.rest, "left"):
             self.rest.left(self.conference_sid, call_sid)
         fields = {"AccountSid": SIM_ACCOUNT_SID, "ConferenceSid": self.conference_sid,
-                  "FriendlyName": self.room.text or "", "StatusCallbackEvent": event,
+                  "FriendlyName": f"room-{self.call_id}", "StatusCallbackEvent": event,
                   "CallSid": call_sid}
         if label:
             fields["ParticipantLabel"] = label
-        return self.post(self.room.get("statusCallback"), fields, status=status)
+        # The room's callback, as the worker's TwiML or the caller's gave it.
+        return self.post(f"/voice/conference?call={self.call_id}", fields, status=status)
 
     def status(self, call_status: str = "completed") -> str:
         return self.post("/voice/status", {**self.fields, "CallStatus": call_status})
@@ -448,12 +489,13 @@ class Caller:
     # -- the workers' legs -------------------------------------------------------------------
 
     def legs(self) -> list[RestRequest]:
-        """Every leg rung for this call so far, oldest first."""
-        return [r for r in self.rest.requests
-                if r.kind == "ring" and query(str(r.data["Url"]))["call"] == self.call_id]
+        """Every worker's leg rung so far, oldest first: offers of the line, not of one
+        caller (whoever accepts is given the caller who has waited longest)."""
+        return [r for r in self.rest.requests if r.kind == "ring"]
 
     def leg(self, index: int) -> RestRequest:
-        for request in self.legs():
+        """The latest leg rung to the worker at ``index`` in the team's roster."""
+        for request in reversed(self.legs()):
             if query(str(request.data["Url"]))["leg"] == str(index):
                 return request
         raise AssertionError(f"leg {index} was never rung")
@@ -467,17 +509,20 @@ class Caller:
 
     def screen(self, index: int) -> str:
         """The worker picks up: what the service tells their phone to do."""
-        body = self.post(str(self.leg(index).data["Url"]), self.worker_fields(index))
+        url = str(self.leg(index).data["Url"])
+        self.answer_urls.pop(index, None)
+        body = self.post(url, self.worker_fields(index))
         gather = ET.fromstring(body).find("Gather")
         if gather is not None:
             self.answer_urls[index] = gather.get("action")
+            self.answer_offers[index] = query(url)["offer"]
         return body
 
     def press(self, index: int, digits: str) -> str:
         """The worker answers the screening with ``digits`` (picking up first if they have
         not yet)."""
-        if index not in self.answer_urls:
-            self.screen(index)
+        if self.answer_offers.get(index) != query(str(self.leg(index).data["Url"]))["offer"]:
+            self.screen(index)  # picking up this offer first
         assert index in self.answer_urls, "the worker was not screened"
         return self.post(self.answer_urls[index], self.worker_fields(index, Digits=digits))
 

@@ -236,9 +236,14 @@ def twilio_api():
 
 @pytest.fixture
 def bridge_app(bridge_settings, redis, clock, twilio_api):
-    """The app with the bridge on; RQ jobs run inside the request that queues them."""
-    return create_app({"TESTING": True, "SETTINGS": bridge_settings, "STORE": redis,
-                       "CLOCK": clock, "SYNC_JOBS": True})
+    """The app with the bridge on, every active worker on shift; RQ jobs run inside the
+    request that queues them."""
+    from tests.bridge_support import sign_on
+
+    app = create_app({"TESTING": True, "SETTINGS": bridge_settings, "STORE": redis,
+                      "CLOCK": clock, "SYNC_JOBS": True})
+    sign_on(app)
+    return app
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from callflow import runtime
 from callflow.platform.config import Settings
 from callflow.runtime import Runtime
 from callflow.staff.accounts import StaffStore
-from tests.bridge_support import ACCOUNT_SID, MOCK_API, TwilioMock
+from tests.bridge_support import ACCOUNT_SID, MOCK_API, TwilioMock, sign_on
 from tests.conftest import CANARY_FIELDS
 from tests.monitoring_support import add_staff, build_app, opt_out_flows
 from webhooks.simulator import TwilioSim
@@ -38,6 +38,7 @@ def rest():
 def monitor_app(monitor_settings, redis, clock, rest) -> Flask:
     app = build_app(monitor_settings, redis, clock)
     add_staff(app.extensions["callflow"]["staff"])
+    sign_on(app)
     return app
 
 

@@ -24,6 +24,7 @@ from callflow.call.degraded import APOLOGY
 from callflow.jobs import tasks as jobs
 from callflow.platform import keys
 from callflow.records.live import ENDED_TTL_SECONDS, LiveState
+from callflow.staff.shifts import MISSED_REST_SECONDS, Shifts, WorkerState
 from tests import twilio_openapi
 from tests.bridge_support import (
     Caller,
@@ -32,6 +33,7 @@ from tests.bridge_support import (
     job_payloads,
     raw_dump,
     said,
+    sign_on,
     verbs,
 )
 from tests.conftest import (
@@ -53,6 +55,7 @@ BUSY = "Sorry, all our helpline workers are busy"
 NOTICE = "This call is confidential"
 # The caller heard the notice on the way to the bridge: the redirect's URL carries that on.
 BUSY_STEP = f"{PUBLIC_URL}/voice/step?flow=respect-phoneline&step=busy&n=1"
+PLACE_1 = "You are number 1 in the queue."
 
 
 @pytest.fixture
@@ -96,43 +99,51 @@ def assert_gone(redis, caller: Caller) -> None:
     assert caller.call_id not in redis.zrange(keys.live_index(), 0, -1)
 
 
-def app_with(settings, redis, clock, **config):
-    return create_app({"TESTING": True, "SETTINGS": settings, "STORE": redis, "CLOCK": clock,
-                       "SYNC_JOBS": True, **config})
+def app_with(settings, redis, clock, *, on_shift: bool = True, **config):
+    """The app with ``settings``, every active worker on shift (unless the store is dead)."""
+    app = create_app({"TESTING": True, "SETTINGS": settings, "STORE": redis, "CLOCK": clock,
+                      "SYNC_JOBS": True, **config})
+    if on_shift:
+        sign_on(app)
+    return app
+
+
+@pytest.fixture
+def shifts(bridge_app):
+    rt = bridge_app.extensions["callflow"]["runtime"]
+    return Shifts(rt.store, rt.clock)
 
 
 # -- the caller's side ------------------------------------------------------------------------
 
 
-def test_the_caller_hears_the_notice_then_waits_in_a_private_room(caller, twilio_api):
+def test_the_caller_hears_the_notice_then_waits_in_the_teams_line(caller, twilio_api):
     call = waiting(caller).call_id
 
-    assert caller.room_twiml == (
+    assert caller.line_twiml == (
         '<?xml version="1.0" encoding="UTF-8"?><Response>'
-        f'<Dial action="{PUBLIC_URL}/voice/dial?flow=respect-phoneline&amp;step=connect&amp;'
-        f'n=1&amp;call={call}" '
-        'method="POST" record="do-not-record">'
-        '<Conference beep="false" endConferenceOnExit="true" record="do-not-record" '
-        'startConferenceOnEnter="false" '
-        f'statusCallback="{PUBLIC_URL}/voice/conference?call={call}" '
-        'statusCallbackEvent="start end join leave mute" statusCallbackMethod="POST" '
-        f'waitMethod="POST" waitUrl="{PUBLIC_URL}/voice/hold?call={call}">room-{call}'
-        '</Conference></Dial></Response>')
+        f'<Enqueue action="{PUBLIC_URL}/voice/waiting/left?call={call}&amp;'
+        'flow=respect-phoneline&amp;step=connect&amp;n=1" method="POST" '
+        f'waitUrl="{PUBLIC_URL}/voice/hold?call={call}" waitUrlMethod="POST">'
+        'callflow-respect-workers</Enqueue></Response>')
     assert NOTICE in caller.heard[0]
     assert_twilio_ok(twilio_api)
 
 
-def test_the_waiting_caller_hears_the_holding_message(caller):
-    hold = waiting(caller).hold()
+def test_the_waiting_caller_hears_their_place_then_the_holding_message(caller):
+    first = waiting(caller).hold()
+    again = caller.hold()
 
-    assert said(hold) == [HOLDING]
-    assert [v.tag for v in verbs(hold)] == ["Say", "Pause"]
+    assert said(first) == [PLACE_1, HOLDING]
+    assert [v.tag for v in verbs(first)] == ["Say", "Say", "Pause"]
+    assert said(again) == [HOLDING]  # the place again only after position_every
 
 
 def test_every_dial_carries_do_not_record(caller):
     """Promise 2: every <Dial> and <Conference> says do-not-record, not just by default."""
     waiting(caller)
     joined = caller.press(1, "1")
+    caller.moved()
 
     for document in (caller.room_twiml, joined):
         for verb in ("Dial", "Dial/Conference"):
@@ -148,7 +159,8 @@ def test_two_workers_ring_and_the_one_who_presses_1_is_joined(caller, twilio_api
     legs = caller.legs()
     assert [str(leg.data["To"]) for leg in legs] == [ALICE, BILAL]  # Chris is not active
     assert {str(leg.data["From"]) for leg in legs} == {RESPECT}
-    assert state(live, caller) is LiveState.RINGING
+    assert {str(leg.data["Record"]) for leg in legs} == {"false"}
+    assert state(live, caller) is LiveState.WAITING
 
     screen = caller.screen(1)
     assert said(screen) == [WHISPER]
@@ -156,24 +168,27 @@ def test_two_workers_ring_and_the_one_who_presses_1_is_joined(caller, twilio_api
 
     joined = caller.press(1, "1")
     call = caller.call_id
-    assert joined == (
-        '<?xml version="1.0" encoding="UTF-8"?><Response>'
-        '<Say language="en-GB" voice="Polly.Amy">Connecting you now.</Say>'
-        '<Dial record="do-not-record">'
-        '<Conference beep="false" endConferenceOnExit="true" record="do-not-record" '
-        'startConferenceOnEnter="true" '
-        f'statusCallback="{PUBLIC_URL}/voice/conference?call={call}" '
-        'statusCallbackEvent="start end join leave mute" statusCallbackMethod="POST">'
-        f'room-{call}</Conference></Dial></Response>')
+    room = (f'<Conference beep="false" endConferenceOnExit="true" record="do-not-record" '
+            'startConferenceOnEnter="true" '
+            f'statusCallback="{PUBLIC_URL}/voice/conference?call={call}" '
+            'statusCallbackEvent="start end join leave mute" statusCallbackMethod="POST">'
+            f'room-{call}</Conference>')
+    assert joined == ('<?xml version="1.0" encoding="UTF-8"?><Response>'
+                      '<Say language="en-GB" voice="Polly.Amy">Connecting you now.</Say>'
+                      f'<Dial record="do-not-record">{room}</Dial></Response>')
     now = live.get(call)
     assert (now.state, now.accepted) == (LiveState.CONNECTED, 1)
 
-    # Alice's phone, still ringing, is cancelled; Bilal's leg is left alone.
+    # Alice's phone, still ringing, is cancelled; the caller is moved into Bilal's room.
     hang_ups = twilio_api.of("hang_up")
     assert [(h.sid, h.form) for h in hang_ups] == [(legs[0].sid, {"Status": ["canceled"]})]
+    assert caller.moved() == (
+        '<?xml version="1.0" encoding="UTF-8"?><Response>'
+        f'<Dial action="{PUBLIC_URL}/voice/dial?flow=respect-phoneline&amp;step=connect&amp;'
+        f'n=1&amp;call={call}" method="POST" record="do-not-record">{room}</Dial></Response>')
 
-    caller.conference("participant-join")
     caller.conference("participant-join", legs[1].sid)
+    caller.conference("participant-join")
     caller.conference("conference-start", legs[1].sid)
     caller.leg_status(0, "canceled")
     assert state(live, caller) is LiveState.CONNECTED
@@ -187,19 +202,23 @@ def test_two_workers_ring_and_the_one_who_presses_1_is_joined(caller, twilio_api
     assert [v.tag for v in verbs(after_dial)] == ["Hangup"]
     assert state(live, caller) is LiveState.ENDED
     assert_gone(redis, caller)
-    assert leg_requests(twilio_api) == ["ring", "ring", "hang_up"]
+    assert leg_requests(twilio_api) == ["ring", "ring", "redirect", "hang_up"]
     assert_twilio_ok(twilio_api)
 
 
 def test_a_live_call_takes_under_a_kibibyte_of_redis(caller, redis):
     """Measured on a call through the webhooks at its fullest: both legs rung, one accepted,
-    the other cancelled, the conference known, then ended."""
+    the other cancelled, the caller told their place, the conference known, then ended;
+    its entry in the line included."""
     waiting(caller)
+    caller.hold()
+    line = redis.memory_usage(keys.waiting_line("respect-workers"))
     caller.press(1, "1")
     caller.leg_status(0, "canceled")
+    caller.moved()
     caller.conference("participant-join")
     caller.conference("conference-start", caller.leg(1).sid)
-    assert redis.memory_usage(keys.live_call(caller.call_id)) < 1024
+    assert redis.memory_usage(keys.live_call(caller.call_id)) + line < 1024
 
     caller.conference("conference-end")
     caller.leg_status(1, "completed")
@@ -225,7 +244,7 @@ def test_callbacks_sent_twice_and_out_of_order_change_nothing_wrongly(caller, tw
         lambda: caller.leg_status(0, "ringing"),  # late: it rang before it was cancelled
         lambda: caller.leg_status(1, "answered"),
         lambda: caller.leg_status(1, "in-progress"),
-        lambda: caller.hold(),  # a late fetch of the waiting room's music
+        lambda: caller.hold(),  # a late hold turn: it says to leave the line
     ]
     shuffled = during * 2
     random.Random(4).shuffle(shuffled)
@@ -250,7 +269,7 @@ def test_callbacks_sent_twice_and_out_of_order_change_nothing_wrongly(caller, tw
 
     ended = live.get(caller.call_id)
     assert ended.accepted == 1
-    assert leg_requests(twilio_api) == ["ring", "ring", "hang_up"]
+    assert leg_requests(twilio_api) == ["ring", "ring", "redirect", "hang_up"]
     assert_twilio_ok(twilio_api)
 
 
@@ -277,18 +296,21 @@ def test_a_worker_reaching_the_screen_after_the_call_was_taken_is_not_screened(c
 
 
 @pytest.mark.parametrize("digits", ["2", "9", "*"])
-def test_a_worker_pressing_another_key_declines(caller, live, digits):
+def test_a_worker_pressing_another_key_declines(caller, live, shifts, digits):
     waiting(caller)
 
     declined = caller.press(0, digits)
 
     assert [v.tag for v in verbs(declined)] == ["Hangup"]
-    assert state(live, caller) is LiveState.RINGING
+    assert state(live, caller) is LiveState.WAITING
+    alice = shifts.status("Alice")  # missed once: resting a moment before the next offer
+    assert (alice.state, alice.missed) == (WorkerState.AVAILABLE, 1)
+    assert [str(leg.data["To"]) for leg in caller.legs()] == [ALICE, BILAL]
 
 
 def test_twilio_retrying_the_winners_keypress_still_joins_them(caller, live, twilio_api):
     """Twilio retries a webhook it got no answer to: the winner must not be told the call
-    is taken (the caller would be left waiting in the room)."""
+    is taken (the caller would be left waiting)."""
     waiting(caller)
     first = caller.press(1, "1")
 
@@ -297,97 +319,94 @@ def test_twilio_retrying_the_winners_keypress_still_joins_them(caller, live, twi
     assert again == first
     assert live.get(caller.call_id).accepted == 1
     assert len(twilio_api.of("hang_up")) == 1  # Alice's leg, cancelled once
+    assert len(twilio_api.of("redirect")) == 1  # the caller, moved once
 
 
 # -- nobody accepts ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("alice, bilal", [("no-answer", "busy"), ("failed", "completed"),
-                                          ("canceled", "no-answer")])
-def test_nobody_answering_takes_the_caller_to_the_no_answer_step(caller, twilio_api, live,
-                                                                 redis, alice, bilal):
+@pytest.mark.parametrize("alice, bilal", [("no-answer", "busy"), ("failed", "completed")])
+def test_offers_nobody_answers_are_made_again_until_the_workers_are_paused(
+        caller, twilio_api, live, shifts, clock, alice, bilal):
     waiting(caller)
 
     caller.leg_status(0, alice)
-    caller.leg_status(0, alice)  # Twilio's retry: still one leg of two ended
-    assert twilio_api.of("redirect") == []  # Bilal may still answer
+    caller.leg_status(0, alice)  # Twilio's retry: one miss
     caller.leg_status(1, bilal)
+    assert [str(leg.data["To"]) for leg in caller.legs()] == [ALICE, BILAL]
+    clock.now += timedelta(seconds=MISSED_REST_SECONDS)
+    caller.hold()  # a hold turn offers the line again once the workers have rested
+    assert [str(leg.data["To"]) for leg in caller.legs()] == [ALICE, BILAL, ALICE, BILAL]
+    caller.leg_status(0, alice)
+    caller.leg_status(1, bilal)
+    clock.now += timedelta(seconds=MISSED_REST_SECONDS)
+    caller.hold()
 
-    redirects = twilio_api.of("redirect")
-    assert [(r.sid, r.form) for r in redirects] == [
-        (caller.sid, {"Url": [BUSY_STEP], "Method": ["POST"]})]
-    assert state(live, caller) is LiveState.FALLBACK
-    assert_gone(redis, caller)
-
-    # Twilio takes the caller out of the room to the step it was given.
-    busy = caller.turn(BUSY_STEP)
-    assert said(busy)[0].startswith(BUSY)
-    assert [v.tag for v in verbs(busy)][-1] == "Hangup"
-
-    for late in (lambda: caller.leg_status(0, alice), lambda: caller.leg_status(1, bilal),
-                 caller.hold, lambda: caller.conference("participant-leave")):
-        late()
-    assert len(twilio_api.of("redirect")) == 1
-    assert twilio_api.of("hang_up") == []  # both legs had ended
+    # Two offers missed in a row each (autopause_after: 2): both paused, nobody rung more.
+    assert len(caller.legs()) == 4
+    for name in ("Alice", "Bilal"):
+        status = shifts.status(name)
+        assert (status.state, status.reason) == (WorkerState.PAUSED, "missed 2 offers in a row")
+    assert state(live, caller) is LiveState.WAITING  # the caller still waits, hearing hold
+    assert said(caller.hold())[-1] == HOLDING
+    assert twilio_api.of("redirect") == []
     assert_twilio_ok(twilio_api)
 
 
-def test_a_worker_who_answers_late_after_the_fallback_is_told_the_call_is_taken(caller):
+def test_a_worker_who_answers_late_after_their_offer_ended_is_told_the_call_is_taken(caller):
     waiting(caller)
     caller.leg_status(0, "no-answer")
-    caller.leg_status(1, "no-answer")
 
-    assert said(caller.screen(0)) == [TAKEN]
+    assert said(caller.post(str(caller.legs()[0].data["Url"]), caller.worker_fields(0))) == [
+        TAKEN]
 
 
-def test_a_workers_voicemail_is_treated_as_no_answer(caller, twilio_api):
+def test_a_workers_voicemail_is_treated_as_a_missed_offer(caller, shifts):
     """Voicemail picks up, hears the screening, presses nothing: the <Gather> times out, the
-    leg hangs up ('completed'), and the next worker (or the fallback) follows."""
+    leg hangs up ('completed'), and the offer counts as missed."""
     waiting(caller)
 
-    for leg in (0, 1):
-        screen = caller.screen(leg)
-        assert [v.tag for v in verbs(screen)] == ["Gather", "Hangup"]
-        caller.leg_status(leg, "completed")
+    screen = caller.screen(0)
+    assert [v.tag for v in verbs(screen)] == ["Gather", "Hangup"]
+    caller.leg_status(0, "completed")
 
-    assert [r.sid for r in twilio_api.of("redirect")] == [caller.sid]
+    assert shifts.status("Alice").missed == 1
 
 
-def test_voicemail_in_the_simulator_is_no_answer_and_the_caller_hears_the_busy_message(
-        bridge_sim, twilio_api):
+def test_voicemail_in_the_simulator_leaves_the_caller_unanswered(bridge_sim, twilio_api):
     transcript = bridge_sim.call(RESPECT, Keypad(["", "1"], ["", ""]), caller=CANARY_NUMBER)
 
     kinds = [(e.who, e.kind) for e in transcript.events if e.kind in
-             ("ring", "declined", "accepted", "fallback", "connected")]
-    # The team rings simultaneously: both phones ring, then each voicemail answers.
+             ("ring", "declined", "accepted", "unanswered", "connected")]
+    # The team rings simultaneously: both phones ring, each voicemail answers; nobody takes
+    # the call, and the caller (in the simulator) gives up.
     assert kinds == [("worker", "ring"), ("worker", "ring"), ("worker", "declined"),
-                     ("worker", "declined"), ("system", "fallback")]
+                     ("worker", "declined"), ("system", "unanswered")]
     assert not transcript.connected
-    assert any(text.startswith(BUSY) for text in transcript.heard())
     assert_twilio_ok(twilio_api)
 
 
-def test_the_caller_held_past_the_ring_limit_is_taken_to_the_no_answer_step(
-        caller, twilio_api, live, clock, bridge_app):
+def test_the_caller_held_past_max_wait_is_taken_to_the_no_answer_step(
+        caller, twilio_api, live, clock, bridge_app, redis):
     team = bridge_app.extensions["callflow"]["registry"].current.teams["respect-workers"]
     waiting(caller)
     legs = caller.legs()
 
-    clock.now += timedelta(seconds=team.ring_limit - 1)
-    caller.hold()
-    assert twilio_api.of("redirect") == []
+    clock.now += timedelta(seconds=team.max_wait - 1)
+    assert said(caller.hold())[-1] == HOLDING
 
     clock.now += timedelta(seconds=1)
     hold = caller.hold()
 
-    assert said(hold) == [HOLDING]  # the caller is never left in silence meanwhile
-    assert [r.sid for r in twilio_api.of("redirect")] == [caller.sid]
+    # No REST request needed: the hold turn itself says to leave the line.
+    assert [v.tag for v in verbs(hold)] == ["Leave"]
+    assert twilio_api.of("redirect") == []
     assert state(live, caller) is LiveState.FALLBACK
     assert sorted(h.sid for h in twilio_api.of("hang_up")) == sorted(leg.sid for leg in legs)
-
-    clock.now += timedelta(seconds=30)
-    caller.hold()
-    assert len(twilio_api.of("redirect")) == 1
+    busy = caller.leave()
+    assert said(busy)[0].startswith(BUSY)
+    assert [v.tag for v in verbs(busy)][-1] == "Hangup"
+    assert caller.call_id not in redis.zrange(keys.waiting_line("respect-workers"), 0, -1)
     assert_twilio_ok(twilio_api)
 
 
@@ -395,8 +414,6 @@ def test_the_caller_held_past_the_ring_limit_is_taken_to_the_no_answer_step(
 
 
 HANG_UPS = {
-    "participant-leave of the caller": lambda caller: caller.conference("participant-leave"),
-    "conference-end": lambda caller: caller.conference("conference-end"),
     "status completed": lambda caller: caller.status("completed"),
 }
 
@@ -413,52 +430,48 @@ def test_the_caller_hanging_up_while_workers_ring_cancels_their_legs(caller, twi
         (leg.sid, "canceled") for leg in legs)
     assert state(live, caller) is LiveState.ENDED
     assert_gone(redis, caller)
+    assert caller.call_id not in redis.zrange(keys.waiting_line("respect-workers"), 0, -1)
 
-    # The cancelled legs report in; nobody else is rung and nobody is redirected.
+    # The cancelled legs report in; nobody else is rung, nobody is redirected, nobody missed.
     for leg in (0, 1):
         caller.leg_status(leg, "canceled")
-    for other in HANG_UPS.values():
-        other(caller)
+    caller.status("completed")
     assert leg_requests(twilio_api) == ["ring", "ring", "hang_up", "hang_up"]
     assert said(caller.screen(0)) == [TAKEN]
     assert_twilio_ok(twilio_api)
-
-
-def test_a_worker_leaving_the_room_is_not_the_caller_leaving(caller, live):
-    waiting(caller)
-    legs = caller.legs()
-
-    caller.conference("participant-leave", legs[0].sid)
-
-    assert state(live, caller) is LiveState.RINGING
 
 
 def test_callbacks_for_a_call_the_bridge_does_not_know_change_nothing(bridge_sim, redis):
     before = sorted(redis.scan_iter())
     for path, fields in [
         ("/voice/conference?call=nope", {"StatusCallbackEvent": "conference-end"}),
-        ("/voice/worker/status?call=nope&leg=0", {"CallStatus": "no-answer"}),
+        ("/voice/worker/status?team=nope&leg=0&offer=x", {"CallStatus": "no-answer"}),
+        ("/voice/worker/status?team=respect-workers&leg=0&offer=x", {"CallStatus": "busy"}),
         ("/voice/hold?call=nope", {}),
     ]:
         response = bridge_sim.post(path, {"CallSid": "CA" + "1" * 32, **fields})
         assert response.status_code == 200
 
-    screen = bridge_sim.post("/voice/worker?call=nope&leg=0", {"CallSid": "CA" + "2" * 32})
+    screen = bridge_sim.post("/voice/worker?team=respect-workers&leg=0&offer=x",
+                             {"CallSid": "CA" + "2" * 32})
     assert said(screen.get_data(as_text=True)) == [TAKEN]
     assert sorted(redis.scan_iter()) == before
 
 
-@pytest.mark.parametrize("path", ["/voice/worker?call=x&leg=a", "/voice/worker?call=x",
-                                  "/voice/worker/status?call=x&leg=100", "/voice/hold",
-                                  "/voice/conference?call=" + "x" * 65])
+@pytest.mark.parametrize("path", ["/voice/worker?team=t&leg=a&offer=x",
+                                  "/voice/worker?team=t&offer=x", "/voice/worker?leg=0&offer=x",
+                                  "/voice/worker?team=t&leg=0",
+                                  "/voice/worker/status?team=t&leg=100&offer=x", "/voice/hold",
+                                  "/voice/conference?call=" + "x" * 65, "/voice/waiting/join"])
 def test_malformed_bridge_links_are_refused(bridge_sim, path):
     assert bridge_sim.post(path, {"CallSid": "CA" + "1" * 32}).status_code == 400
 
 
 @pytest.mark.parametrize("path", ["/voice/hold?call=x", "/voice/conference?call=x",
-                                  "/voice/worker?call=x&leg=0",
-                                  "/voice/worker/answer?call=x&leg=0",
-                                  "/voice/worker/status?call=x&leg=0"])
+                                  "/voice/worker?team=t&leg=0&offer=x",
+                                  "/voice/worker/answer?team=t&leg=0&offer=x",
+                                  "/voice/worker/status?team=t&leg=0&offer=x",
+                                  "/voice/waiting/left?call=x", "/voice/waiting/join?call=x"])
 def test_unsigned_bridge_requests_are_refused(bridge_app, path):
     assert bridge_app.test_client().post(path, data={"Digits": "1"}).status_code == 403
 
@@ -493,11 +506,6 @@ def test_a_sequential_team_is_rung_one_worker_at_a_time(sequential, twilio_api):
     caller.leg_status(0, "no-answer")  # again: still only one more leg
     assert [str(leg.data["To"]) for leg in caller.legs()] == [ALICE, BILAL]
     assert twilio_api.of("redirect") == []
-
-    caller.leg_status(1, "busy")
-
-    assert [str(leg.data["To"]) for leg in caller.legs()] == [ALICE, BILAL]
-    assert [r.sid for r in twilio_api.of("redirect")] == [caller.sid]
     assert_twilio_ok(twilio_api)
 
 
@@ -521,7 +529,7 @@ def test_a_sequential_worker_accepting_stops_the_ringing(sequential, twilio_api)
     caller.leg_status(0, "completed")  # later, when Alice's call with the caller ends
 
     assert [str(leg.data["To"]) for leg in caller.legs()] == [ALICE]
-    assert twilio_api.of("redirect") == []
+    assert len(twilio_api.of("redirect")) == 1  # the caller, moved into Alice's room
 
 
 # -- the simulator, with Twilio's REST API played in process ----------------------------------
@@ -536,18 +544,19 @@ def test_the_simulator_plays_both_sides_with_the_twilio_double(bridge_settings, 
 
     assert transcript.connected
     # The team rings simultaneously: both phones ring, Alice declines, Bilal accepts.
-    assert [(e.kind, e.name.split(" ")[0]) for e in transcript.events if e.who == "worker"] == [
-        ("ring", "Alice"), ("ring", "Bilal"), ("say", "Alice"), ("declined", "Alice"),
-        ("say", "Bilal"), ("accepted", "Bilal")]
-    assert HOLDING in transcript.heard()
+    assert [(e.kind, e.name.split(" ")[0]) for e in transcript.events if e.who == "worker"][:6] \
+        == [("ring", "Alice"), ("ring", "Bilal"), ("say", "Alice"), ("declined", "Alice"),
+            ("say", "Bilal"), ("accepted", "Bilal")]
+    assert PLACE_1 in transcript.heard() and HOLDING in transcript.heard()
     # What the double took is what Twilio would: every request valid for its API.
     for request in double.requests:
         body = urlencode({k: v for k, v in request.data.items()}, doseq=True)
         twilio_openapi.check(request.method, request.url, body)
         if request.kind == "ring":
             assert (request.data["From"], request.data["Record"]) == (RESPECT, "false")
-    # Rung, and once the call is over its records deleted from Twilio's log (the default).
-    assert {r.kind for r in double.requests} == {"ring", "delete"}
+    # Rung, the caller moved into the room, and once the call is over its records deleted
+    # from Twilio's log (the default).
+    assert {r.kind for r in double.requests} == {"ring", "redirect", "delete"}
 
 
 def test_both_helplines_are_bridged_with_their_own_number_and_team(bridge_sim, twilio_api):
@@ -577,7 +586,7 @@ def assert_direct_dial(document: str, helpline: str = RESPECT) -> ET.Element:
 def test_redis_down_when_the_caller_rings_the_menu_goes_on_and_the_team_is_dialled_directly(
         bridge_settings, clock, twilio_api):
     store = dead_store()
-    app = app_with(bridge_settings, store, clock)
+    app = app_with(bridge_settings, store, clock, on_shift=False)
     sim = TwilioSim(app, extra_fields=CANARY_FIELDS, rest=twilio_api)
 
     transcript = sim.call(RESPECT, Keypad(["", "1"], ["1"]), caller=CANARY_NUMBER)
@@ -614,30 +623,35 @@ def flaky(bridge_settings, redis_url, clock, twilio_api):
     store.close()
 
 
-def test_redis_down_while_the_caller_waits_keeps_the_bridge_going(flaky):
+def test_redis_down_while_the_caller_waits_puts_them_through_directly(flaky):
+    """Queue order is all that is lost: the next hold turn leaves the line, and the line's
+    action dials the team directly, with the same privacy settings."""
     store, caller = flaky
     store.down = True
 
-    assert said(caller.hold()) == [HOLDING]  # the caller still hears the holding message
-    screen = caller.screen(1)  # a worker who picks up is still screened
-    assert [v.tag for v in verbs(screen)] == ["Gather", "Hangup"]
-    joined = caller.press(1, "1")  # and the first to press 1 reaches the caller
+    assert [v.tag for v in verbs(caller.hold())] == ["Leave"]
+    body = caller.leave()
 
-    assert ET.fromstring(joined).find("Dial/Conference").text == f"room-{caller.call_id}"
+    assert said(body)[0] == APOLOGY
+    dial = assert_direct_dial(body)
+    assert dial.get("callerId") == RESPECT
 
 
-def test_redis_down_a_worker_is_still_told_which_helpline_is_calling(flaky):
+def test_redis_down_a_worker_who_picks_up_is_told_the_call_is_gone(flaky):
+    """The callers are being dialled directly meanwhile; an offer cannot be checked."""
     store, caller = flaky
     store.down = True
 
-    assert said(caller.screen(1)) == [WHISPER]
+    assert said(caller.screen(1)) == [TAKEN]
 
 
 @pytest.mark.parametrize("callback", [
-    lambda caller: caller.conference("conference-end", status=503),
     lambda caller: caller.post(str(caller.leg(0).data["StatusCallback"]),
                                caller.worker_fields(0, CallStatus="no-answer"), status=503),
-], ids=["conference", "worker-status"])
+    lambda caller: caller.post(f"/voice/conference?call={caller.call_id}",
+                               {"CallSid": caller.sid, "StatusCallbackEvent": "conference-end",
+                                "ConferenceSid": "CF" + "0" * 32}, status=503),
+], ids=["worker-status", "conference"])
 def test_redis_down_for_a_callback_answers_503_so_twilio_logs_it(flaky, callback):
     store, caller = flaky
     store.down = True
@@ -687,7 +701,7 @@ def test_rest_api_failing_sends_the_next_caller_by_direct_dial(bridge_sim, twili
     assert len(twilio_api.of("ring")) == 2
 
     with runtime.binding(bridge_sim.app.extensions["callflow"]["runtime"]):
-        jobs.ring_team(first.call_id)  # RQ's retry, with Twilio back: nobody's claim was kept
+        jobs.dispatch("respect-workers")  # RQ's retry, with Twilio back: no offer was kept
     assert [str(leg.data["To"]) for leg in first.legs()] == [ALICE, BILAL, ALICE, BILAL]
     assert_twilio_ok(twilio_api)
 
@@ -702,13 +716,13 @@ def test_one_workers_number_twilio_refuses_does_not_send_every_caller_by_direct_
     assert waiting(Caller(bridge_sim, twilio_api, to=RESPECT, number=CANARY_NUMBER)).call_id
 
 
-def test_a_leg_twilio_refused_counts_as_not_answered(bridge_sim, twilio_api):
+def test_a_leg_twilio_refused_counts_as_a_missed_offer(bridge_sim, twilio_api):
     twilio_api.fail("ring", (400, 21211))
-    caller = waiting(Caller(bridge_sim, twilio_api, to=RESPECT, number=CANARY_NUMBER))
+    waiting(Caller(bridge_sim, twilio_api, to=RESPECT, number=CANARY_NUMBER))
 
-    caller.leg_status(1, "no-answer")  # Bilal, the only worker actually rung
-
-    assert [r.sid for r in twilio_api.of("redirect")] == [caller.sid]
+    rt = bridge_sim.app.extensions["callflow"]["runtime"]
+    alice = Shifts(rt.store, rt.clock).status("Alice")
+    assert (alice.state, alice.missed) == (WorkerState.AVAILABLE, 1)
 
 
 @pytest.fixture
@@ -746,36 +760,19 @@ def test_callers_are_bridged_again_once_the_trouble_flag_expires(bridge_sim, twi
     assert waiting(Caller(bridge_sim, twilio_api, to=RESPECT, number=CANARY_NUMBER)).call_id
 
 
-def test_a_failed_redirect_is_tried_again_on_the_next_hold(caller, twilio_api, clock,
-                                                           bridge_app):
-    team = bridge_app.extensions["callflow"]["registry"].current.teams["respect-workers"]
+def test_a_caller_whose_move_into_the_room_failed_is_taken_there_by_the_next_hold(
+        caller, twilio_api, live):
+    """The REST redirect is only the fast way: with Twilio's API failing, the caller's next
+    hold turn leaves the line and the line's action puts them in the room."""
     waiting(caller)
-    twilio_api.fail("redirect", 500)
-    clock.now += timedelta(seconds=team.ring_limit)
-    caller.hold()  # give-up runs; Twilio refuses the redirect
-    assert len(twilio_api.of("redirect")) == 1
+    twilio_api.fail("redirect", 500, 500, 500, 500)
+    caller.press(1, "1")
 
-    clock.now += timedelta(seconds=30)
-    caller.hold()  # Twilio is back
+    assert [v.tag for v in verbs(caller.hold())] == ["Leave"]
+    body = caller.leave()
 
-    assert len(twilio_api.of("redirect")) == 2
-    clock.now += timedelta(seconds=30)
-    caller.hold()  # a late fetch, after the caller was moved
-    assert len(twilio_api.of("redirect")) == 2
-    assert_twilio_ok(twilio_api)
-
-
-def test_a_caller_still_waiting_after_a_failed_redirect_keeps_their_entry(caller, twilio_api,
-                                                                         clock, redis,
-                                                                         bridge_app):
-    team = bridge_app.extensions["callflow"]["registry"].current.teams["respect-workers"]
-    waiting(caller)
-    twilio_api.fail("redirect", 500)
-    clock.now += timedelta(seconds=team.ring_limit)
-
-    caller.hold()
-
-    assert redis.ttl(keys.live_call(caller.call_id)) > ENDED_TTL_SECONDS
+    assert ET.fromstring(body).find("Dial/Conference").text == f"room-{caller.call_id}"
+    assert state(live, caller) is LiveState.CONNECTED
 
 
 # -- Twilio's call logs ------------------------------------------------------------------------
@@ -798,8 +795,10 @@ def test_with_purging_on_a_finished_calls_records_are_deleted(purging, twilio_ap
     caller.status("completed")
     caller.status("completed")  # Twilio's retry: a second delete would only meet a 404
 
+    # The caller's call and the leg that talked to them; the cancelled leg, which never
+    # carried the caller, is left to the sweep of the helplines' numbers.
     deleted = twilio_api.of("delete")
-    assert {d.sid for d in deleted} == {caller.sid, legs[0].sid, legs[1].sid}
+    assert {d.sid for d in deleted} == {caller.sid, legs[1].sid}
     assert all(d.method == "DELETE" and d.body == "" for d in deleted)
     assert_twilio_ok(twilio_api)
 
@@ -809,7 +808,7 @@ def test_by_default_a_finished_calls_records_are_deleted(caller, twilio_api):
     caller.press(1, "1")
     caller.status("completed")
 
-    assert {d.sid for d in twilio_api.of("delete")} == {caller.sid, legs[0].sid, legs[1].sid}
+    assert {d.sid for d in twilio_api.of("delete")} == {caller.sid, legs[1].sid}
 
 
 def test_with_purging_turned_off_nothing_is_deleted(bridge_settings, redis, clock, twilio_api):
@@ -850,7 +849,7 @@ def test_with_purging_on_a_caller_who_stays_long_after_the_fallback_is_deleted(p
 
 
 def test_the_callers_number_is_in_no_job_request_key_log_or_response(
-        purging, twilio_api, redis_url, caplog):
+        purging, twilio_api, redis_url, caplog, clock):
     """The canary rings (number, name and place in every webhook) and is connected, then
     rings again and nobody answers, then again and hangs up while workers ring; with the log
     purge on, so that every kind of job runs."""
@@ -858,13 +857,16 @@ def test_the_callers_number_is_in_no_job_request_key_log_or_response(
 
     connected = purging.call(RESPECT, Keypad(["", "1"], ["", "1"]), caller=CANARY_NUMBER)
     fallback = purging.call(RESPECT, Keypad(["", "1"], ["", ""]), caller=CANARY_NUMBER)
+    rt = purging.app.extensions["callflow"]["runtime"]
+    Shifts(rt.store, rt.clock).resume("Alice")  # paused after two missed offers
+    clock.now += timedelta(minutes=2)  # Bilal's wrap-up is over
     caller = waiting(Caller(purging, twilio_api, to=RESPECT, number=CANARY_NUMBER))
     caller.conference("participant-leave")
     caller.status("completed")
 
     assert connected.connected and not fallback.connected
     payloads = job_payloads(redis_url)
-    for kind in ("ring-", "cancel-", "give-up-", "purge-"):
+    for kind in ("dispatch-", "surplus-", "join-", "purge-"):
         assert any(job.startswith(kind) for job in payloads), kind
     assert_no_canary(*payloads.values())
     for kind in ("ring", "hang_up", "redirect", "delete"):

@@ -286,7 +286,7 @@ def test_simulate_shows_a_simultaneous_ring_as_simultaneous(runner, open_now):
     assert result.exit_code == 0, result.output
     lines = [line for line in result.stdout.splitlines() if "worker" in line]
     assert lines == [
-        "⏳ waiting in a private conference room while workers are rung",
+        "⏳ waiting in the line while workers on shift are offered the call",
         "☎ worker Alice (respect-workers) is ringing…",
         "☎ worker Bilal (respect-workers) is ringing…",
         "  worker Alice (respect-workers) hears: Respect Phoneline call. Press 1 to accept.",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from callflow.language.loader import load_flowset
+from callflow.platform import keys
 from callflow.platform.errors import AuditUnavailable
 from callflow.platform.jobspec import Job
 from callflow.staff.desk import Channel, NotOnRoster, ShiftDesk
@@ -29,6 +30,13 @@ teams:
       - name: Dan
         number: "+447700900201"
 """
+
+
+def ring(shifts: Shifts, name: str, team: str, offer: str = "c.1") -> None:
+    """Put a worker on shift into ``offered``, as the waiting line's own script does when it
+    offers them a caller (the engine's business, not the desk's: only the state matters)."""
+    shifts.client.hset(keys.worker(name), mapping={"state": "offered", "offer": offer,
+                                                   "team": team})
 
 
 class Recorder:
@@ -77,7 +85,7 @@ def test_signing_on_twice_changes_and_audits_nothing(desk, record):
 
 def test_signing_off_while_rung_withdraws_the_offer(desk, record):
     desk.start("Dan", actor="dan", channel=Channel.PHONE)
-    desk.shifts.offer(["Dan"], wanted=1, team="mal-workers", offer_prefix="call1")
+    ring(desk.shifts, "Dan", "mal-workers")
     record.jobs.clear()
     before = desk.end("Dan", actor="dan", channel=Channel.PHONE)
     assert before.state is WorkerState.OFFERED
@@ -102,7 +110,7 @@ def test_signing_off_someone_off_shift_changes_nothing(desk, record):
 
 def test_pausing_while_rung_withdraws_and_resuming_dispatches(desk, record):
     desk.start("Dan", actor="dan", channel=Channel.WEB)
-    desk.shifts.offer(["Dan"], wanted=1, team="mal-workers", offer_prefix="call1")
+    ring(desk.shifts, "Dan", "mal-workers")
     record.jobs.clear()
     assert desk.pause("Dan", "a break", actor="maria", channel=Channel.WEB)
     status = desk.status("Dan")
@@ -142,7 +150,7 @@ def test_no_audit_no_change(redis, clock, teams):
 
 def test_rows_are_the_roster_once_each_never_a_number(desk):
     desk.start("Dan", actor="dan", channel=Channel.WEB)
-    desk.shifts.offer(["Dan"], wanted=1, team="mal-workers", offer_prefix="c")
+    ring(desk.shifts, "Dan", "mal-workers")
     desk.shifts.settle("Dan", "c.1", missed=True, autopause_after=1)
     rows = [row.to_dict() for row in desk.rows()]
     assert [r["name"] for r in rows] == ["Alice", "Chris", "Dan"]

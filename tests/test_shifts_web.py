@@ -9,6 +9,7 @@ from callflow.records.audit import AuditKind
 from callflow.staff.accounts import Role
 from callflow.staff.shifts import WorkerState
 from tests.test_dashboard import PAGES, PASSWORD, TOKEN, rt, sign_in
+from tests.test_shift_desk import ring
 
 API = [("GET", "/manager/api/session"), ("GET", "/manager/api/calls"),
        ("POST", "/manager/api/calls/abc/listen"), ("POST", "/manager/api/sessions/abc/stop"),
@@ -77,7 +78,7 @@ def test_a_worker_signs_on_and_off_on_the_web(app, worker):
 
 def test_my_shift_says_nothing_about_callers_or_numbers(app, worker):
     worker.post("/manager/shift", data={"csrf_token": worker.csrf, "action": "start"})
-    shifts(app).offer(["Alice"], wanted=1, team="respect-workers", offer_prefix="call7")
+    ring(shifts(app), "Alice", "respect-workers")
     page = worker.get("/manager/shift").get_data(as_text=True)
     assert "your phone is ringing" in page
     assert "call7" not in page
@@ -87,7 +88,7 @@ def test_my_shift_says_nothing_about_callers_or_numbers(app, worker):
 
 def test_signing_off_while_rung_queues_the_withdrawal(app, worker):
     worker.post("/manager/shift", data={"csrf_token": worker.csrf, "action": "start"})
-    shifts(app).offer(["Alice"], wanted=1, team="respect-workers", offer_prefix="c")
+    ring(shifts(app), "Alice", "respect-workers")
     worker.post("/manager/shift", data={"csrf_token": worker.csrf, "action": "end"})
     assert ("withdraw_offer", ["Alice"]) in queued(app)
 
@@ -187,7 +188,7 @@ def test_a_manager_sees_every_worker_and_their_state(app, manager):
 
 def test_a_manager_ends_a_forgotten_shift(app, manager):
     shifts(app).start("Dan")
-    shifts(app).offer(["Dan"], wanted=1, team="mal-workers", offer_prefix="c")
+    ring(shifts(app), "Dan", "mal-workers")
     response = manager.post("/manager/workers/end", data={"csrf_token": manager.csrf,
                                                           "worker": "Dan"})
     assert response.status_code == 302

@@ -18,6 +18,7 @@ from callflow.staff.shifts import WorkerState
 from tests.bridge_support import raw_dump
 from tests.conftest import CANARY_FIELDS, PUBLIC_URL, RESPECT, assert_no_canary, store_dump
 from tests.monitoring_support import CHEAP_HASHER, PASSWORD, later
+from tests.test_shift_desk import ring
 from webhooks import create_app
 from webhooks.simulator import ACCOUNT_SID, TwilioSim, new_call_sid
 
@@ -157,7 +158,7 @@ def test_a_worker_starts_and_ends_their_shift_by_phone(sim, dan, rt, ran):
 
 def test_ending_while_rung_withdraws_the_offer(sim, dan, rt, ran):
     rt.shifts.start("Dan")
-    rt.shifts.offer(["Dan"], wanted=1, team="mal-workers", offer_prefix="c")
+    ring(rt.shifts, "Dan", "mal-workers")
     call = StaffCall(sim).ring()
     call.sign_in(dan)
     call.press("2")

@@ -14,7 +14,7 @@ from callflow.monitoring.conference import ConferenceCallbacks
 from callflow.monitoring.gate import MonitoringGate
 from callflow.platform.errors import StoreUnavailable
 from webhooks.edge import CALL_SID, check_and_strip, field, link
-from webhooks.voice import METHODS, twiml
+from webhooks.voice import METHODS, state, twiml
 
 log = logging.getLogger(__name__)
 bp = Blueprint("bridge", __name__, url_prefix="/voice")
@@ -30,6 +30,20 @@ def leg() -> int:
     if not (value.isascii() and value.isdigit()) or len(value) > 2:
         abort(400, description="leg is missing or malformed")
     return int(value)
+
+
+def team() -> str:
+    value = link("team")
+    if not value or len(value) > 64:
+        abort(400, description="team is missing or malformed")
+    return value
+
+
+def offer() -> str:
+    value = link("offer")
+    if not value or len(value) > 32:
+        abort(400, description="offer is missing or malformed")
+    return value
 
 
 def call_id() -> str:
@@ -57,6 +71,21 @@ def hold():
     return twiml(bridge().hold(call_id()))
 
 
+@bp.route("/waiting/left", methods=METHODS)
+def left():
+    """The caller's ``<Enqueue>`` ended: on to the room, the step the line chose, or (the
+    store down, the line gone) the flow's direct dial."""
+    engine = current_app.extensions["callflow"]["engine"]
+    body = engine.waiting_left(call_id(), link("flow"), link("step"), state(),
+                               field("QueueResult"), sid_or_empty(), field("To"))
+    return Response(body, mimetype="text/xml")
+
+
+@bp.route("/waiting/join", methods=METHODS)
+def join():
+    return twiml(bridge().join(call_id()))
+
+
 @bp.route("/conference", methods=METHODS)
 def conference():
     ConferenceCallbacks(bridge().rt).event(call_id(), field("StatusCallbackEvent"),
@@ -67,12 +96,12 @@ def conference():
 
 @bp.route("/worker", methods=METHODS)
 def worker():
-    return twiml(bridge().worker_screen(call_id(), leg(), link("flow")))
+    return twiml(bridge().worker_screen(team(), leg(), offer(), link("flow")))
 
 
 @bp.route("/worker/answer", methods=METHODS)
 def worker_answer():
-    return twiml(bridge().worker_answer(call_id(), leg(), field("Digits"), link("flow"),
+    return twiml(bridge().worker_answer(team(), leg(), offer(), field("Digits"), link("flow"),
                                         sid_or_empty()))
 
 
@@ -89,5 +118,5 @@ def monitor_status():
 
 @bp.route("/worker/status", methods=METHODS)
 def worker_status():
-    bridge().worker_status(call_id(), leg(), field("CallStatus"))
+    bridge().worker_status(team(), leg(), offer(), field("CallStatus"))
     return twiml(VoiceResponse())

@@ -26,6 +26,7 @@ from callflow.platform.errors import CallflowError
 from callflow.platform.links import Links
 from callflow.platform.local_keys import local_signing_key
 from callflow.platform.store import stop_embedded
+from callflow.staff.shifts import Shifts
 from webhooks.simulator import ACCOUNT_SID, Event, Keypad, TwilioSim
 from webhooks.twilio_double import TwilioDouble
 
@@ -202,7 +203,7 @@ SHOW = {
     "accepted": lambda e: f"  worker {e.name} pressed 1",
     "declined": lambda e: f"  worker {e.name} did not accept",
     "connected": lambda e: click.style(f"✔ connected to {e.name}", bold=True),
-    "waiting": lambda e: "⏳ waiting in a private conference room while workers are rung",
+    "waiting": lambda e: "⏳ waiting in the line while workers on shift are offered the call",
     "cancelled": lambda e: f"  worker {e.name} stops ringing: the call was taken",
     "fallback": lambda e: "  nobody accepted: taken to the flow's no-answer step",
     "hangup": lambda e: "— call ended —",
@@ -241,8 +242,12 @@ class SimulateCommand(click.Command):
 @click.option("--worker-digits", help="Workers' keys at screening, comma separated (default: "
               "1 when scripted)")
 @click.option("--at", "at", help='Pretend it is this local time, e.g. "2026-12-25 14:00"')
-def simulate(to: str, digits: str | None, worker_digits: str | None, at: str | None) -> None:
-    """Play a call to a helpline in the terminal, through signed webhooks."""
+@click.option("--on-shift", "on_shift", help="Workers on shift for the call, comma separated "
+              "('' = nobody; default: every active worker of the roster)")
+def simulate(to: str, digits: str | None, worker_digits: str | None, at: str | None,
+             on_shift: str | None) -> None:
+    """Play a call to a helpline in the terminal, through signed webhooks: the menu, the
+    waiting line (its announcements, the offers to the workers on shift), the room."""
     from webhooks import create_app
 
     settings = local.settings()
@@ -277,10 +282,31 @@ def simulate(to: str, digits: str | None, worker_digits: str | None, at: str | N
     def show(event: Event) -> None:
         click.echo(SHOW.get(event.kind, lambda e: f"{e.kind} {e.text}")(event))
 
-    with embedded_store_stopped_at_the_end(app):
+    with embedded_store_stopped_at_the_end(app), simulated_shifts(app, on_shift):
         transcript = TwilioSim(app, on_event=show, rest=rest).call(to, keypad)
-        if "http" in transcript.kinds():
-            sys.exit(1)
+    if "http" in transcript.kinds():
+        sys.exit(1)
+
+
+@contextmanager
+def simulated_shifts(app, names: str | None):
+    """Sign workers on for the simulated call (every active one unless named), and off
+    again after it: only the shifts this simulation started."""
+    rt = app.extensions["callflow"]["runtime"]
+    roster = {w.name for team in rt.registry.current.teams.values()
+              for w in team.active_workers()}
+    wanted = roster if names is None else {n.strip() for n in names.split(",") if n.strip()}
+    unknown = wanted - roster
+    if unknown:
+        raise click.BadParameter(f"not an active worker of any team: {', '.join(sorted(unknown))}",
+                                 param_hint="--on-shift")
+    shifts = Shifts(rt.store, rt.clock)
+    started = [name for name in sorted(wanted) if shifts.start(name)]
+    try:
+        yield
+    finally:
+        for name in started:
+            shifts.end(name)
 
 
 def clock_at(at: str, to: str, settings: Settings):

@@ -35,7 +35,7 @@ from callflow.platform.privacy import strip_caller_data
 
 log = logging.getLogger(__name__)
 # The service's own parameters, which it writes into the URLs it hands Twilio.
-LINK_PARAMS = ("flow", "step", "call", "leg", "session", *CallState.PARAMS)
+LINK_PARAMS = ("flow", "step", "call", "team", "leg", "offer", "session", *CallState.PARAMS)
 FORM_ENCODED = "application/x-www-form-urlencoded"
 CALL_SID = re.compile(r"CA[0-9a-f]{32}")  # matched whole: "$" would let a trailing newline in
 

@@ -80,6 +80,7 @@ class TwilioSim:
         self.on_event = on_event
         self.rest = rest
         self.responses: list[str] = []
+        self.talker: tuple[str, dict[str, str], str] = ("", {}, "")  # the worker who accepted
 
     def post(self, url: str, fields: dict[str, str], *, method: str = "POST"):
         """Send one signed webhook; returns the Flask test response."""
@@ -146,8 +147,10 @@ class TwilioSim:
                     return verb.get("action"), {"Digits": digits} if digits else {}
             elif verb.tag == "Redirect":
                 return verb.text, {}
+            elif verb.tag == "Enqueue":
+                return self._line(verb, transcript, keypad, fields)
             elif verb.tag == "Dial" and verb.find("Conference") is not None:
-                return self._conference(verb.find("Conference"), transcript, keypad, fields), {}
+                return self._conference(verb.find("Conference"), transcript, fields), {}
             elif verb.tag == "Dial":
                 status = self._dial(verb, transcript, keypad, fields)
                 if verb.get("action"):
@@ -202,24 +205,26 @@ class TwilioSim:
                 return accepted
         return False
 
-    def _conference(self, conference: ET.Element, transcript, keypad, fields) -> str | None:
-        """The caller waits in the room while the service rings workers over REST."""
-        room, events = conference.text or "", conference.get("statusCallback")
-        conference_sid = "CF" + secrets.token_hex(16)
-        self.emit(transcript, Event("system", "waiting", room))
-
-        def event(name: str, call_sid: str) -> None:
-            self.post(events, {"AccountSid": ACCOUNT_SID, "ConferenceSid": conference_sid,
-                               "FriendlyName": room, "StatusCallbackEvent": name,
-                               "CallSid": call_sid})
-
-        event("participant-join", fields["CallSid"])
-        hold = self.post(conference.get("waitUrl"), {**fields}).get_data(as_text=True)
+    def _hold(self, url: str, transcript, fields) -> bool:
+        """One hold turn of the waiting line; True if it says to leave the line."""
+        hold = self.post(url, {**fields}).get_data(as_text=True)
         for verb in ET.fromstring(hold):
             if verb.tag in ("Say", "Play"):
                 self.emit(transcript, Event("caller", verb.tag.lower(), verb.text or ""))
+            elif verb.tag == "Leave":
+                return True
+        return False
+
+    def _line(self, line: ET.Element, transcript, keypad, fields):
+        """The caller waits in the team's line while the service offers them to workers over
+        REST; a worker who accepts has the caller moved into their room (a REST redirect).
+        With nobody left to offer, the caller gives up and hangs up."""
+        self.emit(transcript, Event("system", "waiting", line.text or ""))
+        left = line.get("action")
+        if self._hold(line.get("waitUrl"), transcript, fields):
+            return left, {"QueueResult": "leave"}
         if self.rest is None:
-            return None
+            return None, {}
         names = self._worker_names()
         ringing: dict[str, str] = {}  # leg sid -> the worker it rings
 
@@ -241,26 +246,47 @@ class TwilioSim:
                           "Direction": "outbound-api", "ApiVersion": "2010-04-01"}
             if self._answer(str(leg.data["Url"]), fields_leg, name, transcript, keypad):
                 self.emit(transcript, Event("system", "connected", name=name))
-                event("participant-join", leg.sid)
-                event("conference-start", leg.sid)
-                self._settle_cancelled(transcript, ringing)
-                event("participant-leave", fields["CallSid"])
-                event("conference-end", fields["CallSid"])
-                self.emit(transcript, Event("caller", "hangup"))
-                return None
+                self.talker = (leg.sid, fields_leg, str(leg.data["StatusCallback"]))
+                moved = [r for r in self.rest.take_new()
+                         if r.kind == "redirect" and r.sid == fields["CallSid"]]
+                self._settle_cancelled(transcript, ringing, moved)
+                if moved:
+                    return str(moved[-1].data["Url"]), {}
+                return left, {"QueueResult": "leave"}
             self.post(str(leg.data["StatusCallback"]), {**fields_leg, "CallStatus": "completed"})
-            new = self.rest.take_new()
-            pending += ring(new)
-            for request in new:
-                if request.kind == "redirect" and request.sid == fields["CallSid"]:
-                    event("participant-leave", fields["CallSid"])
-                    self.emit(transcript, Event("system", "fallback", ""))
-                    return str(request.data["Url"])
+            pending += ring(self.rest.take_new())
+        if self._hold(line.get("waitUrl"), transcript, fields):
+            return left, {"QueueResult": "leave"}
+        self.emit(transcript, Event("system", "unanswered", "nobody took the call"))
+        self.emit(transcript, Event("caller", "hangup"))
+        return None, {}
+
+    def _conference(self, conference: ET.Element, transcript, fields) -> str | None:
+        """The caller joins the room where the worker who accepted waits; they talk, and
+        hang up."""
+        room, events = conference.text or "", conference.get("statusCallback")
+        conference_sid = "CF" + secrets.token_hex(16)
+        worker_sid, worker_fields, worker_status = self.talker
+
+        def event(name: str, call_sid: str) -> None:
+            self.post(events, {"AccountSid": ACCOUNT_SID, "ConferenceSid": conference_sid,
+                               "FriendlyName": room, "StatusCallbackEvent": name,
+                               "CallSid": call_sid})
+
+        if worker_sid:
+            event("participant-join", worker_sid)
+        event("participant-join", fields["CallSid"])
+        event("conference-start", fields["CallSid"])
+        event("participant-leave", fields["CallSid"])
+        event("conference-end", fields["CallSid"])
+        if worker_status:
+            self.post(worker_status, {**worker_fields, "CallStatus": "completed"})
+        self.emit(transcript, Event("caller", "hangup"))
         return None
 
-    def _settle_cancelled(self, transcript, ringing: dict[str, str]) -> None:
+    def _settle_cancelled(self, transcript, ringing: dict[str, str], seen: list) -> None:
         """Workers whose legs the service cancelled stop ringing."""
-        for request in self.rest.take_new():
+        for request in [*seen, *self.rest.take_new()]:
             if request.kind == "hang_up" and request.sid in ringing:
                 self.emit(transcript, Event("worker", "cancelled", name=ringing[request.sid]))
 

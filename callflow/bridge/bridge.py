@@ -1,21 +1,28 @@
-"""The conference bridge: the caller waits in a private room while workers are rung.
+"""The conference bridge: callers wait in their team's line, then talk in a private room.
 
-The caller's side is TwiML (``<Dial><Conference>``); each worker's leg is a REST call made by
-an RQ job, screened with "press 1 to accept"; the first to accept is joined and the others are
-cancelled; if nobody accepts in time the caller is taken to the flow's no-answer step. Every
-leg shows the helpline's number and is never recorded.
+The caller waits in a Twilio ``<Enqueue>`` whose hold turns this service serves: their place,
+the team's messages and the hold music, first come, first served across every node
+(:mod:`callflow.bridge.waiting_line`). Free workers are offered "the team's next caller" by
+REST legs from RQ jobs (:mod:`callflow.bridge.offers`), screened with "press 1 to accept";
+whoever accepts first is given the caller who has waited longest and joins a private room,
+and the caller is moved there. A caller leaves the line without any REST request when they
+have waited the team's ``max_wait``, when nobody of the team is on shift, or when the store is
+down (each hold turn can say ``<Leave>``); the line's own action then takes them on. Every leg
+shows the helpline's number and is never recorded.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 from datetime import UTC, datetime
 
 import redis
 from rq import Worker
-from twilio.base.exceptions import TwilioRestException
 from twilio.twiml.voice_response import VoiceResponse
 
+from callflow.bridge.announcements import hold_texts
+from callflow.bridge.waiting_line import WaitingLine
 from callflow.language.dialling import DO_NOT_RECORD, screen_worker
 from callflow.language.flow import Flow, Team
 from callflow.language.steps import DEFAULT_WHISPER, Connect
@@ -26,19 +33,29 @@ from callflow.platform.jobspec import PURGE_RETRY, Job
 from callflow.platform.links import CallState
 from callflow.records.live import LEG_ENDED, LiveCall, LiveState
 from callflow.runtime import Runtime
+from callflow.staff.shifts import Shifts, WorkerState
 
 log = logging.getLogger(__name__)
 CONFERENCE_EVENTS = "start end join leave mute"
-REST_TROUBLE_SECONDS = 60
 # An idle worker heartbeats every 15 s (callflow.jobs.runner); a ring job takes seconds.
 LIVE_RUNNER_SECONDS = 35
 HOLDING = "Thank you for waiting. We are finding someone to talk to you."
 TAKEN = "Thank you. This call has already been answered, or the caller has gone."
+TAKEN_BY_NOBODY = "Sorry, we could not put you through. Please call again."
+# Marks of what a waiting caller was told, kept in their live record (see announcements).
+MARKS = ("said_place", "said_message", "message_turn")
+
+
+def twilio_queue(team: str) -> str:
+    """The name of the Twilio queue a team's callers wait in (Twilio's only; order is ours)."""
+    return f"callflow-{team}"
 
 
 class Bridge:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
+        self.line = WaitingLine(rt.store)
+        self.shifts = Shifts(rt.store, rt.clock)
 
     # -- on the request path: the caller ---------------------------------------------------
 
@@ -49,7 +66,7 @@ class Bridge:
         try:
             if self.rt.store.exists(keys.rest_trouble()):
                 return False
-            # Nobody would ring the workers, or ever take the caller out of the room.
+            # Nobody would ring the workers, or ever take the caller out of the line.
             return self.rt.sync_jobs or self._a_runner_is_alive()
         except redis.RedisError as exc:  # the store is down: the caller takes the degraded path
             raise StoreUnavailable(str(exc)) from exc
@@ -57,36 +74,139 @@ class Bridge:
     def _a_runner_is_alive(self) -> bool:
         """A worker that heartbeat lately. RQ keeps a dead worker listed for minutes (its key
         outlives the worker by its TTL plus a minute, longer mid-job), so the listing alone
-        would put callers in a room whose workers nobody will ring."""
+        would put callers in a line whose workers nobody will ring."""
         now = datetime.now(UTC)
         return any(worker.last_heartbeat is not None
                    and (now - worker.last_heartbeat).total_seconds() < LIVE_RUNNER_SECONDS
                    for worker in Worker.all(queue=self.rt.queue))
 
+    def on_shift(self, team: Team) -> list[str]:
+        """The names of the team's workers signed on now (whatever they are doing)."""
+        names = [w.name for w in team.active_workers()]
+        return [s.name for s in self.shifts.statuses(names) if s.on_shift]
+
     def put_through(self, response: VoiceResponse, flow: Flow, connect: Connect, *,
-                    state: CallState, caller_sid: str, helpline_number: str) -> LiveCall:
-        """Open a live call, queue the worker legs, and put the caller in the waiting room.
+                    state: CallState, caller_sid: str, helpline_number: str) -> LiveCall | None:
+        """Put the caller in the team's waiting line and offer them to its free workers; or,
+        with nobody of the team on shift, take them on to the no-workers step at once.
 
         The first Redis write of a call is here; a retried webhook finds the call opened."""
+        team = self.rt.registry.current.teams[connect.team]
+        if not self.on_shift(team):
+            metrics.call_outcome(flow.id, metrics.Outcome.NO_WORKERS)
+            log.info("nobody on shift", extra={"call": caller_sid, "flow": flow.id,
+                                               "event": "no_workers"})
+            response.redirect(self.rt.links.step(flow.id, connect.no_workers_step, state),
+                              method="POST")
+            return None
+        now = self.rt.clock()
         call = self.rt.live.open(flow=flow.id, step=connect.name,
                                  team=connect.team, helpline_number=helpline_number,
-                                 caller_sid=caller_sid, now=self.rt.clock(),
+                                 caller_sid=caller_sid, now=now,
                                  monitorable=not state.declined)
-        self.rt.enqueue(Job.RING_TEAM, call.id, job_id=f"ring-{call.id}")
-        action = self.rt.links.answer(Connect.callback, flow.id, connect.name, state,
-                                      call=call.id)
-        dial = response.dial(action=action, method="POST", record=DO_NOT_RECORD)
-        self._room(dial, call.id, caller=True)
+        self.line.join(connect.team, call.id, now.timestamp())
+        self._dispatch(connect.team)
+        response.enqueue(twilio_queue(connect.team),
+                         action=self.rt.links.waiting_left(call.id, flow.id, connect.name,
+                                                           state),
+                         method="POST", wait_url=self.rt.links.hold(call.id),
+                         wait_url_method="POST")
         log.info("caller waiting for a worker", extra={"call": caller_sid, "flow": flow.id,
-                                                       "event": "bridged"})
+                                                       "event": "queued"})
         return call
 
-    def _room(self, dial, call_id: str, *, caller: bool) -> None:
-        """The conference noun, the same for caller and worker but for who starts it."""
+    def _dispatch(self, team: str) -> None:
+        self.rt.enqueue(Job.DISPATCH, team, job_id=f"dispatch-{team}-{secrets.token_hex(4)}")
+
+    def hold(self, call_id: str) -> VoiceResponse:
+        """One hold turn of a waiting caller: their place, the team's messages, the music; or
+        ``<Leave>`` when it is time to go (accepted, waited too long, nobody on shift, the
+        store down), and the line's action takes them on."""
+        response = VoiceResponse()
+        call, answered = self._lookup(call_id)
+        team = self._team(call)
+        flow = self._flow(call)
+        connect = flow.steps.get(call.step) if call else None
+        if (not answered or call is None or team is None or call.state != LiveState.WAITING
+                or not isinstance(connect, Connect)):
+            response.leave()
+            return response
+        waited = (self.rt.clock() - datetime.fromisoformat(call.started_at)).total_seconds()
+        statuses = self.shifts.statuses(w.name for w in team.active_workers())
+        if not any(s.on_shift for s in statuses):
+            self._leave_line(call, connect.no_workers_step, metrics.Outcome.NO_WORKERS)
+            response.leave()
+            return response
+        if waited >= team.max_wait:
+            self._leave_line(call, connect.max_wait_step, metrics.Outcome.MAX_WAIT)
+            response.leave()
+            return response
+        position = self.line.position(team.name, call.id)
+        if position is None:  # taken off the line a moment ago (by a worker's accept)
+            response.leave()
+            return response
+        if any(s.state is WorkerState.AVAILABLE for s in statuses):
+            self._dispatch(team.name)  # a wrap-up ended, say: offer the line again
+        texts, marks = hold_texts(team, helpline=flow.helpline, waited=waited,
+                                  position=position,
+                                  typical_wait=self.line.typical_wait(team.name),
+                                  marks={k: call.raw[k] for k in MARKS if k in call.raw})
+        if marks:
+            self.rt.live.mark(call.id, **marks)
+        for text in texts:
+            response.say(text, voice=flow.voice, language=flow.language)
+        if team.hold_music:
+            response.play(team.hold_music)
+        else:
+            response.say(HOLDING, voice=flow.voice, language=flow.language)
+            response.pause(length=8)
+        return response
+
+    def _leave_line(self, call: LiveCall, target: str, outcome: metrics.Outcome) -> None:
+        """Take the caller out of the line, on to ``target`` (their next hold turn leaves)."""
+        if self.rt.live.advance(call.id, LiveState.FALLBACK, self.rt.clock()):
+            self.rt.live.note(call.id, next=target)
+            metrics.call_outcome(call.flow, outcome)
+            log.info("caller leaves the line", extra={"call": call.caller_sid, "step": target,
+                                                      "event": outcome.value})
+        self.line.leave(call.team, call.id)
+        self.rt.enqueue(Job.CANCEL_SURPLUS, call.team,
+                        job_id=f"surplus-{call.team}-{secrets.token_hex(4)}")
+
+    def left_line(self, call_id: str, result: str) -> tuple[LiveCall | None, str | None]:
+        """The caller's ``<Enqueue>`` ended (``result`` is Twilio's QueueResult): the call as
+        it is now and the step to go on to, if any. A caller still waiting (Twilio's queue
+        was full, or failed) is taken out of the line and put through directly."""
+        call = self.rt.live.get(call_id)
+        if call is None or result == "hangup":
+            return call, None
+        if call.state == LiveState.WAITING:
+            self.rt.live.advance(call.id, LiveState.FALLBACK, self.rt.clock())
+            self.line.leave(call.team, call.id)
+            log.error("the caller left Twilio's queue unasked; dialling directly",
+                      extra={"call": call.caller_sid, "event": "queue_" + result[:20]})
+            return None, None
+        return call, call.raw.get("next")
+
+    def join(self, call_id: str) -> VoiceResponse:
+        """Where a caller whose worker accepted is sent: into the room, where the worker is."""
+        response = VoiceResponse()
+        call, _ = self._lookup(call_id)
+        if call is None or call.state != LiveState.CONNECTED:
+            response.say(TAKEN_BY_NOBODY, voice=self._flow(call).voice,
+                         language=self._flow(call).language)
+            response.hangup()
+            return response
+        state = CallState(notice_heard=True, declined=not call.monitorable)
+        action = self.rt.links.answer(Connect.callback, call.flow, call.step, state,
+                                      call=call.id)
+        self._room(response.dial(action=action, method="POST", record=DO_NOT_RECORD), call.id)
+        return response
+
+    def _room(self, dial, call_id: str) -> None:
+        """The conference noun, the same for the caller and the worker."""
         dial.conference(keys.conference_room(call_id), beep=False, record=DO_NOT_RECORD,
-                        start_conference_on_enter=not caller, end_conference_on_exit=True,
-                        wait_url=self.rt.links.hold(call_id) if caller else None,
-                        wait_method="POST" if caller else None,
+                        start_conference_on_enter=True, end_conference_on_exit=True,
                         status_callback=self.rt.links.conference(call_id),
                         status_callback_method="POST",
                         status_callback_event=CONFERENCE_EVENTS)
@@ -104,39 +224,19 @@ class Bridge:
             log.error("store unavailable on the bridge", extra={"event": "degraded"})
             return None, False
 
-    def hold(self, call_id: str) -> VoiceResponse:
-        """What a waiting caller hears; each fetch also checks the team's time limit."""
-        response = VoiceResponse()
-        call, _ = self._lookup(call_id)
-        team = self._team(call)
-        if call and team:
-            waited = (self.rt.clock() - datetime.fromisoformat(call.started_at)).total_seconds()
-            if call.state in (LiveState.WAITING, LiveState.RINGING) and waited >= team.ring_limit:
-                self.rt.enqueue(Job.GIVE_UP, call_id, job_id=f"give-up-{call_id}")
-            elif call.state == LiveState.FALLBACK and not call.raw.get("fallback_done"):
-                # An earlier redirect failed (its retries too): try again, at most twice a
-                # minute, for as long as the caller is still waiting in the room.
-                self.rt.enqueue(Job.GIVE_UP, call_id,
-                                job_id=f"give-up-{call_id}-{int(waited // 30)}")
-        if team and team.hold_music:
-            response.play(team.hold_music)
-        else:
-            flow = self._flow(call)
-            response.say(HOLDING, voice=flow.voice, language=flow.language)
-            response.pause(length=8)
-        return response
-
     def left_room(self, call: LiveCall, event: str) -> None:
-        """The room closed, or the caller left it: the call is over, and nobody is rung for it
-        any more."""
+        """The room closed, or the caller's call ended: the call is over, and nobody is
+        offered it any more."""
         if self.rt.live.advance(call.id, LiveState.ENDED, self.rt.clock()):
             _count_ended(call)
             log.info("bridge ended", extra={"call": call.caller_sid, "event": event})
-        self.rt.enqueue(Job.CANCEL_LEGS, call.id, job_id=f"cancel-{call.id}")
+        if self.line.leave(call.team, call.id):
+            self.rt.enqueue(Job.CANCEL_SURPLUS, call.team,
+                            job_id=f"surplus-{call.team}-{secrets.token_hex(4)}")
 
     def caller_ended(self, caller_sid: str) -> None:
-        """The caller's call is over (status callback): if it reached the bridge, stop ringing
-        anyone for it; and forget it at Twilio when so configured (even if the live entry has
+        """The caller's call is over (status callback): if it reached the bridge, stop
+        offering it; and forget it at Twilio when so configured (even if the live entry has
         expired, or the call never reached the bridge)."""
         call_id = self.rt.live.id_for(caller_sid)
         call = self.rt.live.get(call_id)
@@ -153,165 +253,103 @@ class Bridge:
 
     # -- on the request path: the worker ---------------------------------------------------
 
-    def worker_screen(self, call_id: str, leg: int, flow_id: str = "") -> VoiceResponse:
+    def _worker(self, team_name: str, leg: int) -> tuple[Team | None, str]:
+        team = self.rt.registry.current.teams.get(team_name)
+        if team is None or leg >= len(team.workers):
+            return None, ""
+        return team, team.workers[leg].name
+
+    def worker_screen(self, team_name: str, leg: int, offer: str,
+                      flow_id: str = "") -> VoiceResponse:
+        """A worker picked up an offer: screen them, or tell them it is gone."""
         response = VoiceResponse()
-        call, answered = self._lookup(call_id)
-        flow = self._flow(call, flow_id)
-        waiting = call is not None and call.state in (LiveState.WAITING, LiveState.RINGING)
-        if answered and not waiting:
+        flow = self._flow(None, flow_id)
+        team, name = self._worker(team_name, leg)
+        try:
+            current = bool(team) and self.shifts.status(name).offer == offer and bool(
+                self.line.waiting(team_name))
+        except StoreUnavailable:
+            current = False
+        if not current:
             response.say(TAKEN, voice=flow.voice, language=flow.language)
             response.hangup()
             return response
-        connect = flow.steps.get(call.step) if call else None
+        connect = flow.steps.get(self._step_of(flow, team_name))
         whisper = connect.whisper if isinstance(connect, Connect) else DEFAULT_WHISPER
         screen_worker(response, whisper=fill(whisper, helpline=flow.helpline),
-                      action=self.rt.links.worker_answer(call_id, leg, flow.id),
-                      voice=flow.voice,
-                      language=flow.language)
+                      action=self.rt.links.worker_answer(team_name, leg, offer, flow.id),
+                      voice=flow.voice, language=flow.language)
         return response
 
-    def worker_answer(self, call_id: str, leg: int, digits: str,
+    @staticmethod
+    def _step_of(flow: Flow, team_name: str) -> str:
+        return next((s.name for s in flow.steps.values()
+                     if isinstance(s, Connect) and s.team == team_name), "")
+
+    def worker_answer(self, team_name: str, leg: int, offer: str, digits: str,
                       flow_id: str = "", leg_sid: str = "") -> VoiceResponse:
+        """The worker's key: 1 takes the caller who has waited longest; anything else, or a
+        caller already gone, ends the offer."""
         response = VoiceResponse()
-        call, answered = self._lookup(call_id)
-        flow = self._flow(call, flow_id)
-        if digits != "1":
+        flow = self._flow(None, flow_id)
+        team, name = self._worker(team_name, leg)
+        if team is None:
             response.hangup()
             return response
-        if answered:
-            if call is None or not self._accept(call_id, leg):
-                response.say(TAKEN, voice=flow.voice, language=flow.language)
-                response.hangup()
-                return response
-            if leg_sid:  # known from now on, even if Twilio's answer to the ring was lost
-                self.rt.live.set_leg(call_id, leg, leg_sid)
-            _count_accepted(call)
+        if digits != "1":
+            self._settle(team, name, offer, missed=True)
+            response.hangup()
+            return response
+        try:
+            call_id, fresh = self.line.accept(team_name, name, offer, leg, leg_sid,
+                                              self.rt.clock().isoformat(timespec="seconds"))
+        except StoreUnavailable:  # callers are being dialled directly meanwhile
+            call_id, fresh = None, False
+        if call_id is None:
+            response.say(TAKEN, voice=flow.voice, language=flow.language)
+            response.hangup()
+            self._enqueue_quietly(Job.CANCEL_SURPLUS, team_name, job_id=f"surplus-{team_name}-"
+                                  f"{secrets.token_hex(4)}")
+            return response
+        call = self.rt.live.get(call_id) if fresh else None
+        if call is not None:  # counted once, not again when Twilio retries the keypress
+            metrics.call_outcome(call.flow, metrics.Outcome.CONNECTED)
+            waited = (self.rt.clock() - datetime.fromisoformat(call.started_at)).total_seconds()
+            self.line.answered_after(team_name, waited)
             log.info("worker accepted", extra={"call": call.caller_sid, "event": "accepted"})
-            self._enqueue_quietly(Job.CANCEL_LEGS, call_id, job_id=f"cancel-{call_id}")
-        # With the store down the first worker to press 1 still reaches the waiting caller.
+        self._enqueue_quietly(Job.JOIN_CALLER, call_id, job_id=f"join-{call_id}")
+        self._enqueue_quietly(Job.CANCEL_SURPLUS, team_name,
+                              job_id=f"surplus-{team_name}-{secrets.token_hex(4)}")
         response.say("Connecting you now.", voice=flow.voice, language=flow.language)
-        self._room(response.dial(record=DO_NOT_RECORD), call_id, caller=False)
+        self._room(response.dial(record=DO_NOT_RECORD), call_id)
         return response
 
-    def worker_status(self, call_id: str, leg: int, status: str) -> None:
-        """A worker's leg changed state; when it ended unanswered, ring on or give up."""
+    def worker_status(self, team_name: str, leg: int, offer: str, status: str) -> None:
+        """A worker's leg ended: an offer unanswered is missed (and the line offered again);
+        a call over starts the worker's wrap-up."""
         if status not in LEG_ENDED:
             return
-        call = self.rt.live.set_leg_status(call_id, leg, status)
-        if call is None or call.accepted == leg:
+        team, name = self._worker(team_name, leg)
+        if team is None:
             return
-        if call.state not in (LiveState.WAITING, LiveState.RINGING):
+        if self.shifts.call_ended(name, offer, wrap_up=team.wrap_up):
             return
-        team = self._team(call)
-        rung = int(call.raw.get("leg_count") or 0)
-        if team and team.ring == "sequential" and leg + 1 < rung:
-            self.rt.enqueue(Job.RING_LEG, call_id, leg + 1, job_id=f"ring-{call_id}-{leg + 1}")
-        elif len(call.leg_status) >= rung:
-            self.rt.enqueue(Job.GIVE_UP, call_id, job_id=f"give-up-{call_id}")
+        self._settle(team, name, offer, missed=status != "canceled")
 
-    def _accept(self, call_id: str, leg: int) -> bool:
-        try:
-            return self.rt.live.accept(call_id, leg, self.rt.clock())
-        except StoreUnavailable:
-            return True
+    def _settle(self, team: Team, name: str, offer: str, *, missed: bool) -> None:
+        after = self.shifts.settle(name, offer, missed=missed,
+                                   autopause_after=team.autopause_after)
+        if after == WorkerState.PAUSED:
+            log.warning("worker paused after missed offers", extra={"event": "autopaused",
+                                                                    "kind": team.name})
+        if after:
+            self._dispatch(team.name)
 
     def _enqueue_quietly(self, job: Job, *args, job_id: str) -> None:
         try:
             self.rt.enqueue(job, *args, job_id=job_id)
         except Exception:  # the caller is served; the job's absence is logged
             log.exception("could not queue a job", extra={"event": "enqueue_failed"})
-
-    # -- in RQ jobs: the REST requests -----------------------------------------------------
-
-    def ring_team(self, call_id: str) -> None:
-        call = self.rt.live.get(call_id)
-        team = self._team(call)
-        if call is None or team is None or call.state not in (LiveState.WAITING,
-                                                              LiveState.RINGING):
-            return  # a retry after one leg was created rings the rest; claims stop repeats
-        workers = team.active_workers()
-        self.rt.live.note(call_id, leg_count=str(len(workers)))
-        if not workers:
-            self.give_up(call_id)
-            return
-        legs = range(len(workers)) if team.ring == "simultaneous" else range(1)
-        failures = []
-        for leg in legs:
-            try:
-                self._ring(call, team, leg)
-            except Exception as exc:  # one worker's failure must not stop the others
-                failures.append(exc)
-        if failures:
-            raise failures[0]
-
-    def ring_next(self, call_id: str, leg: int) -> None:
-        call = self.rt.live.get(call_id)
-        team = self._team(call)
-        if call and team and call.state in (LiveState.WAITING, LiveState.RINGING):
-            self._ring(call, team, leg)
-
-    def _ring(self, call: LiveCall, team: Team, leg: int) -> None:
-        workers = team.active_workers()
-        if leg >= len(workers):
-            return
-        if not self.rt.live.claim_leg(call.id, leg):
-            return  # already rung (a retried or duplicated job): never ring twice
-        try:
-            sid = self.rt.twilio.ring(to=workers[leg].number,
-                                      helpline_number=call.helpline_number,
-                                      url=self.rt.links.worker(call.id, leg, call.flow),
-                                      status_callback=self.rt.links.worker_status(call.id, leg),
-                                      timeout=team.ring_timeout)
-        except TwilioRestException as exc:
-            if exc.status >= 500:
-                self._rest_failed(call.id, leg)
-                raise
-            # Twilio refused this one worker (a bad number, say): that leg has failed, the
-            # others go on, and the API is not in trouble for everyone else.
-            log.error("Twilio refused a worker's leg", extra={"event": "leg_refused",
-                                                              "error": str(exc.code)})
-            self.worker_status(call.id, leg, "failed")
-            return
-        except Exception:
-            self._rest_failed(call.id, leg)
-            raise
-        self.rt.live.set_leg(call.id, leg, sid)
-        self.rt.live.advance(call.id, LiveState.RINGING, self.rt.clock())
-
-    def _rest_failed(self, call_id: str, leg: int) -> None:
-        """Twilio was unreachable or failed: the leg was not created, so a retry may ring it,
-        and new callers are dialled directly for a while."""
-        self.rt.live.release_leg(call_id, leg)
-        self.rt.store.set(keys.rest_trouble(), "1", ex=REST_TROUBLE_SECONDS)
-
-    def cancel_legs(self, call_id: str) -> None:
-        call = self.rt.live.get(call_id)
-        if call is None:
-            return
-        for leg, sid in call.legs.items():
-            if leg != call.accepted and call.leg_status.get(leg) not in LEG_ENDED:
-                self.rt.twilio.hang_up(sid)
-
-    def give_up(self, call_id: str) -> None:
-        """Nobody accepted in time: take the caller to the flow's no-answer step."""
-        call = self.rt.live.get(call_id)
-        if call is None or call.raw.get("fallback_done"):
-            return
-        moved = self.rt.live.advance(call_id, LiveState.FALLBACK, self.rt.clock())
-        if not moved and call.state != LiveState.FALLBACK:
-            return  # a worker accepted, or the caller left, first
-        flow = self._flow(call)
-        connect = flow.steps.get(call.step)
-        target = connect.on_no_answer if isinstance(connect, Connect) else flow.start
-        # The caller heard the notice on the way here; the URL carries that on.
-        state = CallState(notice_heard=True, declined=not call.monitorable)
-        self.rt.twilio.redirect(call.caller_sid, self.rt.links.step(flow.id, target, state))
-        self.rt.live.note(call_id, fallback_done="1")
-        self.rt.live.retire(call_id)
-        metrics.call_outcome(call.flow, metrics.Outcome.FALLBACK)
-        log.info("nobody accepted; caller taken to the no-answer step",
-                 extra={"call": call.caller_sid, "step": target, "event": "fallback"})
-        self.cancel_legs(call_id)
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -321,12 +359,6 @@ class Bridge:
 
     def _team(self, call: LiveCall | None) -> Team | None:
         return self.rt.registry.current.teams.get(call.team) if call else None
-
-
-def _count_accepted(call: LiveCall) -> None:
-    """A worker accepted; counted once (not again when Twilio retries the keypress)."""
-    if call.state != LiveState.CONNECTED:
-        metrics.call_outcome(call.flow, metrics.Outcome.CONNECTED)
 
 
 def _count_ended(call: LiveCall) -> None:

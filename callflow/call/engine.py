@@ -38,6 +38,7 @@ from callflow.platform import metrics
 from callflow.platform.errors import StoreUnavailable
 from callflow.platform.limits import MAX_STEPS_PER_TURN
 from callflow.platform.links import CallState
+from callflow.records.live import LiveState
 from callflow.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,28 @@ class CallEngine:
                                       connected=connected), turn)
 
         return self._callback(call_sid, flow_id, step, state, dialled, kind, decide)
+
+    def waiting_left(self, call_id: str, flow_id: str, step: str, state: CallState,
+                     result: str, call_sid: str, dialled: str) -> bytes:
+        """The caller left the team's waiting line (Twilio's ``<Enqueue>`` action): into the
+        room if a worker took them, on to the step the line chose (no workers on shift, the
+        longest wait), or, with the store down or the call unknown, the flow's direct dial,
+        with an apology: queue order is all that is lost."""
+        flowset = self.registry.current
+        flow = flowset.flows.get(flow_id) or flowset.flow_for(dialled) or flowset.default_flow
+        try:
+            call, target = self.bridge.left_line(call_id, result)
+        except StoreUnavailable:
+            self._store_down(call_sid, flow)
+            return self.degraded(flow, dialled or flow.numbers[0], apology=True)
+        if result == "hangup":
+            return rendered(flowset).get(("hang up",), _hang_up)
+        if call is not None and call.state == LiveState.CONNECTED:
+            return str(self.bridge.join(call.id)).encode("utf-8")
+        if call is not None and target in flow.steps:
+            return self._run(call_sid, flowset, flow, dialled, target, state,
+                             event="left_line")
+        return self.degraded(flow, dialled or flow.numbers[0], apology=True)
 
     def status(self, call_sid: str, call_status: str) -> None:
         """Twilio's call status callback: a finished call leaves the bridge (if it was on it)."""

@@ -14,7 +14,7 @@ import logging
 
 from twilio.base.exceptions import TwilioRestException
 
-from callflow.bridge.bridge import Bridge
+from callflow.bridge.offers import Offers
 from callflow.monitoring.gate import MonitoringGate
 from callflow.monitoring.room_guard import RoomGuard
 from callflow.runtime import bound
@@ -28,32 +28,24 @@ SWEEP_PAGE_SIZE = 1000
 SWEEP_LIMIT = 2000
 
 
-def ring_team(call_id: str) -> None:
-    Bridge(bound()).ring_team(call_id)
+def dispatch(team: str) -> None:
+    """Offer the team's next waiting caller to its free workers."""
+    Offers(bound()).dispatch(team)
 
 
-def ring_leg(call_id: str, leg: int) -> None:
-    Bridge(bound()).ring_next(call_id, leg)
+def cancel_surplus(team: str) -> None:
+    """Withdraw the offers the team's line no longer needs."""
+    Offers(bound()).cancel_surplus(team)
 
 
-def cancel_legs(call_id: str) -> None:
-    Bridge(bound()).cancel_legs(call_id)
-
-
-def give_up(call_id: str) -> None:
-    Bridge(bound()).give_up(call_id)
+def join_caller(call_id: str) -> None:
+    """Move a caller whose worker accepted from the line into the room."""
+    Offers(bound()).join_caller(call_id)
 
 
 def withdraw_offer(name: str) -> None:
-    """A worker signed off or was paused while an offer rang their phone: the waiting line
-    takes that offer back, so their phone stops and the caller is offered to someone else.
-    Queued by :class:`callflow.staff.desk.ShiftDesk`; the lead fills it (the queue engine)."""
-
-
-def dispatch(team: str) -> None:
-    """A worker of ``team`` came free (signed on, or resumed): the waiting line offers the
-    team's waiting callers to who is free now. Queued by
-    :class:`callflow.staff.desk.ShiftDesk`; the lead fills it (the queue engine)."""
+    """A worker signed off or was paused while their phone rang: stop it ringing."""
+    Offers(bound()).withdraw_offer(name)
 
 
 def remove_participant(conference_sid: str, call_sid: str) -> None:

@@ -184,8 +184,17 @@ def _options(value, where, spec):
     return result
 
 
+def _texts(value, where, spec):
+    if not isinstance(value, Sequence) or isinstance(value, (str, bytes)):
+        raise FlowError(where, "this should be a list of texts", "write one '- text' a line")
+    wheres = getattr(value, "item_where", [where] * len(value))
+    return [_text(item, item_where, spec) for item, item_where in zip(value, wheres,
+                                                                       strict=True)]
+
+
 _CONVERTERS = {
     "text": _text,
+    "texts": _texts,
     "step": _name,
     "team": _name,
     "int": _integer,
@@ -224,6 +233,8 @@ def json_schema(spec: Spec) -> dict[str, Any]:
     digit = {"type": ["string", "integer"], "pattern": r"^[0-9*#]$"}
     shapes: dict[str, dict[str, Any]] = {
         "text": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT_CHARS},
+        "texts": {"type": "array", "items": {"type": "string", "minLength": 1,
+                                             "maxLength": MAX_TEXT_CHARS}},
         "step": {"type": "string", "pattern": STEP_NAME.pattern},
         "team": {"type": "string", "pattern": STEP_NAME.pattern},
         "int": {"type": "integer"},

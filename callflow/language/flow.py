@@ -37,17 +37,32 @@ class Worker:
     active: bool = option("bool", "Whether the worker is rung", True)
 
 
-RING_STRATEGIES = ("simultaneous", "sequential")
+RING_STRATEGIES = ("simultaneous", "sequential", "longest_idle", "round_robin")
+# Positions above this are said as "more than 5" (Asterisk's announce-position limit).
+POSITION_LIMIT = 5
 
 
 @dataclass(frozen=True, kw_only=True)
 class Team:
-    ring: str = option("choice", "Ring every active worker at once, or one after another",
-                       "simultaneous", choices=RING_STRATEGIES)
-    ring_timeout: int = option("int", "Seconds each worker's phone rings", 20, minimum=5,
-                               maximum=60)
-    ring_limit: int = option("int", "Seconds the caller waits in all before the no-answer "
-                             "step", 120, minimum=15, maximum=900)
+    ring: str = option("choice", "How a waiting caller is offered to the free workers: all at "
+                       "once (simultaneous), one after another in roster order (sequential), "
+                       "the one idle longest first (longest_idle), or in turn, remembering "
+                       "where it stopped (round_robin)", "simultaneous",
+                       choices=RING_STRATEGIES)
+    ring_timeout: int = option("int", "Seconds each worker's phone rings for an offer", 20,
+                               minimum=5, maximum=60)
+    max_wait: int = option("int", "Seconds a caller waits in the queue before the connect "
+                           "step's on_max_wait step", 300, minimum=15, maximum=3600)
+    position_every: int = option("int", "Seconds between announcements of the caller's place "
+                                 "in the queue (0: never)", 60, minimum=0, maximum=3600)
+    announce_every: int = option("int", "Seconds between the team's announcements, spoken in "
+                                 "turn between the hold music", 90, minimum=10, maximum=3600)
+    announcements: list = option("texts", "Messages spoken in turn to waiting callers, e.g. "
+                                 "another way to get help", [])
+    wrap_up: int = option("int", "Seconds after a call before the worker is offered another",
+                          60, minimum=0, maximum=1800)
+    autopause_after: int = option("int", "Pause a worker who lets so many offers in a row go "
+                                  "unanswered (0: never)", 2, minimum=0, maximum=20)
     hold_music: str | None = option("url", "Audio played to a waiting caller (default: a "
                                     "spoken holding message)", None)
 

@@ -282,13 +282,31 @@ class Connect(Spoken):
 
     team: str = option("team", "The team of workers to ring")
     on_no_answer: str = option("step", "Where to go when nobody accepts the call")
+    on_max_wait: str | None = option("step", "Where a caller goes who has waited the team's "
+                                     "max_wait (default: on_no_answer)", None)
+    on_no_workers: str | None = option("step", "Where a caller goes, without waiting, when "
+                                       "nobody of the team is on shift (default: "
+                                       "on_no_answer)", None)
     timeout: int = option("int", "Seconds to ring before giving up", 25, minimum=5,
                           maximum=120)
     whisper: str = option("text", "What the worker hears before accepting",
                           DEFAULT_WHISPER)
 
     def edges(self):
-        return {"on_no_answer": self.on_no_answer}
+        found = {"on_no_answer": self.on_no_answer}
+        if self.on_max_wait:
+            found["on_max_wait"] = self.on_max_wait
+        if self.on_no_workers:
+            found["on_no_workers"] = self.on_no_workers
+        return found
+
+    @property
+    def max_wait_step(self) -> str:
+        return self.on_max_wait or self.on_no_answer
+
+    @property
+    def no_workers_step(self) -> str:
+        return self.on_no_workers or self.on_no_answer
 
     def check(self, flowset):
         if self.team not in flowset.teams:

@@ -1,6 +1,6 @@
 """The jobs the service queues, by name, and how they are queued.
 
-Code on the request path queues a job by its name (``Job.RING_TEAM``); the functions that do
+Code on the request path queues a job by its name (``Job.DISPATCH``); the functions that do
 the work live in :mod:`callflow.jobs.tasks`, on top of everything they use, and RQ finds them by
 their dotted path. So nothing below ``callflow.jobs.tasks`` imports it, and a test checks that every
 name here is a function there. Jobs carry opaque ids and Twilio sids, never caller data; a job
@@ -31,18 +31,12 @@ PURGE_RETRY = Retry(max=5, interval=[30, 60, 300, 900, 3600])
 class Job(StrEnum):
     """A job's name: the name of its function in :mod:`callflow.jobs.tasks`."""
 
-    RING_TEAM = "ring_team"
-    RING_LEG = "ring_leg"
-    CANCEL_LEGS = "cancel_legs"
-    GIVE_UP = "give_up"
+    DISPATCH = "dispatch"
+    CANCEL_SURPLUS = "cancel_surplus"
+    JOIN_CALLER = "join_caller"
+    WITHDRAW_OFFER = "withdraw_offer"
     PURGE_CALL_RECORDS = "purge_call_records"
     REMOVE_PARTICIPANT = "remove_participant"
-    # A worker signed off or was paused while their phone rang: the waiting line takes the
-    # offer back (args: the worker's roster name).
-    WITHDRAW_OFFER = "withdraw_offer"
-    # A worker came free (signed on, resumed): the waiting line offers the team's callers
-    # again (args: the team's name).
-    DISPATCH = "dispatch"
 
     @property
     def path(self) -> str:

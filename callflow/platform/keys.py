@@ -152,9 +152,10 @@ def waiting_line(team: str) -> str:
     return f"{PREFIX}:waiting:{team}"
 
 
-def team_offers(team: str) -> str:
-    """The workers of a team whose phones are ringing for its waiting line (a set, TTL)."""
-    return f"{PREFIX}:offers:{team}"
+def waiting_line_count(team: str) -> str:
+    """How many callers have joined a team's line, to keep the order of those who join in
+    the same millisecond (a counter with a TTL)."""
+    return f"{PREFIX}:waiting-count:{team}"
 
 
 def round_robin(team: str) -> str:

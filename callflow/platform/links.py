@@ -110,16 +110,25 @@ class Links:
     def conference(self, call: str) -> str:
         return self.url("bridge.conference", call=call)
 
-    # The worker's links name the flow too, so a worker is told the right helpline even when
-    # the store cannot say which call this is.
-    def worker(self, call: str, leg: int, flow: str) -> str:
-        return self.url("bridge.worker", call=call, leg=str(leg), flow=flow)
+    def waiting_left(self, call: str, flow: str, step: str, state: CallState) -> str:
+        """The action of a caller's ``<Enqueue>``: where they go on when they leave the line
+        (the flow and step too, so the degraded path knows the helpline without the store)."""
+        return self.url("bridge.left", call=call, flow=flow, step=step, **state.query())
 
-    def worker_answer(self, call: str, leg: int, flow: str) -> str:
-        return self.url("bridge.worker_answer", call=call, leg=str(leg), flow=flow)
+    def join(self, call: str) -> str:
+        return self.url("bridge.join", call=call)
 
-    def worker_status(self, call: str, leg: int) -> str:
-        return self.url("bridge.worker_status", call=call, leg=str(leg))
+    # A worker's links name the team, their place in its roster and the offer; the flow too,
+    # so a worker is told the right helpline even when the store cannot say which it is.
+    def worker(self, team: str, leg: int, offer: str, flow: str) -> str:
+        return self.url("bridge.worker", team=team, leg=str(leg), offer=offer, flow=flow)
+
+    def worker_answer(self, team: str, leg: int, offer: str, flow: str) -> str:
+        return self.url("bridge.worker_answer", team=team, leg=str(leg), offer=offer,
+                        flow=flow)
+
+    def worker_status(self, team: str, leg: int, offer: str) -> str:
+        return self.url("bridge.worker_status", team=team, leg=str(leg), offer=offer)
 
     def monitor_status(self, session: str) -> str:
         return self.url("bridge.monitor_status", session=session)

@@ -55,7 +55,9 @@ if multiprocess_dir():  # the library writes there on first count; the worker ma
 class Outcome(StrEnum):
     CONNECTED = "connected"  # a worker accepted the call
     FALLBACK = "fallback"  # nobody accepted in time: the flow's no-answer step
-    ABANDONED = "abandoned"  # the caller hung up while workers were being rung
+    ABANDONED = "abandoned"  # the caller hung up while waiting in the line
+    MAX_WAIT = "max_wait"  # waited the team's max_wait: the connect step's on_max_wait step
+    NO_WORKERS = "no_workers"  # nobody of the team on shift: the on_no_workers step
 
 
 REQUESTS = Counter("callflow_http_requests", "HTTP requests served, by URL rule, method and "

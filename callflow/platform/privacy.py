@@ -42,6 +42,9 @@ ALLOWED_FIELDS = frozenset({
     "CallSidEndingConference",
     "ParticipantLabel",
     "Reason",
+    # <Enqueue>'s action: why the caller left Twilio's queue, and how long they were in it
+    "QueueResult",
+    "QueueTime",
 })
 
 

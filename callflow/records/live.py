@@ -207,6 +207,10 @@ class LiveCalls:
 
         self._guard(write)
 
+    def mark(self, call_id: str, **fields: str) -> None:
+        """Set fields, overwriting them (what a waiting caller was last told, say)."""
+        self._guard(lambda: self.client.hset(keys.live_call(call_id), mapping=fields))
+
     def claim_leg(self, call_id: str, leg: int) -> bool:
         """Claim the right to ring worker leg ``leg``, once: a retried job finds it taken.
 

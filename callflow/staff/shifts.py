@@ -30,6 +30,8 @@ from callflow.platform.errors import StoreUnavailable
 
 SHIFT_TTL_SECONDS = 24 * 60 * 60
 MISSED_REASON = "missed {count} offers in a row"
+# After a missed offer a worker is not offered again for this long (Asterisk's "retry").
+MISSED_REST_SECONDS = 10
 
 
 class WorkerState(StrEnum):
@@ -42,14 +44,15 @@ class WorkerState(StrEnum):
 
 
 # Shared by the scripts: a worker wrapping up whose time is over is available again.
-_FREE = """
+# A worker who just missed an offer rests a moment, so the next worker is offered first.
+FREE_WORKER = """
 local function free(key, now)
   local state = redis.call('HGET', key, 'state')
   if state == 'wrap_up' and tonumber(redis.call('HGET', key, 'until') or '0') <= now then
     redis.call('HSET', key, 'state', 'available')
-    return true
+    state = 'available'
   end
-  return state == 'available'
+  return state == 'available' and tonumber(redis.call('HGET', key, 'rest') or '0') <= now
 end
 """
 
@@ -77,27 +80,8 @@ redis.call('EXPIRE', KEYS[1], ARGV[3])
 return state
 """
 
-# Offer free workers, in the order given, until ``wanted`` have been offered.
-# KEYS: the workers; ARGV: now (epoch), now (ISO), ttl, wanted, team, offer id prefix.
-# Returns the names offered, each followed by its offer id.
-OFFER = _FREE + """
-local now, wanted, offered = tonumber(ARGV[1]), tonumber(ARGV[4]), {}
-for i, key in ipairs(KEYS) do
-  if #offered >= wanted * 2 then break end
-  if free(key, now) then
-    local offer = ARGV[6] .. '.' .. i
-    redis.call('HSET', key, 'state', 'offered', 'since', ARGV[2], 'offer', offer,
-               'team', ARGV[5])
-    redis.call('EXPIRE', key, ARGV[3])
-    table.insert(offered, i)
-    table.insert(offered, offer)
-  end
-end
-return offered
-"""
-
 # An offer came to nothing. KEYS[1] worker; ARGV: offer, now (ISO), ttl, missed (1 or 0),
-# pause after so many misses in a row, the reason's text with {count}.
+# pause after so many misses in a row, the reason's text with {count}, rest until (epoch).
 # Returns the state after ('' if the offer was no longer this worker's).
 SETTLE = """
 if redis.call('HGET', KEYS[1], 'state') ~= 'offered'
@@ -106,11 +90,10 @@ local missed = tonumber(redis.call('HGET', KEYS[1], 'missed') or '0')
 local state = 'available'
 if ARGV[4] == '1' then
   missed = missed + 1
+  redis.call('HSET', KEYS[1], 'rest', ARGV[7])
   if tonumber(ARGV[5]) > 0 and missed >= tonumber(ARGV[5]) then
     state = 'paused'
-    -- gsub returns the text and a count: only the text is the reason
-    local reason = string.gsub(ARGV[6], '{count}', tostring(missed))
-    redis.call('HSET', KEYS[1], 'reason', reason)
+    redis.call('HSET', KEYS[1], 'reason', (string.gsub(ARGV[6], '{count}', tostring(missed))))
   end
 end
 redis.call('HSET', KEYS[1], 'state', state, 'since', ARGV[2], 'missed', missed)
@@ -169,7 +152,6 @@ class Shifts:
         self.clock = clock
         self._start = client.register_script(START)
         self._move = client.register_script(MOVE)
-        self._offer = client.register_script(OFFER)
         self._settle = client.register_script(SETTLE)
         self._wrap_up = client.register_script(WRAP_UP)
 
@@ -214,29 +196,18 @@ class Shifts:
                                               args=[state.value, iso, SHIFT_TTL_SECONDS,
                                                     reason, only_from]))
 
-    # -- offers and calls (the waiting line) ----------------------------------------------
-
-    def offer(self, names: list[str], *, wanted: int, team: str,
-              offer_prefix: str) -> list[tuple[str, str]]:
-        """Offer up to ``wanted`` of the free workers among ``names``, in that order; returns
-        (name, offer id) for each one offered. Nobody already offered or busy is touched."""
-        if not names or wanted <= 0:
-            return []
-        iso, epoch = self._now()
-        found = self._guard(lambda: self._offer(keys=[keys.worker(n) for n in names],
-                                                args=[epoch, iso, SHIFT_TTL_SECONDS, wanted,
-                                                      team, offer_prefix]))
-        return [(names[int(found[i]) - 1], found[i + 1]) for i in range(0, len(found), 2)]
+    # -- offers and calls (the waiting line's own scripts make the offers) ------------
 
     def settle(self, name: str, offer: str, *, missed: bool, autopause_after: int) -> str:
-        """An offer came to nothing: declined or unanswered (``missed``), or withdrawn (another
-        worker took the caller, the caller left). Returns the worker's state after it, or ""
-        when the offer was already settled."""
-        iso, _ = self._now()
+        """An offer came to nothing: declined or unanswered (``missed``: the worker rests a
+        moment before the next offer, and is paused after ``autopause_after`` in a row), or
+        withdrawn (another worker took the caller, the caller left). Returns the worker's
+        state after it, or "" when the offer was already settled."""
+        iso, epoch = self._now()
         return self._guard(lambda: self._settle(
             keys=[keys.worker(name)],
             args=[offer, iso, SHIFT_TTL_SECONDS, "1" if missed else "0", autopause_after,
-                  MISSED_REASON]))
+                  MISSED_REASON, epoch + MISSED_REST_SECONDS]))
 
     def call_ended(self, name: str, offer: str, *, wrap_up: int) -> bool:
         """The call the worker accepted with ``offer`` is over: they wrap up for ``wrap_up``
