@@ -25,7 +25,8 @@ pytest_plugins = ("tests.monitoring_fixtures",)
 JOB_NAMES = {"purge-audit": jobs.purge_audit,
              "close-stale-monitoring": jobs.close_stale_monitoring,
              "sweep-twilio-records": jobs.sweep_twilio_records,
-             "audit-refused-sign-ins": jobs.audit_refused_sign_ins}
+             "audit-refused-sign-ins": jobs.audit_refused_sign_ins,
+             "apply-counts-retention": jobs.apply_counts_retention}
 EVERY_MINUTE = ["close-stale-monitoring", "audit-refused-sign-ins"]
 
 
