@@ -3,11 +3,12 @@ metrics and the public policy page."""
 
 from __future__ import annotations
 
+import atexit
 import logging
 from datetime import timedelta
 from typing import Any
 
-from flask import Flask
+from flask import Flask, Response, current_app, request
 from twilio.request_validator import RequestValidator
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -66,9 +67,19 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     if not app.testing:  # SIGHUP reloads whatever the interval (0: SIGHUP only)
         rt.registry.watch(settings.reload_interval)
         reload_on_sighup(rt.registry)
+        atexit.register(rt.counts.flush)  # what this process counted, written as it ends
+    app.after_request(write_counts)
     app.before_request(body_size.allow_twilio_bodies)
     app.register_error_handler(RequestEntityTooLarge, body_size.too_large)
     return app
+
+
+def write_counts(response: Response) -> Response:
+    """After a request that talks to Redis anyway, write the reports' counts if they are due.
+    Never after a caller's menu webhook: those send Redis no command at all."""
+    if request.blueprint != "voice" or request.endpoint == "voice.status":
+        current_app.extensions["callflow"]["runtime"].counts.flush_if_due()
+    return response
 
 
 def register_blueprints(app: Flask) -> None:
