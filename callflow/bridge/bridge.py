@@ -130,7 +130,7 @@ class Bridge:
         """The room closed, or the caller left it: the call is over, and nobody is rung for it
         any more."""
         if self.rt.live.advance(call.id, LiveState.ENDED, self.rt.clock()):
-            _count_ended(call)
+            _count_ended(self.rt, call)
             log.info("bridge ended", extra={"call": call.caller_sid, "event": event})
         self.rt.enqueue(Job.CANCEL_LEGS, call.id, job_id=f"cancel-{call.id}")
 
@@ -185,7 +185,7 @@ class Bridge:
                 return response
             if leg_sid:  # known from now on, even if Twilio's answer to the ring was lost
                 self.rt.live.set_leg(call_id, leg, leg_sid)
-            _count_accepted(call)
+            _count_accepted(self.rt, call, leg)
             log.info("worker accepted", extra={"call": call.caller_sid, "event": "accepted"})
             self._enqueue_quietly(Job.CANCEL_LEGS, call_id, job_id=f"cancel-{call_id}")
         # With the store down the first worker to press 1 still reaches the waiting caller.
@@ -309,6 +309,7 @@ class Bridge:
         self.rt.live.note(call_id, fallback_done="1")
         self.rt.live.retire(call_id)
         metrics.call_outcome(call.flow, metrics.Outcome.FALLBACK)
+        self.rt.counts.no_answer(call.flow, call.team, _waited(self.rt, call), at=_queued(call))
         log.info("nobody accepted; caller taken to the no-answer step",
                  extra={"call": call.caller_sid, "step": target, "event": "fallback"})
         self.cancel_legs(call_id)
@@ -323,13 +324,35 @@ class Bridge:
         return self.rt.registry.current.teams.get(call.team) if call else None
 
 
-def _count_accepted(call: LiveCall) -> None:
+def _count_accepted(rt: Runtime, call: LiveCall, leg: int) -> None:
     """A worker accepted; counted once (not again when Twilio retries the keypress)."""
     if call.state != LiveState.CONNECTED:
         metrics.call_outcome(call.flow, metrics.Outcome.CONNECTED)
+        rt.counts.answered(call.flow, call.team, _waited(rt, call),
+                           worker=_worker(rt, call, leg), at=_queued(call))
 
 
-def _count_ended(call: LiveCall) -> None:
+def _count_ended(rt: Runtime, call: LiveCall) -> None:
     """The bridge ended (``call`` as it was before): abandoned if nobody had accepted yet."""
     if call.state in (LiveState.WAITING, LiveState.RINGING):
         metrics.call_outcome(call.flow, metrics.Outcome.ABANDONED)
+        rt.counts.abandoned(call.flow, call.team, _waited(rt, call), at=_queued(call))
+
+
+# -- the reports' counts (callflow.records.counts) -----------------------------------------
+
+def _queued(call: LiveCall) -> datetime | None:
+    """When the call joined the waiting line: the hour its outcome is counted in."""
+    return datetime.fromisoformat(call.started_at) if call.started_at else None
+
+
+def _waited(rt: Runtime, call: LiveCall) -> float:
+    started = _queued(call)
+    return (rt.clock() - started).total_seconds() if started else 0.0
+
+
+def _worker(rt: Runtime, call: LiveCall, leg: int) -> str:
+    """The name of the worker rung on ``leg`` (staff data, for their own counts)."""
+    team = rt.registry.current.teams.get(call.team)
+    workers = team.active_workers() if team else []
+    return workers[leg].name if 0 <= leg < len(workers) else ""
