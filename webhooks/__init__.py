@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import weakref
 from datetime import timedelta
 from typing import Any
 
@@ -67,11 +68,18 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     if not app.testing:  # SIGHUP reloads whatever the interval (0: SIGHUP only)
         rt.registry.watch(settings.reload_interval)
         reload_on_sighup(rt.registry)
-        atexit.register(rt.counts.flush)  # what this process counted, written as it ends
+        atexit.register(flush_at_exit, weakref.ref(rt.counts))
     app.after_request(write_counts)
     app.before_request(body_size.allow_twilio_bodies)
     app.register_error_handler(RequestEntityTooLarge, body_size.too_large)
     return app
+
+
+def flush_at_exit(counts: weakref.ref) -> None:
+    """What this process counted, written as it ends (if its app still exists)."""
+    alive = counts()
+    if alive is not None and alive.pending():
+        alive.flush()
 
 
 def write_counts(response: Response) -> Response:
