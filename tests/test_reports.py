@@ -256,3 +256,65 @@ def test_hours_roll_up_into_days_and_the_oldest_counts_go(mix_app, clock, twilio
     counts.apply_retention(hourly_days=7, keep_days=365)
     assert report_of(app).as_dict()["helplines"][0]["total"]["offered"] == 0
     assert not list(store.scan_iter(keys.counts(HELPLINE, "*", "*")))
+
+
+# -- the Reports page ---------------------------------------------------------------------
+
+def page_args(**extra) -> str:
+    from urllib.parse import urlencode
+
+    return urlencode({"from": DAY, "to": DAY, **extra})
+
+
+def test_the_reports_page_shows_the_mix_with_charts_and_their_tables(mix_app, clock,
+                                                                     twilio_api):
+    from tests.test_dashboard import sign_in
+
+    app, store = mix_app
+    play_the_mix(app, store, clock, twilio_api)
+    manager = sign_in(app)
+    page = manager.get(f"/manager/reports?{page_args()}")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "<script>" not in html and "style=" not in html  # the strict policy holds
+    for kind in ("volume", "heat", "service"):
+        assert f"/manager/reports/chart/{kind}.svg?" in html
+    assert "3 answered, 2 abandoned, 2 unanswered and 2 out of hours" in html
+    assert "Table view of the charts" in html
+    chart = manager.get(f"/manager/reports/chart/volume.svg?{page_args(helpline=HELPLINE)}")
+    assert chart.status_code == 200 and chart.mimetype == "image/svg+xml"
+    body = chart.get_data(as_text=True)
+    assert body.lstrip().startswith("<?xml") and "<svg" in body and "<script" not in body
+    assert "script-src" not in chart.headers["Content-Security-Policy"]
+    assert_no_canary(html, body)
+
+
+def test_the_publish_button_gives_the_suppressed_weekly_figures(mix_app, clock, twilio_api):
+    from tests.test_dashboard import sign_in
+
+    app, store = mix_app
+    play_the_mix(app, store, clock, twilio_api)
+    manager = sign_in(app)
+    html = manager.get(f"/manager/reports?{page_args(publish='1')}").get_data(as_text=True)
+    assert "fewer than 5" in html and "2026-W48" in html
+    assert "/manager/reports/chart/" not in html  # charts show every count: not published
+    published = manager.get(f"/manager/reports/export.json?"
+                            f"{page_args(publish='1', helpline=HELPLINE)}")
+    figures = json.loads(published.get_data(as_text=True))["helplines"][0]["total"]
+    assert figures["answered"] == FEWER_THAN_5 and figures["offered"] == 12
+    refused = manager.get(f"/manager/reports/chart/volume.svg?"
+                          f"{page_args(helpline=HELPLINE, publish='1')}")
+    assert refused.status_code == 404
+
+
+def test_the_reports_page_is_for_signed_in_managers_and_admins(mix_app, client):
+    from tests.test_dashboard import sign_in
+
+    app, _ = mix_app
+    assert app.test_client().get("/manager/reports").status_code == 302
+    for role in ("manager", "admin"):
+        from callflow.staff.accounts import Role
+
+        member = sign_in(app, f"r{role}", Role(role))
+        assert member.get("/manager/reports?from=nonsense").status_code == 200
+        assert member.get("/manager/reports/export.xml").status_code == 404

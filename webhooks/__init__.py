@@ -99,11 +99,13 @@ def register_blueprints(app: Flask) -> None:
         manager_line,
         ops,
         public,
+        reports,
         security,
         voice,
     )
 
-    for module in (voice, bridge, manager_line, manager, dashboard, health, ops, public):
+    for module in (voice, bridge, manager_line, manager, dashboard, reports, health, ops,
+                   public):
         app.register_blueprint(module.bp)
     security.init_app(app)
 
