@@ -75,8 +75,10 @@ def service(report: HelplineReport) -> pygal.Graph:
     chart.x_labels = labels
     chart.x_labels_major = _thin(labels)
     chart.add("Answered within 20 s (%)", [d["service_level_20"] for d in report.daily])
-    chart.add("Average wait to answer (s)", [d["average_wait"] for d in report.daily],
-              secondary=True)
+    waits = [d["average_wait"] for d in report.daily]
+    # pygal cannot scale a second axis with no value on it: a period with no answer has none.
+    chart.add("Average wait to answer (s)", waits,
+              secondary=any(w is not None for w in waits))
     return chart
 
 

@@ -12,24 +12,26 @@ dropped is marked incomplete, so a report says so instead of showing a figure it
 for.
 
 The API, one line per event (``helpline`` is the flow id, ``team`` and ``worker`` the names
-in ``teams.yaml``; ``wait`` and ``seconds`` are seconds; ``at`` is the hour a call's outcome is
-filed under: give the time the call was queued, when known, so a call's outcome lands in the
-hour it was queued; it defaults to now)::
+in ``teams.yaml``; ``wait`` and ``seconds`` are seconds; every method also takes ``at=``, the
+moment the event is filed under (its local hour): give the time the call was queued, when
+known, so a call's outcome lands in the hour it was queued; it defaults to now)::
 
     counts.offered(helpline)                     # reached /voice/incoming with a flow
     counts.notice_heard(helpline)                # a turn in which the caller finished the notice
-    counts.ended(helpline, Outcome.X, notice_heard=True, team="")  # any outcome, as below
-    counts.queued(helpline, team, at=None)
-    counts.answered(helpline, team, wait, worker="", at=None)
-    counts.abandoned(helpline, team, wait, at=None)     # under 10 s also counted apart
-    counts.max_wait(helpline, team, wait, at=None)      # ended at on_max_wait
-    counts.no_workers(helpline, team, wait=0, at=None)  # ended at on_no_workers
-    counts.no_answer(helpline, team, wait, at=None)     # ended at on_no_answer
+    counts.ended(helpline, Outcome.X, notice_heard=True, team="")  # an end of the flow (ENDS)
+    counts.fallback(helpline)                    # Twilio's fallback URL answered
+    counts.dialled(helpline, team, answered)     # a direct dial's result
+    counts.queued(helpline, team)                # joined the waiting line
+    counts.answered(helpline, team, wait, worker="")  # with worker: their accept too
+    counts.abandoned(helpline, team, wait)       # under 10 s also counted apart
+    counts.max_wait(helpline, team, wait)        # ended at on_max_wait
+    counts.no_workers(helpline, team, wait=0)    # ended at on_no_workers
+    counts.no_answer(helpline, team, wait)       # ended at on_no_answer
     counts.offer(helpline, team, worker)         # a worker's phone was rung for a call
-    counts.accept(helpline, team, worker)        # ... and they pressed 1 and took it
+    counts.accept(helpline, team, worker)        # ... and they took it (or answered(worker=))
     counts.missed(helpline, team, worker)        # ... and they did not
     counts.talk(helpline, team, worker, seconds) # a call a worker took ended after so long
-    counts.flush() / counts.flush_if_due()
+    counts.flush() / counts.flush_if_due()       # write the buffer (never raises)
 
 Each takes the wait and talk times into fixed histogram buckets (:data:`WAIT_BUCKETS`,
 :data:`TALK_BUCKETS`) and a running sum, so service levels, average waits and handle times
@@ -181,18 +183,19 @@ class Counts:
 
     # -- counting (in process: no Redis) -------------------------------------------------
 
-    def offered(self, helpline: str) -> None:
-        self._add(helpline, [(ALL, Outcome.OFFERED.value, 1)])
+    def offered(self, helpline: str, *, at: datetime | None = None) -> None:
+        self._add(helpline, [(ALL, Outcome.OFFERED.value, 1)], at)
 
-    def notice_heard(self, helpline: str) -> None:
-        self._add(helpline, [(ALL, Outcome.NOTICE_HEARD.value, 1)])
+    def notice_heard(self, helpline: str, *, at: datetime | None = None) -> None:
+        self._add(helpline, [(ALL, Outcome.NOTICE_HEARD.value, 1)], at)
 
-    def fallback(self, helpline: str) -> None:
-        self._add(helpline, [(ALL, Outcome.FALLBACK.value, 1)])
+    def fallback(self, helpline: str, *, at: datetime | None = None) -> None:
+        self._add(helpline, [(ALL, Outcome.FALLBACK.value, 1)], at)
 
     def ended(self, helpline: str, outcome: Outcome, *, notice_heard: bool = True,
               team: str = "", at: datetime | None = None) -> None:
         """An end of the way through the flow (one of :data:`ENDS`), or any outcome."""
+        outcome = Outcome(outcome)
         rows = [(ALL, outcome.value, 1)]
         if not notice_heard:
             rows.append((ALL, Outcome.ENDS_BEFORE_NOTICE.value, 1))
@@ -203,14 +206,16 @@ class Counts:
     def queued(self, helpline: str, team: str, *, at: datetime | None = None) -> None:
         self.ended(helpline, Outcome.QUEUED, team=team, at=at)
 
-    def dialled(self, helpline: str, team: str, answered: bool) -> None:
+    def dialled(self, helpline: str, team: str, answered: bool, *,
+                at: datetime | None = None) -> None:
         """A direct dial's result (the waiting line was not used)."""
         outcome = Outcome.DIAL_ANSWERED if answered else Outcome.DIAL_UNANSWERED
-        self._add(helpline, _scoped(team, [(outcome.value, 1)]))
+        self._add(helpline, _scoped(team, [(outcome.value, 1)]), at)
 
     def waited(self, helpline: str, team: str, outcome: Outcome, wait: float, *,
                worker: str = "", at: datetime | None = None) -> None:
         """A call left the waiting line (one of :data:`WAITED`) after ``wait`` seconds."""
+        outcome = Outcome(outcome)
         wait = max(0.0, float(wait))
         rows = [(outcome.value, 1), (wait_field(outcome, bucket_of(wait, WAIT_BUCKETS)), 1),
                 (wait_sum_field(outcome), round(wait))]
@@ -242,17 +247,21 @@ class Counts:
                   at: datetime | None = None) -> None:
         self.waited(helpline, team, Outcome.NO_ANSWER, wait, at=at)
 
-    def offer(self, helpline: str, team: str, worker: str) -> None:
-        self._worker(helpline, worker, WorkerCount.OFFER)
+    def offer(self, helpline: str, team: str, worker: str, *,
+              at: datetime | None = None) -> None:
+        self._worker(helpline, worker, WorkerCount.OFFER, at)
 
-    def accept(self, helpline: str, team: str, worker: str) -> None:
+    def accept(self, helpline: str, team: str, worker: str, *,
+               at: datetime | None = None) -> None:
         """A worker took a call (use :meth:`answered` with ``worker`` to count both)."""
-        self._worker(helpline, worker, WorkerCount.ACCEPT)
+        self._worker(helpline, worker, WorkerCount.ACCEPT, at)
 
-    def missed(self, helpline: str, team: str, worker: str) -> None:
-        self._worker(helpline, worker, WorkerCount.MISSED)
+    def missed(self, helpline: str, team: str, worker: str, *,
+               at: datetime | None = None) -> None:
+        self._worker(helpline, worker, WorkerCount.MISSED, at)
 
-    def talk(self, helpline: str, team: str, worker: str, seconds: float) -> None:
+    def talk(self, helpline: str, team: str, worker: str, seconds: float, *,
+             at: datetime | None = None) -> None:
         """A call a worker took has ended, ``seconds`` after they took it."""
         seconds = max(0.0, float(seconds))
         rows = [(talk_field(bucket_of(seconds, TALK_BUCKETS)), 1), (TALK_CALLS, 1),
@@ -260,11 +269,12 @@ class Counts:
         scoped = _scoped(team, rows)
         if worker:
             scoped += [(f"worker:{worker}", name, n) for name, n in rows]
-        self._add(helpline, scoped)
+        self._add(helpline, scoped, at)
 
-    def _worker(self, helpline: str, worker: str, what: WorkerCount) -> None:
+    def _worker(self, helpline: str, worker: str, what: WorkerCount,
+                at: datetime | None) -> None:
         if worker:
-            self._add(helpline, [(f"worker:{worker}", what.value, 1)])
+            self._add(helpline, [(f"worker:{worker}", what.value, 1)], at)
 
     def _add(self, helpline: str, rows: Iterable[tuple[str, str, int]],
              at: datetime | None = None) -> None:
