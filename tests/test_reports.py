@@ -318,3 +318,52 @@ def test_the_reports_page_is_for_signed_in_managers_and_admins(mix_app, client):
         member = sign_in(app, f"r{role}", Role(role))
         assert member.get("/manager/reports?from=nonsense").status_code == 200
         assert member.get("/manager/reports/export.xml").status_code == 404
+
+
+# -- when counts are written ------------------------------------------------------------------
+
+def test_counts_are_written_after_a_status_callback_never_after_a_menu_webhook(
+        bridge_settings, redis, clock, twilio_api):
+    settings = dataclasses.replace(bridge_settings, counts_flush_seconds=0)
+    app = create_app({"TESTING": True, "SETTINGS": settings, "STORE": redis, "CLOCK": clock,
+                      "SYNC_JOBS": True})
+    clock.now = CLOSED_TIME
+    caller = new_caller(app, twilio_api)
+    caller.enter(keys=("",))  # the notice, then the out-of-hours message: no Redis command
+    assert not list(redis.scan_iter(f"{keys.PREFIX}:counts*"))
+    assert counts_of(app).pending() > 0
+    caller.status("completed")  # talks to Redis anyway: the counts go with it
+    assert counts_of(app).pending() == 0
+    report = report_of(app).as_dict()["helplines"][0]["total"]
+    assert (report["offered"], report["out_of_hours"]) == (1, 1)
+
+
+def test_the_job_runner_writes_counts_after_each_job(app, redis, clock):
+    from callflow.jobs.runner import JobRunner
+    from callflow.platform import jobspec
+    from callflow.platform.jobspec import Job
+
+    rt = app.extensions["callflow"]["runtime"]
+    clock.now = OPEN_TIME
+    rt.counts.offered(HELPLINE)
+    jobspec.enqueue(rt.queue, Job.APPLY_COUNTS_RETENTION, job_id="retention-now")
+    JobRunner([rt.queue], connection=rt.queue.connection, runtime=rt).work(
+        burst=True, logging_level="WARNING")
+    assert rt.counts.pending() == 0
+    assert report_of(app).as_dict()["helplines"][0]["total"]["offered"] == 1
+
+
+def test_monitoring_sessions_and_exceptions_by_ground_come_from_the_audit_log(app, clock):
+    from callflow.records.audit import AuditKind
+    from callflow.records.register import record_exception
+
+    rt = app.extensions["callflow"]["runtime"]
+    clock.now = OPEN_TIME
+    rt.audit.append(AuditKind.MONITOR_STARTED, "maria", session="s1", call="c1")
+    record_exception(rt.audit, "maria", "c1", ["threat_to_worker", "service_interference"],
+                     "police", True)
+    record_exception(rt.audit, "maria", "c2", ["threat_to_worker"], "police", True)
+    today = rt.audit.entries()[-1].when.date().isoformat()  # the audit log keeps its own time
+    service = report_of(app, start=today, end=today).as_dict()["service"]
+    assert service == {"monitoring_sessions": 1,
+                       "exceptions": {"service_interference": 1, "threat_to_worker": 2}}
