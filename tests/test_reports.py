@@ -281,6 +281,7 @@ def test_the_reports_page_shows_the_mix_with_charts_and_their_tables(mix_app, cl
         assert f"/manager/reports/chart/{kind}.svg?" in html
     assert "3 answered, 2 abandoned, 2 unanswered and 2 out of hours" in html
     assert "Table view of the charts" in html
+    assert "Each team’s calls" in html and "respect-workers" in html
     chart = manager.get(f"/manager/reports/chart/volume.svg?{page_args(helpline=HELPLINE)}")
     assert chart.status_code == 200 and chart.mimetype == "image/svg+xml"
     body = chart.get_data(as_text=True)

@@ -91,12 +91,15 @@ def chosen() -> Chosen:
     return Chosen(start, end, by, helpline, publish, tuple(problems))
 
 
-def build(choice: Chosen) -> Report:
+def build(choice: Chosen, *, audit: bool = True) -> Report:
+    """The report chosen; ``audit`` False leaves out the audit log's figures (a chart does
+    not show them, and reading the log is the costly part)."""
     counts = rt().counts
     counts.flush()  # this process's latest counts are in the report too
     names = [choice.helpline] if choice.helpline else helplines()
-    return reports.build(counts, rt().audit, start=choice.start, end=choice.end, by=choice.by,
-                         helplines=names, zone_of=counts.zone_of, publish=choice.publish)
+    return reports.build(counts, rt().audit if audit else None, start=choice.start,
+                         end=choice.end, by=choice.by, helplines=names,
+                         zone_of=counts.zone_of, publish=choice.publish)
 
 
 @bp.get("/reports")
@@ -124,7 +127,7 @@ def chart(kind: str):
     choice = chosen()
     if kind not in charts.KINDS or not choice.helpline or choice.publish:
         abort(404)  # charts show every count, so never of published figures
-    [helpline] = build(choice).helplines
+    [helpline] = build(choice, audit=False).helplines
     response = Response(charts.svg(kind, helpline), mimetype="image/svg+xml")
     response.headers["Content-Security-Policy"] = CHART_CSP
     return response

@@ -284,6 +284,11 @@ class Report:
             if h["incomplete_hours"]:
                 lines.append("* incomplete (Redis was unavailable or counts were dropped): "
                              + ", ".join(h["incomplete_hours"]))
+            for team, f in h.get("teams", {}).items():
+                if team == next(iter(h["teams"])):
+                    lines += ["", "team  queued  answered  abandoned  unanswered"]
+                lines.append(f"{team}  {f['queued']}  {f['answered']}  {f['abandoned']}  "
+                             f"{f['unanswered']}")
             for worker in h.get("workers", []):
                 if worker is h["workers"][0]:
                     lines += ["", "worker  offers  accepts  missed  calls  talk (s)"]
