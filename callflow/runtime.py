@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
+from zoneinfo import ZoneInfo
 
 import redis
 from redis.sentinel import SentinelConnectionPool
@@ -31,11 +32,13 @@ from callflow.platform.links import Links
 from callflow.platform.store import bytes_client, connect
 from callflow.platform.twilio_api import TwilioApi, make_client
 from callflow.records.audit import AuditKind, AuditLog
+from callflow.records.counts import Counts
 from callflow.records.live import LiveCalls
 from callflow.staff.desk import ShiftDesk
 from callflow.staff.shifts import Shifts
 
 log = logging.getLogger(__name__)
+DEFAULT_ZONE = "Europe/London"
 
 
 @dataclass
@@ -50,6 +53,7 @@ class Runtime:
     live: LiveCalls
     audit: AuditLog
     shifts: Shifts  # the workers' live state: who is on shift, and what each is doing
+    counts: Counts  # the reports' counts, buffered in this process (callflow.records.counts)
     sync_jobs: bool = False  # jobs run at once, in this process (tests, the simulator)
 
     def enqueue(self, job: Job, *args, job_id: str, retry: Retry = REST_RETRY) -> None:
@@ -99,10 +103,23 @@ def build(settings: Settings, *, links: Links, store: redis.Redis | None = None,
     clock = clock or utc_now
     registry = registry or FlowRegistry(settings.flows_dir, on_reload=audit_reloads(audit),
                                         last_good=LastGoodFlows(store, clock))
+    counts = Counts(store, zone_of=helpline_zone(registry), clock=clock,
+                    flush_seconds=settings.counts_flush_seconds,
+                    limit=settings.counts_buffer_limit)
     return Runtime(settings=settings, registry=registry, store=store, queue=queue,
                    twilio=twilio, links=links, clock=clock,
                    live=LiveCalls(store, settings.secret_key),
-                   audit=audit, shifts=Shifts(store, clock), sync_jobs=sync_jobs)
+                   audit=audit, shifts=Shifts(store, clock), counts=counts, sync_jobs=sync_jobs)
+
+
+def helpline_zone(registry: FlowRegistry) -> Callable[[str], tzinfo]:
+    """A helpline's time zone (its flow's), for the hour its counts are filed under; a flow
+    no longer loaded counts in the default zone."""
+    def zone_of(helpline: str) -> tzinfo:
+        flow = registry.current.flows.get(helpline)
+        return flow.hours.zone if flow is not None else ZoneInfo(DEFAULT_ZONE)
+
+    return zone_of
 
 
 def audit_reloads(audit: AuditLog):

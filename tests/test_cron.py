@@ -25,7 +25,8 @@ pytest_plugins = ("tests.monitoring_fixtures",)
 JOB_NAMES = {"purge-audit": jobs.purge_audit,
              "close-stale-monitoring": jobs.close_stale_monitoring,
              "sweep-twilio-records": jobs.sweep_twilio_records,
-             "audit-refused-sign-ins": jobs.audit_refused_sign_ins}
+             "audit-refused-sign-ins": jobs.audit_refused_sign_ins,
+             "apply-counts-retention": jobs.apply_counts_retention}
 EVERY_MINUTE = ["close-stale-monitoring", "audit-refused-sign-ins"]
 
 
@@ -84,7 +85,9 @@ def test_the_scheduler_registers_every_one_on_the_timed_queue(app_rt):
         ("purge-audit", "callflow.jobs.tasks.purge_audit", cron.TIMED_QUEUE),
         ("close-stale-monitoring", "callflow.jobs.tasks.close_stale_monitoring", cron.TIMED_QUEUE),
         ("sweep-twilio-records", "callflow.jobs.tasks.sweep_twilio_records", cron.TIMED_QUEUE),
-        ("audit-refused-sign-ins", "callflow.jobs.tasks.audit_refused_sign_ins", cron.TIMED_QUEUE)}
+        ("audit-refused-sign-ins", "callflow.jobs.tasks.audit_refused_sign_ins", cron.TIMED_QUEUE),
+        ("apply-counts-retention", "callflow.jobs.tasks.apply_counts_retention",
+         cron.TIMED_QUEUE)}
     assert signal.getsignal(signal.SIGINT) is before
 
 

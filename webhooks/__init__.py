@@ -3,11 +3,13 @@ metrics and the public policy page."""
 
 from __future__ import annotations
 
+import atexit
 import logging
+import weakref
 from datetime import timedelta
 from typing import Any
 
-from flask import Flask
+from flask import Flask, Response, current_app, request
 from twilio.request_validator import RequestValidator
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -70,9 +72,26 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     if not app.testing:  # SIGHUP reloads whatever the interval (0: SIGHUP only)
         rt.registry.watch(settings.reload_interval)
         reload_on_sighup(rt.registry)
+        atexit.register(flush_at_exit, weakref.ref(rt.counts))
+    app.after_request(write_counts)
     app.before_request(body_size.allow_twilio_bodies)
     app.register_error_handler(RequestEntityTooLarge, body_size.too_large)
     return app
+
+
+def flush_at_exit(counts: weakref.ref) -> None:
+    """What this process counted, written as it ends (if its app still exists)."""
+    alive = counts()
+    if alive is not None and alive.pending():
+        alive.flush()
+
+
+def write_counts(response: Response) -> Response:
+    """After a request that talks to Redis anyway, write the reports' counts if they are due.
+    Never after a caller's menu webhook: those send Redis no command at all."""
+    if request.blueprint != "voice" or request.endpoint == "voice.status":
+        current_app.extensions["callflow"]["runtime"].counts.flush_if_due()
+    return response
 
 
 def register_blueprints(app: Flask) -> None:
@@ -84,14 +103,15 @@ def register_blueprints(app: Flask) -> None:
         manager_line,
         ops,
         public,
+        reports,
         security,
         shifts,
         staff_line,
         voice,
     )
 
-    for module in (voice, bridge, manager_line, staff_line, manager, dashboard, shifts, health,
-                   ops, public):
+    for module in (voice, bridge, manager_line, staff_line, manager, dashboard, shifts, reports,
+                   health, ops, public):
         app.register_blueprint(module.bp)
     security.init_app(app)
 

@@ -118,5 +118,6 @@ def monitor_status():
 
 @bp.route("/worker/status", methods=METHODS)
 def worker_status():
-    bridge().worker_status(team(), leg(), offer(), field("CallStatus"))
+    bridge().worker_status(team(), leg(), offer(), field("CallStatus"), field("CallDuration"),
+                           link("flow"))
     return twiml(VoiceResponse())

@@ -127,4 +127,6 @@ def caller_never_hears_an_error(error: Exception):
     log.exception("webhook failed; degraded path", extra={"event": "degraded"})
     flowset = engine().registry.current
     flow = flowset.flow_for(dialled())
-    return twiml(engine().degraded(flow or flowset.default_flow, dialled(), apology=True))
+    return twiml(engine().degraded(flow or flowset.default_flow, dialled(), apology=True,
+                                   notice_heard=request.endpoint != "voice.incoming",
+                                   counted=flow is not None))

@@ -94,6 +94,7 @@ class Bridge:
         team = self.rt.registry.current.teams[connect.team]
         if not self.on_shift(team):
             metrics.call_outcome(flow.id, metrics.Outcome.NO_WORKERS)
+            self.rt.counts.no_workers(flow.id, team.name)
             log.info("nobody on shift", extra={"call": caller_sid, "flow": flow.id,
                                                "event": "no_workers"})
             response.redirect(self.rt.links.step(flow.id, connect.no_workers_step, state),
@@ -167,6 +168,9 @@ class Bridge:
         if self.rt.live.advance(call.id, LiveState.FALLBACK, self.rt.clock()):
             self.rt.live.note(call.id, next=target)
             metrics.call_outcome(call.flow, outcome)
+            count = (self.rt.counts.max_wait if outcome is metrics.Outcome.MAX_WAIT
+                     else self.rt.counts.no_workers)
+            count(call.flow, call.team, _waited(self.rt, call), at=_queued(call))
             log.info("caller leaves the line", extra={"call": call.caller_sid, "step": target,
                                                       "event": outcome.value})
         self.line.leave(call.team, call.id)
@@ -228,7 +232,7 @@ class Bridge:
         """The room closed, or the caller's call ended: the call is over, and nobody is
         offered it any more."""
         if self.rt.live.advance(call.id, LiveState.ENDED, self.rt.clock()):
-            _count_ended(call)
+            _count_ended(self.rt, call)
             log.info("bridge ended", extra={"call": call.caller_sid, "event": event})
         if self.line.leave(call.team, call.id):
             self.rt.enqueue(Job.CANCEL_SURPLUS, call.team,
@@ -297,7 +301,7 @@ class Bridge:
             response.hangup()
             return response
         if digits != "1":
-            self._settle(team, name, offer, missed=True)
+            self._settle(team, name, offer, missed=True, flow_id=flow.id)
             response.hangup()
             return response
         try:
@@ -314,7 +318,9 @@ class Bridge:
         call = self.rt.live.get(call_id) if fresh else None
         if call is not None:  # counted once, not again when Twilio retries the keypress
             metrics.call_outcome(call.flow, metrics.Outcome.CONNECTED)
-            waited = (self.rt.clock() - datetime.fromisoformat(call.started_at)).total_seconds()
+            waited = _waited(self.rt, call)
+            self.rt.counts.answered(call.flow, team_name, waited, worker=name,
+                                    at=_queued(call))
             self.line.answered_after(team_name, waited)
             log.info("worker accepted", extra={"call": call.caller_sid, "event": "accepted"})
         self._enqueue_quietly(Job.JOIN_CALLER, call_id, job_id=f"join-{call_id}")
@@ -324,7 +330,8 @@ class Bridge:
         self._room(response.dial(record=DO_NOT_RECORD), call_id)
         return response
 
-    def worker_status(self, team_name: str, leg: int, offer: str, status: str) -> None:
+    def worker_status(self, team_name: str, leg: int, offer: str, status: str,
+                      duration: str = "", flow_id: str = "") -> None:
         """A worker's leg ended: an offer unanswered is missed (and the line offered again);
         a call over starts the worker's wrap-up."""
         if status not in LEG_ENDED:
@@ -333,12 +340,23 @@ class Bridge:
         if team is None:
             return
         if self.shifts.call_ended(name, offer, wrap_up=team.wrap_up):
+            seconds = float(duration) if duration.isdigit() else 0.0
+            self.rt.counts.talk(flow_id or self._flow_of(team), team.name, name, seconds)
             return
-        self._settle(team, name, offer, missed=status != "canceled")
+        self._settle(team, name, offer, missed=status != "canceled", flow_id=flow_id)
 
-    def _settle(self, team: Team, name: str, offer: str, *, missed: bool) -> None:
+    def _flow_of(self, team: Team) -> str:
+        """The helpline a team's counts go under when a callback does not say."""
+        flowset = self.rt.registry.current
+        return next((f.id for f in flowset.flows.values() if self._step_of(f, team.name)),
+                    flowset.default_flow.id)
+
+    def _settle(self, team: Team, name: str, offer: str, *, missed: bool,
+                flow_id: str = "") -> None:
         after = self.shifts.settle(name, offer, missed=missed,
                                    autopause_after=team.autopause_after)
+        if after and missed:
+            self.rt.counts.missed(flow_id or self._flow_of(team), team.name, name)
         if after == WorkerState.PAUSED:
             log.warning("worker paused after missed offers", extra={"event": "autopaused",
                                                                     "kind": team.name})
@@ -361,7 +379,20 @@ class Bridge:
         return self.rt.registry.current.teams.get(call.team) if call else None
 
 
-def _count_ended(call: LiveCall) -> None:
+def _count_ended(rt: Runtime, call: LiveCall) -> None:
     """The bridge ended (``call`` as it was before): abandoned if nobody had accepted yet."""
     if call.state in (LiveState.WAITING, LiveState.RINGING):
         metrics.call_outcome(call.flow, metrics.Outcome.ABANDONED)
+        rt.counts.abandoned(call.flow, call.team, _waited(rt, call), at=_queued(call))
+
+
+# -- the reports' counts (callflow.records.counts) -----------------------------------------
+
+def _queued(call: LiveCall) -> datetime | None:
+    """When the call joined the waiting line: the hour its outcome is counted in."""
+    return datetime.fromisoformat(call.started_at) if call.started_at else None
+
+
+def _waited(rt: Runtime, call: LiveCall) -> float:
+    started = _queued(call)
+    return (rt.clock() - started).total_seconds() if started else 0.0

@@ -78,7 +78,8 @@ class Offers:
             sid = self.rt.twilio.ring(
                 to=worker.number, helpline_number=call.helpline_number,
                 url=self.rt.links.worker(team.name, offer.index, offer.id, call.flow),
-                status_callback=self.rt.links.worker_status(team.name, offer.index, offer.id),
+                status_callback=self.rt.links.worker_status(team.name, offer.index, offer.id,
+                                                            call.flow),
                 timeout=team.ring_timeout)
         except TwilioRestException as exc:
             if exc.status >= 500:
@@ -88,13 +89,15 @@ class Offers:
             # the API is not in trouble for everyone else.
             log.error("Twilio refused a worker's leg", extra={"event": "leg_refused",
                                                               "error": str(exc.code)})
-            self.shifts.settle(offer.worker, offer.id, missed=True,
-                               autopause_after=team.autopause_after)
+            if self.shifts.settle(offer.worker, offer.id, missed=True,
+                                  autopause_after=team.autopause_after):
+                self.rt.counts.missed(call.flow, team.name, offer.worker)
             return
         except Exception:
             self._rest_failed(offer)
             raise
         self.line.note_leg(offer.worker, offer.id, sid)
+        self.rt.counts.offer(call.flow, team.name, offer.worker)
         if team.ring == "round_robin":
             self.rt.store.set(keys.round_robin(team.name), offer.index)
         log.info("worker offered a caller", extra={"event": "offered", "kind": team.name})

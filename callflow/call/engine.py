@@ -32,12 +32,13 @@ from callflow.call.degraded import (
 from callflow.language.dialling import accept_or_refuse, screen_worker
 from callflow.language.flow import Flow, FlowSet
 from callflow.language.policy import policy_text, spoken_paragraphs
-from callflow.language.steps import DEFAULT_WHISPER, Connect, Spoken, Step
+from callflow.language.steps import DEFAULT_WHISPER, Connect, Hours, Spoken, Step
 from callflow.language.turn import Answer, Reply, Turn
 from callflow.platform import metrics
 from callflow.platform.errors import StoreUnavailable
 from callflow.platform.limits import MAX_STEPS_PER_TURN
 from callflow.platform.links import CallState
+from callflow.records.counts import Outcome
 from callflow.records.live import LiveState
 from callflow.runtime import Runtime
 
@@ -102,9 +103,11 @@ class CallEngine:
         if flow is None:
             log.warning("call to a number no flow answers", extra={"call": call_sid,
                                                                    "event": "unknown_number"})
-            return self.degraded(flowset.default_flow, dialled, apology=True)
+            return self.degraded(flowset.default_flow, dialled, apology=True, counted=False)
+        self.rt.counts.offered(flow.id)
         return self._guarded(call_sid, flow, dialled, lambda: self._run(
-            call_sid, flowset, flow, dialled, flow.start, CallState(), event="incoming"))
+            call_sid, flowset, flow, dialled, flow.start, CallState(), event="incoming"),
+            notice_heard=False)
 
     def resume(self, call_sid: str, flow_id: str, step: str, state: CallState,
                dialled: str) -> bytes:
@@ -121,6 +124,8 @@ class CallEngine:
             # dial's own status says so otherwise.
             connected = (self.bridge.connected(live_call) if live_call
                          else dial_status in CONNECTED)
+            if isinstance(found, Connect) and not live_call:  # a direct dial's result
+                self.rt.counts.dialled(turn.flow.id, found.team, connected)
             return found.answer(Reply(digits=digits, dial_status=dial_status,
                                       connected=connected), turn)
 
@@ -161,8 +166,13 @@ class CallEngine:
 
     # -- the degraded path ------------------------------------------------------------------
 
-    def degraded(self, flow: Flow, dialled: str | None, *, apology: bool) -> bytes:
+    def degraded(self, flow: Flow, dialled: str | None, *, apology: bool,
+                 notice_heard: bool = True, counted: bool = True) -> bytes:
+        """The degraded path; ``counted`` for a call the reports counted as offered (not an
+        unknown number's, nor the fallback URL's, which is counted on its own)."""
         metrics.degraded(flow.id)
+        if counted:
+            self.rt.counts.ended(flow.id, Outcome.DEGRADED, notice_heard=notice_heard)
         flowset = self.registry.current
         now = self.clock()
         number = helpline_number(flow, dialled)
@@ -174,12 +184,14 @@ class CallEngine:
         """Twilio's fallback URL: no store, no flow run, just notice and a direct dial."""
         flowset = self.registry.current
         log.warning("fallback URL called", extra={"event": "fallback"})
-        return self.degraded(flowset.flow_for(dialled) or flowset.default_flow, dialled,
-                             apology=True)
+        flow = flowset.flow_for(dialled) or flowset.default_flow
+        self.rt.counts.fallback(flow.id)
+        return self.degraded(flow, dialled, apology=True, counted=False)
 
     def degraded_dial_result(self, flow_id: str, dial_status: str) -> VoiceResponse:
         flowset = self.registry.current
         flow = flowset.flows.get(flow_id) or flowset.default_flow
+        self.rt.counts.dialled(flow.id, flow.degraded.team, dial_status in CONNECTED)
         return degraded_dial_result(flow, dial_status)
 
     # -- the worker's leg (a direct dial) ---------------------------------------------------
@@ -221,10 +233,12 @@ class CallEngine:
                         extra={"call": call_sid, "flow": flow_id if flow else None,
                                "event": "stale_step"})
             return self.degraded(flow or flowset.flow_for(dialled) or flowset.default_flow,
-                                 dialled, apology=True)
+                                 dialled, apology=True, notice_heard=state.notice_heard)
 
         def turn() -> bytes:
             answer = decide(step, self._turn(flowset, flow, dialled, state, call_sid))
+            if answer.state.notice_heard and not state.notice_heard:
+                self.rt.counts.notice_heard(flow.id)
             if answer.next is None:
                 log.info("turn", extra={"call": call_sid, "flow": flow.id, "step": step.name,
                                         "event": answer.event})
@@ -233,17 +247,17 @@ class CallEngine:
                              lead=(step, answer.say) if answer.say else None,
                              event=answer.event)
 
-        return self._guarded(call_sid, flow, dialled, turn)
+        return self._guarded(call_sid, flow, dialled, turn, notice_heard=state.notice_heard)
 
     def _guarded(self, call_sid: str, flow: Flow, dialled: str,
-                 turn: Callable[[], bytes]) -> bytes:
+                 turn: Callable[[], bytes], *, notice_heard: bool) -> bytes:
         try:
             return turn()
         except StoreUnavailable:
             log.error("store unavailable; degraded path", extra={"call": call_sid,
                                                                  "flow": flow.id,
                                                                  "event": "degraded"})
-            return self.degraded(flow, dialled, apology=True)
+            return self.degraded(flow, dialled, apology=True, notice_heard=notice_heard)
 
     def _turn(self, flowset: FlowSet, flow: Flow, dialled: str, state: CallState,
               call_sid: str) -> Turn:
@@ -251,17 +265,20 @@ class CallEngine:
                     now=self.clock(), links=self.links, state=state,
                     policy=self.policy)
 
-    def _bridge(self, turn: Turn, call_sid: str):
+    def _bridge(self, turn: Turn, call_sid: str, connect: Step):
         """How the connect step may put this caller on the bridge, or None when it cannot
         take them now (no account, Twilio's REST API in trouble, no job runner alive, the
         store down): then the step dials the team directly, with the same privacy settings,
         and a Redis outage costs the caller nothing they hear."""
         flow = turn.flow
+        team = connect.team if isinstance(connect, Connect) else ""
         try:
             if not self.bridge.available():
+                self.rt.counts.ended(flow.id, Outcome.DIRECT, team=team,
+                                     notice_heard=turn.state.notice_heard)
                 return None
         except StoreUnavailable:
-            self._store_down(call_sid, flow)
+            self._store_down(call_sid, flow, turn.state, team)
             return None
 
         def put_through(response: VoiceResponse, connect: Connect, state: CallState) -> bool:
@@ -270,16 +287,20 @@ class CallEngine:
                                         caller_sid=call_sid,
                                         helpline_number=turn.helpline_number)
             except StoreUnavailable:
-                self._store_down(call_sid, flow)
+                self._store_down(call_sid, flow, state, connect.team)
                 return False
+            self.rt.counts.ended(flow.id, Outcome.QUEUED, team=connect.team,
+                                 notice_heard=state.notice_heard)
             return True
 
         return put_through
 
-    def _store_down(self, call_sid: str, flow: Flow) -> None:
+    def _store_down(self, call_sid: str, flow: Flow, state: CallState, team: str) -> None:
         log.error("store unavailable at the bridge; dialling directly",
                   extra={"call": call_sid, "flow": flow.id, "event": "degraded"})
         metrics.degraded(flow.id)
+        self.rt.counts.ended(flow.id, Outcome.DEGRADED, team=team,
+                             notice_heard=state.notice_heard)
 
     def _run(self, call_sid: str, flowset: FlowSet, flow: Flow, dialled: str, entry: str,
              state: CallState, *, lead: tuple[Spoken, tuple[str, ...]] | None = None,
@@ -294,14 +315,20 @@ class CallEngine:
             if len(path) == MAX_STEPS_PER_TURN:  # the validator refuses such chains; a reload raced
                 log.error("step chain too long; degraded path", extra={"call": call_sid,
                                                                        "flow": flow.id})
-                return self.degraded(flow, dialled, apology=True)
+                return self.degraded(flow, dialled, apology=True,
+                                     notice_heard=state.notice_heard)
             step = flow.steps[name]
             path.append(step)
             name = None if step.ends_turn else step.follow(turn)
+            if isinstance(step, Hours) and not flow.hours.is_open(turn.now):
+                closure = flow.hours.is_closure(turn.now)
+                self.rt.counts.ended(flow.id, Outcome.CLOSURE if closure
+                                     else Outcome.OUT_OF_HOURS,
+                                     notice_heard=state.notice_heard)
         log.info("turn", extra={"call": call_sid, "flow": flow.id, "event": event,
                                 "step": " > ".join(step.name for step in path)})
         if path[-1].contacts_person:
-            turn.put_through = self._bridge(turn, call_sid)
+            turn.put_through = self._bridge(turn, call_sid, path[-1])
             if turn.put_through is not None:  # this call's own room on the bridge
                 return str(_render(turn, path, lead)).encode("utf-8")
         if path[-1].dynamic:  # what it says depends on the time (when the line opens next)

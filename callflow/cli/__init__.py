@@ -13,6 +13,7 @@ from callflow.cli.audit import audit
 from callflow.cli.doctor import doctor
 from callflow.cli.flows import graph, schema, validate
 from callflow.cli.register import exception
+from callflow.cli.report import report
 from callflow.cli.shift import shift
 from callflow.cli.staff import manager
 from callflow.cli.twilio import twilio
@@ -24,5 +25,6 @@ def cli() -> None:
     """Confidential helpline call flows on Twilio."""
 
 
-for command in (validate, schema, graph, manager, shift, audit, exception, twilio, doctor):
+for command in (validate, schema, graph, manager, shift, audit, exception, twilio, doctor,
+                report):
     cli.add_command(command)

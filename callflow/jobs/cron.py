@@ -19,6 +19,9 @@ TIMED_QUEUE = "callflow-timed"
 TIMED_JOBS: list[dict[str, Any]] = [
     # The audit log keeps the policy's retention (six months by default), no more.
     {"func": jobs.purge_audit, "cron": "17 3 * * *", "name": "purge-audit"},
+    # The reports' hourly counts become daily after a while; the oldest go after years.
+    {"func": jobs.apply_counts_retention, "cron": "41 3 * * *",
+     "name": "apply-counts-retention"},
     # A listen-in that no Twilio callback closed is closed and audited; one whose REST answer
     # was lost is settled from the room's participants.
     {"func": jobs.close_stale_monitoring, "interval": 60, "name": "close-stale-monitoring"},

@@ -41,7 +41,10 @@ class JobRunner(SimpleWorker):
 
     def perform_job(self, job: RQJob, queue: Queue, execution: Execution) -> bool:
         with binding(self.runtime):
-            return super().perform_job(job, queue, execution)
+            try:
+                return super().perform_job(job, queue, execution)
+            finally:  # what the job counted is written now (never raises)
+                self.runtime.counts.flush()
 
 
 class ThreadRunner(JobRunner):
@@ -65,7 +68,10 @@ def run_process(rt: Runtime, *, burst: bool = False) -> bool:
     runner = JobRunner([rt.queue], connection=rt.queue.connection, serializer=JSONSerializer,
                        worker_ttl=RUNNER_TTL_SECONDS, maintenance_interval=MAINTENANCE_SECONDS,
                        runtime=rt)
-    return runner.work(burst=burst, logging_level="INFO")
+    try:
+        return runner.work(burst=burst, logging_level="INFO")
+    finally:
+        rt.counts.flush()
 
 
 def start_scheduled_jobs(rt: Runtime, interval: float = 1.0) -> threading.Event:

@@ -116,6 +116,18 @@ def purge_audit() -> int:
     return removed
 
 
+def apply_counts_retention() -> int:
+    """Daily: fold the reports' hourly counts older than ``CALLFLOW_COUNTS_HOURLY_DAYS`` into
+    daily ones, and delete counts older than ``CALLFLOW_COUNTS_KEEP_DAYS``. Returns how many
+    hours were folded."""
+    rt = bound()
+    folded, removed = rt.counts.apply_retention(rt.settings.counts_hourly_days,
+                                                rt.settings.counts_keep_days)
+    log.info("report counts rolled up", extra={"event": "counts_retention",
+                                               "kind": f"{folded}/{removed}"})
+    return folded
+
+
 def close_stale_monitoring() -> int:
     """Every minute: settle listens whose REST answer was lost, from the rooms' participants,
     and close listen-in sessions that no Twilio callback closed."""

@@ -60,6 +60,16 @@ class Settings:
     # The staff line's numbers ("+441632960004,+441632960005"): helpline workers ring one to
     # sign on or off by staff number and PIN. Unset: no staff line.
     staff_line_numbers: str = ""
+    # Reports' counts: seconds a process keeps counts before writing them to Redis (in one
+    # transaction, after a request that talks to Redis anyway, a job, or at exit).
+    counts_flush_seconds: float = 5.0
+    # Counters a process keeps while Redis is down; beyond, events are dropped and their
+    # hours marked incomplete.
+    counts_buffer_limit: int = 20000
+    # Days hourly counts are kept before they are folded into daily ones.
+    counts_hourly_days: int = 400
+    # Days counts (daily, once folded) are kept: ten years by default.
+    counts_keep_days: int = 3653
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -89,6 +99,10 @@ class Settings:
             "redis_sentinel_password": "REDIS_SENTINEL_PASSWORD",
             "metrics_token": "CALLFLOW_METRICS_TOKEN",
             "staff_line_numbers": "CALLFLOW_STAFF_LINE_NUMBERS",
+            "counts_flush_seconds": "CALLFLOW_COUNTS_FLUSH_SECONDS",
+            "counts_buffer_limit": "CALLFLOW_COUNTS_BUFFER_LIMIT",
+            "counts_hourly_days": "CALLFLOW_COUNTS_HOURLY_DAYS",
+            "counts_keep_days": "CALLFLOW_COUNTS_KEEP_DAYS",
         }
         values = {}
         for f in fields(cls):

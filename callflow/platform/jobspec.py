@@ -37,6 +37,7 @@ class Job(StrEnum):
     WITHDRAW_OFFER = "withdraw_offer"
     PURGE_CALL_RECORDS = "purge_call_records"
     REMOVE_PARTICIPANT = "remove_participant"
+    APPLY_COUNTS_RETENTION = "apply_counts_retention"  # timed (callflow.jobs.cron)
 
     @property
     def path(self) -> str:

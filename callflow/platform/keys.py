@@ -167,3 +167,28 @@ def recent_waits(team: str) -> str:
     """How long the team's last answered callers waited, in seconds, newest first (a capped
     list with a TTL, for the expected-wait band; no ids, no times)."""
     return f"{PREFIX}:recent-waits:{team}"
+# Reports' counts (callflow.records.counts): only numbers, per helpline, scope and period;
+# never a call id, a caller's detail or a single call's time. Kept for years (no TTL): the
+# timed roll-up and retention job removes them.
+def counts(helpline: str, scope: str, period: str) -> str:
+    """One period's counts for a helpline (a hash of counter -> number). ``scope`` is ``all``,
+    ``team:<name>`` or ``worker:<name>``; ``period`` a local hour (``2026-12-01T14``) or,
+    once rolled up, a local day (``2026-12-01``)."""
+    return f"{PREFIX}:counts:{helpline}:{scope}:{period}"
+
+
+def counts_index(helpline: str) -> str:
+    """A helpline's count hashes, as JSON ``[scope, period]``, scored by the period's start
+    (UTC epoch seconds): what a report reads and the roll-up finds (a sorted set)."""
+    return f"{PREFIX}:counts-index:{helpline}"
+
+
+def counts_helplines() -> str:
+    """Every helpline (flow id) that has counts (a set)."""
+    return f"{PREFIX}:counts-helplines"
+
+
+def counts_incomplete(helpline: str) -> str:
+    """A helpline's local hours whose counts are incomplete (the store was down, or events
+    were dropped): hour -> reason (a hash)."""
+    return f"{PREFIX}:counts-incomplete:{helpline}"

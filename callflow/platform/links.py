@@ -127,8 +127,8 @@ class Links:
         return self.url("bridge.worker_answer", team=team, leg=str(leg), offer=offer,
                         flow=flow)
 
-    def worker_status(self, team: str, leg: int, offer: str) -> str:
-        return self.url("bridge.worker_status", team=team, leg=str(leg), offer=offer)
+    def worker_status(self, team: str, leg: int, offer: str, flow: str) -> str:
+        return self.url("bridge.worker_status", team=team, leg=str(leg), offer=offer, flow=flow)
 
     def monitor_status(self, session: str) -> str:
         return self.url("bridge.monitor_status", session=session)
