@@ -226,7 +226,8 @@ def test_simulate_a_worker_who_does_not_accept(runner, open_now):
                                  "--worker-digits", ",2"])
     assert result.exit_code == 0, result.output
     assert "connected" not in result.stdout
-    assert "busy helping other callers" in result.stdout
+    assert "did not accept" in result.stdout
+    assert "nobody took the call" in result.stdout  # the caller, in the line, gives up
 
 
 def test_simulate_a_number_no_flow_answers_is_refused_with_the_numbers_that_are(runner):

@@ -25,9 +25,13 @@ def every_link(links: Links) -> dict[str, str]:
         "screen_answer": links.screen_answer("respect-phoneline", "connect"),
         "hold": links.hold("c0123"),
         "conference": links.conference("c0123"),
-        "worker": links.worker("c0123", 1, "respect-phoneline"),
-        "worker_answer": links.worker_answer("c0123", 1, "respect-phoneline"),
-        "worker_status": links.worker_status("c0123", 1),
+        "waiting_left": links.waiting_left("c0123", "respect-phoneline", "connect", STATE),
+        "join": links.join("c0123"),
+        "worker": links.worker("respect-workers", 1, "ab12.1", "respect-phoneline"),
+        "worker_answer": links.worker_answer("respect-workers", 1, "ab12.1",
+                                             "respect-phoneline"),
+        "worker_status": links.worker_status("respect-workers", 1, "ab12.1",
+                                             "respect-phoneline"),
         "monitor_status": links.monitor_status("s0123"),
     }
     for stage in ("pin", "list", "purpose"):

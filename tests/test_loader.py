@@ -431,7 +431,8 @@ def test_every_error_in_one_flow_is_reported_at_once(tmp_path):
         "test.yaml:13:5: step 'menu1' (menu) is missing 'prompt' (What the caller hears, e.g. "
         "'Press 1 to speak to someone')",
         "test.yaml:21:5: step 'connect' (connect) has no setting 'colour' (step 'connect' "
-        "(connect) takes: voice, language, team, on_no_answer, timeout, whisper)",
+        "(connect) takes: voice, language, team, on_no_answer, on_max_wait, on_no_workers, "
+        "timeout, whisper)",
         "test.yaml:23:11: step 'busy' has an unknown kind 'mesage' (did you mean 'message'?)",
     ]
 

@@ -79,6 +79,7 @@ def embedded_store_stopped_at_the_end(app):
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        app.extensions["callflow"]["runtime"].counts.flush()  # while the store still runs
         stop_embedded(app.extensions["callflow"]["store"])
 
 

@@ -247,9 +247,9 @@ class TwilioSim:
             if self._answer(str(leg.data["Url"]), fields_leg, name, transcript, keypad):
                 self.emit(transcript, Event("system", "connected", name=name))
                 self.talker = (leg.sid, fields_leg, str(leg.data["StatusCallback"]))
-                moved = [r for r in self.rest.take_new()
-                         if r.kind == "redirect" and r.sid == fields["CallSid"]]
-                self._settle_cancelled(transcript, ringing, moved)
+                new = self.rest.take_new()
+                moved = [r for r in new if r.kind == "redirect" and r.sid == fields["CallSid"]]
+                self._settle_cancelled(transcript, ringing, new)
                 if moved:
                     return str(moved[-1].data["Url"]), {}
                 return left, {"QueueResult": "leave"}

@@ -141,8 +141,9 @@ class CallEngine:
         flow = flowset.flows.get(flow_id) or flowset.flow_for(dialled) or flowset.default_flow
         try:
             call, target = self.bridge.left_line(call_id, result)
-        except StoreUnavailable:
-            self._store_down(call_sid, flow)
+        except StoreUnavailable:  # counted already, as queued: only the direct dial is new
+            log.error("store unavailable for a caller leaving the line; dialling directly",
+                      extra={"call": call_sid, "flow": flow.id, "event": "degraded"})
             return self.degraded(flow, dialled or flow.numbers[0], apology=True)
         if result == "hangup":
             return rendered(flowset).get(("hang up",), _hang_up)
