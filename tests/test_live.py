@@ -53,8 +53,7 @@ def test_open_writes_one_hash_with_a_ttl_and_indexes_it(live, redis):
     assert redis.hgetall(key) == {
         "flow": "respect-phoneline", "step": "connect", "team": "respect-workers",
         "helpline_number": RESPECT, "caller_sid": CALLER_SID, "state": "waiting",
-        "started_at": OPEN_TIME.isoformat(timespec="seconds"),
-        "conference": keys.conference_room(call.id), "monitorable": "1"}
+        "started_at": OPEN_TIME.isoformat(timespec="seconds"), "monitorable": "1"}
     assert 0 < redis.ttl(key) <= LIVE_TTL_SECONDS
     assert redis.zrange(keys.live_index(), 0, -1) == [call.id]
     assert [c.id for c in live.listing()] == [call.id]
@@ -68,10 +67,11 @@ def test_ids_and_rooms_are_one_per_caller_and_say_nothing_about_the_call(live):
     for call in calls:
         assert len(call.id) >= 16
         assert call.id == live.id_for(call.caller_sid)
-        assert call.conference == keys.conference_room(call.id) == f"room-{call.id}"
+        room = keys.conference_room(call.id)
+        assert room == f"room-{call.id}"
         for known in (call.caller_sid, call.caller_sid[2:], RESPECT, RESPECT.lstrip("+"),
                       "respect"):
-            assert known not in call.id and known not in call.conference
+            assert known not in call.id and known not in room
 
 
 def test_an_id_needs_the_secret_key_to_be_worked_out(redis):
@@ -169,23 +169,6 @@ def test_note_sets_each_field_once(live):
     assert now.legs == {0: "CA-first"}
 
 
-def test_leg_statuses_are_kept_per_leg(live):
-    call = open_call(live)
-    live.set_leg(call.id, 0, "CA0")
-    live.set_leg(call.id, 1, "CA1")
-
-    live.set_leg_status(call.id, 0, "no-answer")
-    now = live.set_leg_status(call.id, 1, "busy")
-
-    assert now.legs == {0: "CA0", 1: "CA1"}
-    assert now.leg_status == {0: "no-answer", 1: "busy"}
-
-
-def test_a_late_leg_status_does_not_resurrect_an_expired_call(live, redis):
-    assert live.set_leg_status("gone", 0, "completed") is None
-    assert not redis.exists(keys.live_call("gone"))
-
-
 @pytest.mark.parametrize("state", [LiveState.ENDED, LiveState.FALLBACK])
 def test_a_call_that_is_over_leaves_the_index_and_expires_within_ten_minutes(live, redis,
                                                                             state):
@@ -196,8 +179,7 @@ def test_a_call_that_is_over_leaves_the_index_and_expires_within_ten_minutes(liv
     if state == LiveState.FALLBACK:  # kept whole until the caller has really been moved
         assert redis.ttl(keys.live_call(call.id)) > ENDED_TTL_SECONDS
         live.retire(call.id)
-    live.set_leg_status(call.id, 0, "canceled")  # a late callback keeps the short TTL
-    live.note(call.id, conference_sid="CF1")
+    live.note(call.id, conference_sid="CF1")  # a late callback keeps the short TTL
 
     assert 0 < redis.ttl(keys.live_call(call.id)) <= ENDED_TTL_SECONDS <= 600
     assert redis.zrange(keys.live_index(), 0, -1) == [other.id]
@@ -228,16 +210,13 @@ def test_monitorable_is_kept(live):
 
 
 def test_one_live_call_takes_under_a_kibibyte_of_redis(live, redis):
-    """A call at its largest: every leg of a three-worker team rung and ended, the
-    conference known, a worker connected, then the call ended."""
+    """A call at its largest: told its place and the team's messages while waiting, the
+    conference known, a worker connected, moved into the room, then the call ended."""
     call = open_call(live)
-    live.note(call.id, leg_count="3", conference_sid="CF" + "e" * 32)
-    for leg in range(3):
-        live.set_leg(call.id, leg, "CA" + f"{leg}" * 32)
-    live.advance(call.id, LiveState.RINGING, OPEN_TIME)
-    live.set_leg_status(call.id, 0, "no-answer")
-    live.set_leg_status(call.id, 2, "canceled")
+    live.mark(call.id, said_place="3600", said_message="3600", message_turn="40")
+    live.note(call.id, conference_sid="CF" + "e" * 32, joined="1")
     live.accept(call.id, 1, OPEN_TIME + timedelta(seconds=30))
+    live.set_leg(call.id, 1, "CA" + "1" * 32)
     live.advance(call.id, LiveState.ENDED, OPEN_TIME + timedelta(minutes=40))
 
     assert redis.memory_usage(keys.live_call(call.id)) < 1024
@@ -246,13 +225,12 @@ def test_one_live_call_takes_under_a_kibibyte_of_redis(live, redis):
 def test_from_hash_reads_what_open_wrote(live):
     call = open_call(live, monitorable=False)
     live.set_leg(call.id, 3, "CA3")
-    live.set_leg_status(call.id, 3, "busy")
 
     again = LiveCall.from_hash(call.id, live.client.hgetall(keys.live_call(call.id)))
 
     assert (again.flow, again.team, again.helpline_number) == (
         "respect-phoneline", "respect-workers", RESPECT)
-    assert (again.legs, again.leg_status, again.monitorable) == ({3: "CA3"}, {3: "busy"}, False)
+    assert (again.legs, again.monitorable) == ({3: "CA3"}, False)
     assert again.live
     assert not dataclasses.replace(again, state=LiveState.FALLBACK).live
     assert not dataclasses.replace(again, state=LiveState.ENDED).live
@@ -274,10 +252,9 @@ def down() -> LiveCalls:
     lambda live: live.advance("x", LiveState.ENDED, OPEN_TIME),
     lambda live: live.accept("x", 0, OPEN_TIME),
     lambda live: live.note("x", conference_sid="CF1"),
-    lambda live: live.set_leg_status("x", 0, "completed"),
+    lambda live: live.mark("x", said_place="0"),
     lambda live: live.set_monitorable("x", False),
     lambda live: live.listing(),
-], ids=["open", "get", "advance", "accept", "note", "set_leg_status", "set_monitorable",
         "listing"])
 def test_redis_down_is_store_unavailable(down, operation):
     with pytest.raises(StoreUnavailable):

@@ -72,13 +72,6 @@ redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
 return 1
 """
 
-# Claim a leg only on a call that still exists (never leave a stub hash without a TTL).
-CLAIM = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-return redis.call('HSETNX', KEYS[1], ARGV[1], '1')
-"""
-
-
 @dataclass
 class LiveCall:
     id: str
@@ -89,34 +82,25 @@ class LiveCall:
     state: LiveState
     started_at: str
     caller_sid: str = ""
-    conference: str = ""
     conference_sid: str = ""
     connected_at: str = ""
     ended_at: str = ""
     accepted: int | None = None
     monitorable: bool = True
-    legs: dict[int, str] = field(default_factory=dict)  # leg index -> call sid
-    leg_status: dict[int, str] = field(default_factory=dict)
+    legs: dict[int, str] = field(default_factory=dict)  # roster index -> the leg's call sid
     raw: dict[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_hash(cls, call_id: str, data: dict[str, str]) -> LiveCall:
-        legs, status = {}, {}
-        for name, value in data.items():
-            if name.startswith("leg:"):
-                legs[int(name[4:])] = value
-            elif name.startswith("leg_status:"):
-                status[int(name[11:])] = value
+        legs = {int(name[4:]): value for name, value in data.items() if name.startswith("leg:")}
         return cls(id=call_id, flow=data.get("flow", ""), step=data.get("step", ""),
                    helpline_number=data.get("helpline_number", ""), team=data.get("team", ""),
                    state=LiveState(data.get("state", "ended")),
                    started_at=data.get("started_at", ""), caller_sid=data.get("caller_sid", ""),
-                   conference=data.get("conference", ""),
                    conference_sid=data.get("conference_sid", ""),
                    connected_at=data.get("connected_at", ""), ended_at=data.get("ended_at", ""),
                    accepted=int(data["accepted"]) if data.get("accepted") else None,
-                   monitorable=data.get("monitorable", "1") == "1", legs=legs,
-                   leg_status=status, raw=data)
+                   monitorable=data.get("monitorable", "1") == "1", legs=legs, raw=data)
 
     @property
     def live(self) -> bool:
@@ -135,7 +119,6 @@ class LiveCalls:
         self._key = secret_key.encode("utf-8")
         self._advance = client.register_script(ADVANCE)
         self._accept = client.register_script(ACCEPT)
-        self._claim = client.register_script(CLAIM)
         self._open = client.register_script(OPEN)
 
     def _guard(self, operation):
@@ -160,8 +143,7 @@ class LiveCalls:
         call_id = self.id_for(caller_sid)
         data = {"flow": flow, "step": step, "team": team, "helpline_number": helpline_number,
                 "caller_sid": caller_sid, "state": LiveState.WAITING.value,
-                "started_at": _iso(now), "conference": keys.conference_room(call_id),
-                "monitorable": "1" if monitorable else "0"}
+                "started_at": _iso(now), "monitorable": "1" if monitorable else "0"}
         key = keys.live_call(call_id)
         fields = [item for pair in data.items() for item in pair]
         opened = self._guard(lambda: self._open(keys=[key, keys.live_index()],
@@ -211,35 +193,8 @@ class LiveCalls:
         """Set fields, overwriting them (what a waiting caller was last told, say)."""
         self._guard(lambda: self.client.hset(keys.live_call(call_id), mapping=fields))
 
-    def claim_leg(self, call_id: str, leg: int) -> bool:
-        """Claim the right to ring worker leg ``leg``, once: a retried job finds it taken.
-
-        A field of the call's own hash, so it costs a few bytes and expires with the call."""
-        return bool(self._guard(lambda: self._claim(keys=[keys.live_call(call_id)],
-                                                    args=[f"claim:{leg}"])))
-
-    def release_leg(self, call_id: str, leg: int) -> None:
-        self._guard(lambda: self.client.hdel(keys.live_call(call_id), f"claim:{leg}"))
-
     def set_leg(self, call_id: str, leg: int, sid: str) -> None:
         self.note(call_id, **{f"leg:{leg}": sid})
-
-    def set_leg_status(self, call_id: str, leg: int, status: str) -> LiveCall | None:
-        """Record a leg's final status; returns the call as it is now (one round trip)."""
-        key = keys.live_call(call_id)
-
-        def write():
-            with self.client.pipeline() as pipe:
-                pipe.exists(key)
-                pipe.hset(key, f"leg_status:{leg}", status)
-                pipe.hgetall(key)
-                existed, _, data = pipe.execute()
-            if not existed:
-                self.client.delete(key)  # don't resurrect an expired call as a stub
-                return None
-            return LiveCall.from_hash(call_id, data)
-
-        return self._guard(write)
 
     def set_monitorable(self, call_id: str, monitorable: bool) -> None:
         self._guard(lambda: self.client.hset(keys.live_call(call_id), "monitorable",
