@@ -255,7 +255,7 @@ def down() -> LiveCalls:
     lambda live: live.mark("x", said_place="0"),
     lambda live: live.set_monitorable("x", False),
     lambda live: live.listing(),
-        "listing"])
+], ids=["open", "get", "advance", "accept", "note", "mark", "set_monitorable", "listing"])
 def test_redis_down_is_store_unavailable(down, operation):
     with pytest.raises(StoreUnavailable):
         operation(down)
