@@ -42,6 +42,9 @@ LIVE_RUNNER_SECONDS = 35
 HOLDING = "Thank you for waiting. We are finding someone to talk to you."
 TAKEN = "Thank you. This call has already been answered, or the caller has gone."
 TAKEN_BY_NOBODY = "Sorry, we could not put you through. Please call again."
+# A dispatch queued but not started for longer than this (a lost job) no longer holds back
+# the next one.
+DISPATCH_PENDING_SECONDS = 30
 # Marks of what a waiting caller was told, kept in their live record (see announcements).
 MARKS = ("said_place", "said_message", "message_turn")
 
@@ -117,7 +120,16 @@ class Bridge:
         return call
 
     def _dispatch(self, team: str) -> None:
-        self.rt.enqueue(Job.DISPATCH, team, job_id=f"dispatch-{team}-{secrets.token_hex(4)}")
+        """Queue a dispatch of the team's line, unless one is queued and not yet started: it
+        will see this caller (or free worker) too."""
+        try:
+            pending = self.rt.store.set(keys.dispatch_pending(team), "1", nx=True,
+                                        ex=DISPATCH_PENDING_SECONDS)
+        except redis.RedisError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        if pending:
+            self.rt.enqueue(Job.DISPATCH, team,
+                            job_id=f"dispatch-{team}-{secrets.token_hex(4)}")
 
     def hold(self, call_id: str) -> VoiceResponse:
         """One hold turn of a waiting caller: their place, the team's messages, the music; or

@@ -43,7 +43,8 @@ class Offers:
 
     def dispatch(self, team_name: str) -> list[Offer]:
         """Offer the team's next caller to as many free workers as its strategy says."""
-        team = self._team(team_name)
+        self.rt.store.delete(keys.dispatch_pending(team_name))  # a trigger from now on queues
+        team = self._team(team_name)                             # another dispatch
         head = self.line.head(team_name) if team else None
         call = self.rt.live.get(head) if head else None
         if team is None or call is None:

@@ -43,13 +43,19 @@ class Job(StrEnum):
     def path(self) -> str:
         return f"{JOBS_MODULE}.{self.value}"
 
+    @property
+    def urgent(self) -> bool:
+        """Queued at the front: a caller whose worker accepted is moved to them before any
+        other work (what the caller and the worker wait for in silence)."""
+        return self is Job.JOIN_CALLER
+
 
 def enqueue(queue: Queue, job: Job, *args, job_id: str, retry: Retry = REST_RETRY) -> None:
     """Queue ``job(*args)`` once per ``job_id``; raise ``StoreUnavailable`` if Redis is down."""
     try:
         queue.enqueue(job.path, *args, job_id=job_id, unique=True, retry=retry,
                       job_timeout=JOB_TIMEOUT_SECONDS, failure_ttl=7 * 24 * 3600,
-                      result_ttl=600, on_failure=Callback(log_failure))
+                      result_ttl=600, on_failure=Callback(log_failure), at_front=job.urgent)
     except DuplicateJobError:
         log.info("job already queued", extra={"event": "duplicate_job", "kind": job_id})
     except redis.RedisError as exc:

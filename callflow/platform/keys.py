@@ -158,6 +158,12 @@ def waiting_line_count(team: str) -> str:
     return f"{PREFIX}:waiting-count:{team}"
 
 
+def dispatch_pending(team: str) -> str:
+    """Present while a dispatch of a team's line is queued and not yet started, so a burst of
+    callers queues one dispatch, not one each (a flag with a short TTL)."""
+    return f"{PREFIX}:dispatch-pending:{team}"
+
+
 def round_robin(team: str) -> str:
     """Where a round-robin team stopped: the roster index of the worker offered last."""
     return f"{PREFIX}:round-robin:{team}"
