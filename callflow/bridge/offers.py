@@ -24,6 +24,9 @@ from callflow.staff.shifts import Shifts, WorkerState, WorkerStatus
 
 log = logging.getLogger(__name__)
 REST_TROUBLE_SECONDS = 60
+# An offer lasts its ring time and this long besides (picking up, the screening, pressing 1);
+# after that the worker is free again even if no callback ever said how the offer ended.
+OFFER_GRACE_SECONDS = 40
 
 
 class Offers:
@@ -52,7 +55,8 @@ class Offers:
         roster = [(i, w.name) for i, w in enumerate(team.workers) if w.active]
         offers = self.line.offer(team_name, self.order(team, roster),
                                  offer_prefix=secrets.token_hex(4),
-                                 every_free=team.ring == "simultaneous", now=self._now())
+                                 every_free=team.ring == "simultaneous", now=self._now(),
+                                 lasts=team.ring_timeout + OFFER_GRACE_SECONDS)
         failures = []
         for offer in offers:
             try:

@@ -46,7 +46,8 @@ return redis.call('ZRANK', KEYS[1], ARGV[1]) + 1
 
 # KEYS[1] line, then every worker of the team, most preferred first.
 # ARGV: now (epoch), now (ISO), ttl, team, offer id prefix, all (1: offer every free worker
-# while anyone waits; 0: one free worker for each waiting caller not yet being offered).
+# while anyone waits; 0: one free worker for each waiting caller not yet being offered), and
+# the seconds an offer lasts at most (then the worker is free again, answered or not).
 # Returns the indexes (into the workers) of those offered, each followed by its offer id.
 OFFER = FREE_WORKER + """
 local waiting = redis.call('ZCARD', KEYS[1])
@@ -54,7 +55,10 @@ if waiting == 0 then return {} end
 local now, outstanding = tonumber(ARGV[1]), 0
 for i = 2, #KEYS do
   if redis.call('HGET', KEYS[i], 'state') == 'offered'
-     and redis.call('HGET', KEYS[i], 'team') == ARGV[4] then outstanding = outstanding + 1 end
+     and redis.call('HGET', KEYS[i], 'team') == ARGV[4]
+     and tonumber(redis.call('HGET', KEYS[i], 'until') or '0') > now then
+    outstanding = outstanding + 1
+  end
 end
 local wanted = waiting - outstanding
 if ARGV[6] == '1' then wanted = #KEYS end
@@ -64,7 +68,7 @@ for i = 2, #KEYS do
   if free(KEYS[i], now) then
     local offer = ARGV[5] .. '.' .. (i - 1)
     redis.call('HSET', KEYS[i], 'state', 'offered', 'since', ARGV[2], 'offer', offer,
-               'team', ARGV[4])
+               'team', ARGV[4], 'until', now + tonumber(ARGV[7]))
     redis.call('HDEL', KEYS[i], 'leg')
     redis.call('EXPIRE', KEYS[i], ARGV[3])
     table.insert(offered, i - 1)
@@ -147,17 +151,17 @@ class WaitingLine:
         return found[0] if found else None
 
     def offer(self, team: str, workers: list[tuple[int, str]], *, offer_prefix: str,
-              every_free: bool, now: tuple[float, str]) -> list[Offer]:
+              every_free: bool, now: tuple[float, str], lasts: int) -> list[Offer]:
         """Offer the team's next caller to free workers among ``workers`` ((roster index,
         name), most preferred first): every free one (``every_free``), or one for each waiting
-        caller not yet being offered."""
+        caller not yet being offered. An offer lasts ``lasts`` seconds at most."""
         if not workers:
             return []
         epoch, iso = now
         found = self._guard(lambda: self._offer(
             keys=[keys.waiting_line(team), *(keys.worker(name) for _, name in workers)],
             args=[epoch, iso, SHIFT_TTL_SECONDS, team, offer_prefix,
-                  "1" if every_free else "0"]))
+                  "1" if every_free else "0", lasts]))
         offers = []
         for i in range(0, len(found), 2):
             index, name = workers[int(found[i]) - 1]

@@ -44,12 +44,17 @@ class WorkerState(StrEnum):
 
 
 # Shared by the scripts: a worker wrapping up whose time is over is available again.
-# A worker who just missed an offer rests a moment, so the next worker is offered first.
+# A worker wrapping up whose time is over is available again; so is a worker whose offer
+# outlived its time (no leg was ever made, or its callbacks were all lost: a job runner killed
+# mid-offer must not leave them "offered" for ever). A worker who just missed an offer rests a
+# moment, so the next worker is offered first.
 FREE_WORKER = """
 local function free(key, now)
   local state = redis.call('HGET', key, 'state')
-  if state == 'wrap_up' and tonumber(redis.call('HGET', key, 'until') or '0') <= now then
+  if (state == 'wrap_up' or state == 'offered')
+     and tonumber(redis.call('HGET', key, 'until') or '0') <= now then
     redis.call('HSET', key, 'state', 'available')
+    redis.call('HDEL', key, 'offer', 'team', 'leg')
     state = 'available'
   end
   return state == 'available' and tonumber(redis.call('HGET', key, 'rest') or '0') <= now
@@ -132,7 +137,8 @@ class WorkerStatus:
     @classmethod
     def from_hash(cls, name: str, data: dict[str, str], now: float) -> WorkerStatus:
         state = WorkerState(data.get("state") or WorkerState.OFF)
-        if state is WorkerState.WRAP_UP and float(data.get("until") or 0) <= now:
+        expired = float(data.get("until") or 0) <= now
+        if state in (WorkerState.WRAP_UP, WorkerState.OFFERED) and expired:
             state = WorkerState.AVAILABLE
         return cls(name=name, state=state, since=data.get("since", ""),
                    reason=data.get("reason", ""), missed=int(data.get("missed") or 0),
