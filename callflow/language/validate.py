@@ -52,6 +52,8 @@ def validate(flowset: FlowSet, *, check_teams: bool = True
         errors.extend(_dead_ends(flow))
         warnings.extend(_unreachable(flow))
     errors.extend(_numbers_bound_twice(flowset))
+    if check_teams:
+        errors.extend(_announcements(flowset))
     line = flowset.manager_line
     errors.extend(FlowError(line.where, f"number {n} is both the manager line and a helpline's",
                             "the manager line needs a number of its own")
@@ -126,6 +128,22 @@ def _placeholders(flow: Flow) -> list[FlowError]:
                                     "placeholders are filled in; Twilio's <Say> takes at most "
                                     f"{MAX_TEXT_CHARS:,}",
                                     "shorten it, or split it over several steps"))
+    return errors
+
+
+def _announcements(flowset) -> list[FlowError]:
+    """What a team says to its waiting callers may name the helpline (the caller's), and no
+    other placeholder."""
+    errors = []
+    for team in flowset.teams.values():
+        for text in team.announcements:
+            stray = stray_braces(text, SPOKEN)
+            if stray:
+                pieces = " and ".join(repr(piece) for piece in stray)
+                errors.append(FlowError(team.where, f"an announcement of team '{team.name}' "
+                                        f"has {pieces}, which is not a placeholder here",
+                                        f"the placeholders are {describe(SPOKEN)}; write {{{{ "
+                                        "or }} for a brace itself"))
     return errors
 
 
