@@ -196,7 +196,7 @@ def test_honcho_start_runs_web_and_the_job_runner(redis, redis_url, tmp_path):
     try:
         wait_until_up(f"http://127.0.0.1:{port}/readyz", proc, log)
         # A job the job runner runs (for a call that does not exist: it does nothing).
-        job = queue.enqueue("callflow.jobs.tasks.cancel_legs", "no-such-call")
+        job = queue.enqueue("callflow.jobs.tasks.join_caller", "no-such-call")
         deadline = time.monotonic() + STARTUP_SECONDS
         while job.get_status(refresh=True) != JobStatus.FINISHED:
             assert time.monotonic() < deadline, log.read_text()[-3000:]

@@ -16,8 +16,10 @@ from rq.worker import SimpleWorker
 
 from callflow.jobs import runner as worker_module
 from callflow.jobs.runner import JobRunner, ThreadRunner, run_process, start_in_process
+from callflow.platform import keys
 from callflow.records.live import LiveState
-from tests.bridge_support import Caller
+from callflow.staff.shifts import Shifts, WorkerState
+from tests.bridge_support import Caller, sign_on
 from tests.conftest import CANARY_FIELDS, CANARY_NUMBER, RESPECT
 from webhooks import create_app
 from webhooks.simulator import TwilioSim
@@ -27,12 +29,14 @@ runner_cli = importlib.import_module("webhooks.cli")
 
 @pytest.fixture
 def queued_app(bridge_settings, redis, clock, twilio_api):
-    """The bridged app leaving its jobs on the queue, with a worker registered to run them."""
+    """The bridged app leaving its jobs on the queue, with a worker registered to run them
+    and every active worker on shift."""
     app = create_app({"TESTING": True, "SETTINGS": bridge_settings, "STORE": redis,
                       "CLOCK": clock})
     queue = app.extensions["callflow"]["runtime"].queue
     SimpleWorker([queue], connection=queue.connection,
                  serializer=JSONSerializer).register_birth()
+    sign_on(app)
     return app
 
 
@@ -50,6 +54,14 @@ def caller(queued_app, twilio_api) -> Caller:
     return caller
 
 
+def dispatch_job(rt, caller: Caller):
+    """The dispatch job the caller's arrival queued (its id is new each time)."""
+    ids = [*rt.queue.job_ids, *rt.queue.finished_job_registry.get_job_ids(),
+           *rt.queue.failed_job_registry.get_job_ids()]
+    (found,) = {j for j in ids if j.startswith("dispatch-respect-workers-")}
+    return rt.queue.fetch_job(found)
+
+
 def test_a_simple_worker_runs_the_queued_jobs_on_the_json_serializer(rt, caller, twilio_api):
     worker = JobRunner([rt.queue], connection=rt.queue.connection, serializer=JSONSerializer,
                        runtime=rt)
@@ -57,14 +69,15 @@ def test_a_simple_worker_runs_the_queued_jobs_on_the_json_serializer(rt, caller,
     assert worker.work(burst=True)
 
     assert [str(leg.data["To"]) for leg in caller.legs()] == ["+447700900101", "+447700900102"]
-    assert rt.live.get(caller.call_id).state is LiveState.RINGING
-    assert rt.queue.fetch_job(f"ring-{caller.call_id}").get_status() == JobStatus.FINISHED
+    assert rt.live.get(caller.call_id).state is LiveState.WAITING
+    assert dispatch_job(rt, caller).get_status() == JobStatus.FINISHED
 
-    caller.press(1, "1")  # queues the cancelling of Alice's leg
-    assert twilio_api.of("hang_up") == []
+    caller.press(1, "1")  # queues moving the caller and the cancelling of Alice's leg
+    assert twilio_api.of("hang_up") == [] and twilio_api.of("redirect") == []
     worker.work(burst=True)
 
     assert [h.sid for h in twilio_api.of("hang_up")] == [caller.leg(0).sid]
+    assert [r.sid for r in twilio_api.of("redirect")] == [caller.sid]
     assert twilio_api.problems == [] and twilio_api.strays == []
 
 
@@ -72,10 +85,11 @@ def test_the_procfile_worker_runs_a_job_in_a_work_horse(rt, caller):
     """``callflow runner``'s RQ job runner forks a work horse per job; what it did is in Redis."""
     assert run_process(rt, burst=True) is True
 
-    ringing = rt.live.get(caller.call_id)
-    assert ringing.state is LiveState.RINGING
-    assert sorted(ringing.legs) == [0, 1]
-    assert rt.queue.fetch_job(f"ring-{caller.call_id}").get_status() == JobStatus.FINISHED
+    shifts = Shifts(rt.store, rt.clock)
+    assert [shifts.status(n).state for n in ("Alice", "Bilal")] == [WorkerState.OFFERED] * 2
+    assert all(rt.store.hget(keys.worker(n), "leg") for n in ("Alice", "Bilal"))  # leg sids
+    assert rt.live.get(caller.call_id).state is LiveState.WAITING
+    assert dispatch_job(rt, caller).get_status() == JobStatus.FINISHED
 
 
 def test_the_in_process_runner_runs_queued_jobs_until_stopped(rt, caller, twilio_api,

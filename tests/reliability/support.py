@@ -43,7 +43,8 @@ SIM_ACCOUNT_SID = "AC" + "0" * 32
 VOICE_ENDPOINTS = [
     "/voice/incoming", "/voice/step", "/voice/notice", "/voice/menu", "/voice/dial",
     "/voice/degraded/dial", "/voice/screen", "/voice/screen/answer", "/voice/fallback",
-    "/voice/status", "/voice/hold", "/voice/conference", "/voice/worker",
+    "/voice/status", "/voice/hold", "/voice/waiting/left", "/voice/waiting/join",
+    "/voice/conference", "/voice/worker",
     "/voice/worker/answer", "/voice/worker/status", "/voice/monitor/status",
     "/voice/manager/staff", "/voice/manager/pin", "/voice/manager/list", "/voice/manager/purpose",
     "/voice/staff/incoming", "/voice/staff/staff", "/voice/staff/pin", "/voice/staff/choice",

@@ -332,7 +332,8 @@ def test_every_webhook_answers_while_redis_is_down(private_redis, caplog, path):
                         helpline_number=RESPECT, caller_sid="CA" + "c" * 32, now=rt.clock())
     line = Line(app, TOKEN)
     query = urlencode({"flow": "respect-phoneline", "step": "main-menu", "call": call.id,
-                       "leg": "0", "session": "a-session"})
+                       "team": "respect-workers", "leg": "0", "offer": "an-offer",
+                       "session": "a-session"})
     private_redis.kill()
 
     response = Caller(line, RESPECT).send(f"{path}?{query}", Digits="1", CallStatus="completed",

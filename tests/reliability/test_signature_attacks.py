@@ -33,8 +33,8 @@ from webhooks import create_app
 
 SETTINGS_HEADER = "X-Twilio-Webhooks-Signature-Settings"
 OTHER_TOKEN = "another-accounts-auth-token-000000"
-QUERY = {"flow": "respect-phoneline", "step": "main-menu", "call": "abc", "leg": "0",
-         "session": "s1"}
+QUERY = {"flow": "respect-phoneline", "step": "main-menu", "call": "abc",
+         "team": "respect-workers", "leg": "0", "offer": "o1", "session": "s1"}
 
 
 @dataclasses.dataclass

@@ -1,7 +1,8 @@
-"""Twilio's REST API failing (500s, timeouts) while a caller waits on the bridge: the ring job
-raises and RQ retries it with the configured backoff, each failed leg's claim is released so a
-retry may ring it, callers who arrive meanwhile are dialled directly (``callflow:rest-trouble``),
-and no worker is ever given two legs.
+"""Twilio's REST API failing (500s, timeouts) while a caller waits in the team's line: the job
+offering the line to the workers (DISPATCH) raises and RQ retries it with the configured
+backoff, each failed offer ends (unmissed) so a retry may offer that worker again, callers who
+arrive meanwhile are dialled directly (``callflow:rest-trouble``), and no worker is ever given
+two legs.
 
 The real twilio ``Client`` and its HTTP stack make the requests; ``responses`` answers them at a
 base that is not Twilio's (``TWILIO_API_URL``). The jobs run in this process on the project's own
@@ -26,10 +27,14 @@ from rq.job import Job, JobStatus
 from rq.registry import ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 
-from callflow.bridge.bridge import HOLDING, REST_TROUBLE_SECONDS
+from callflow.bridge.bridge import HOLDING
+from callflow.bridge.offers import REST_TROUBLE_SECONDS
+from callflow.bridge.waiting_line import WaitingLine
 from callflow.jobs.runner import ThreadRunner
 from callflow.platform import keys
 from callflow.platform.jobspec import REST_RETRY
+from callflow.staff.shifts import Shifts, WorkerState
+from tests.bridge_support import sign_on
 from tests.conftest import RESPECT, TOKEN
 from tests.reliability.support import (
     ACCOUNT_SID,
@@ -102,10 +107,13 @@ def flaky_twilio():
 
 @pytest.fixture
 def bridged_app(settings, redis, clock):
-    """The app with a Twilio account at the mock base; jobs are queued, not run inline."""
+    """The app with a Twilio account at the mock base, its workers on shift; jobs are queued,
+    not run inline."""
     bridged = dataclasses.replace(settings, twilio_account_sid=ACCOUNT_SID,
                                   twilio_api_url=MOCK_API)
-    return create_app({"TESTING": True, "SETTINGS": bridged, "STORE": redis, "CLOCK": clock})
+    app = create_app({"TESTING": True, "SETTINGS": bridged, "STORE": redis, "CLOCK": clock})
+    sign_on(app)  # Alice and Bilal are on shift: callers wait in their team's line
+    return app
 
 
 def run_jobs(rt) -> None:
@@ -144,6 +152,9 @@ def said(body: str) -> list[str]:
     return [e.text or "" for e in ET.fromstring(body).iter("Say")]
 
 
+BUSY = "Sorry, all our helpline workers are busy"
+
+
 def put_through(line: Line, to: str = RESPECT) -> Caller:
     caller = Caller(line, to)
     caller.ring()
@@ -152,20 +163,44 @@ def put_through(line: Line, to: str = RESPECT) -> Caller:
     return caller
 
 
-def test_ring_job_is_retried_with_backoff_and_new_callers_are_dialled_directly(
+def waiting_line(caller: Caller) -> ET.Element:
+    """The caller's <Enqueue> in the team's waiting line (its hold URL and its action)."""
+    enqueue = ET.fromstring(caller.last).find("Enqueue")
+    assert enqueue is not None, caller.last
+    return enqueue
+
+
+def call_of(enqueue: ET.Element) -> str:
+    return parse_qs(urlsplit(enqueue.get("waitUrl")).query)["call"][0]
+
+
+def dispatch_job(rt) -> Job:
+    """The one job queued so far to offer the Respect Phoneline's team its waiting line."""
+    ids = [(key.decode() if isinstance(key, bytes) else key).removeprefix("rq:job:")
+           for key in rt.queue.connection.scan_iter("rq:job:dispatch-respect-workers-*")]
+    assert len(ids) == 1, ids
+    return Job.fetch(ids[0], connection=rt.queue.connection, serializer=JSONSerializer)
+
+
+def leg_sid(attempt: int) -> str:
+    """The sid the mock gave the leg its ``attempt``-th request (from 1) created."""
+    return f"CA{attempt:032x}"
+
+
+def test_dispatch_job_is_retried_with_backoff_and_new_callers_are_dialled_directly(
         bridged_app, flaky_twilio, redis, redis_url, caplog):
     caplog.set_level(logging.INFO)
     rt = bridged_app.extensions["callflow"]["runtime"]
+    shifts, line_of = Shifts(rt.store, rt.clock), WaitingLine(rt.store)
     # A worker process is running (so callers are bridged); its jobs run below, in this process.
     standby = Worker([rt.queue], connection=rt.queue.connection, serializer=JSONSerializer)
     standby.register_birth()
     line = Line(bridged_app, TOKEN)
 
     waiting = put_through(line)
-    room = ET.fromstring(waiting.last).find("Dial/Conference")
-    assert room is not None, waiting.last
-    call_id = parse_qs(urlsplit(room.get("waitUrl")).query)["call"][0]
-    job = Job.fetch(f"ring-{call_id}", connection=rt.queue.connection, serializer=JSONSerializer)
+    call_id = call_of(waiting_line(waiting))
+    job = dispatch_job(rt)
+    assert job.args == ["respect-workers"]  # the team's line, never a caller
     assert (job.retries_left, job.retry_intervals) == (REST_RETRY.max, REST_RETRY.intervals)
     assert job.retry_intervals == [1, 4, 10]
 
@@ -174,9 +209,13 @@ def test_ring_job_is_retried_with_backoff_and_new_callers_are_dialled_directly(
     assert flaky_twilio.attempts == [(ALICE, 500), (BILAL, 201)]
     assert job.retries_left == 2
     assert failures(caplog) == ["TwilioRestException"]  # the job raised
-    assert rt.live.claim_leg(call_id, 0)  # Alice's claim was released: a retry may ring her
-    rt.live.release_leg(call_id, 0)
-    assert not rt.live.claim_leg(call_id, 1)  # Bilal's leg exists: nobody may ring him again
+    # Alice's offer ended, not missed: she is free, so a retry may offer her again.
+    alice = shifts.status("Alice")
+    assert (alice.state, alice.missed, alice.offer) == (WorkerState.AVAILABLE, 0, "")
+    # Bilal's leg exists: he stays offered, so nobody may offer him again.
+    assert shifts.status("Bilal").state is WorkerState.OFFERED
+    assert line_of.leg_of("Bilal") == leg_sid(2)
+    assert line_of.position("respect-workers", call_id) == 1  # the caller still waits
     assert 0 < redis.ttl(keys.rest_trouble()) <= REST_TROUBLE_SECONDS
 
     # Meanwhile a new caller is dialled directly, as the flow's connect step does without the
@@ -185,11 +224,13 @@ def test_ring_job_is_retried_with_backoff_and_new_callers_are_dialled_directly(
     direct = put_through(line)
     dial = ET.fromstring(direct.last).find("Dial")
     assert dial is not None and dial.find("Conference") is None, direct.last
+    assert ET.fromstring(direct.last).find("Enqueue") is None
     assert dial.get("callerId") == RESPECT
     assert dial.get("record") == "do-not-record"
     assert [n.text for n in dial.findall("Number")] == [ALICE, BILAL]
     assert all("/voice/screen" in n.get("url", "") for n in dial.findall("Number"))
     assert len(flaky_twilio.attempts) == before
+    assert line_of.waiting("respect-workers") == 1  # the direct caller is not in the line
 
     # 2nd attempt (the backoff's first second skipped): Alice's request times out.
     bring_forward(rt, job)
@@ -197,6 +238,7 @@ def test_ring_job_is_retried_with_backoff_and_new_callers_are_dialled_directly(
     assert flaky_twilio.attempts[before:] == [(ALICE, TIMEOUT)]
     assert job.retries_left == 1
     assert failures(caplog) == ["TwilioRestException", "ReadTimeout"]
+    assert shifts.status("Alice").state is WorkerState.AVAILABLE
 
     # 3rd attempt: Alice's leg is created; Bilal's is not asked for again.
     bring_forward(rt, job)
@@ -205,7 +247,8 @@ def test_ring_job_is_retried_with_backoff_and_new_callers_are_dialled_directly(
     assert flaky_twilio.attempts[before + 1:] == [(ALICE, 201)]
     assert job.get_status() == JobStatus.FINISHED
     assert flaky_twilio.created() == Counter({ALICE: 1, BILAL: 1})
-    assert set(rt.live.get(call_id).legs) == {0, 1}
+    assert [s.state for s in shifts.statuses(["Alice", "Bilal"])] == [WorkerState.OFFERED] * 2
+    assert (line_of.leg_of("Alice"), line_of.leg_of("Bilal")) == (leg_sid(4), leg_sid(2))
     assert flaky_twilio.strays == []
 
     standby.register_death()
@@ -213,48 +256,60 @@ def test_ring_job_is_retried_with_backoff_and_new_callers_are_dialled_directly(
                  redis_text(redis_url), job_payloads(redis_url))
 
 
-def test_a_ring_job_that_keeps_failing_ends_in_rqs_failed_registry_after_its_retries(
+def test_a_dispatch_job_that_keeps_failing_ends_in_rqs_failed_registry_after_its_retries(
         bridged_app, redis, clock, caplog):
     """Twilio down for good: four attempts (one and three retries), then the job is failed and
-    logged; a worker is never rung by a request Twilio refused."""
+    logged; a worker is never rung by a request Twilio refused, nor left offered by one."""
     caplog.set_level(logging.INFO)
     flaky = FlakyTwilio({ALICE: [503] * 4, BILAL: [503] * 4})
     rt = bridged_app.extensions["callflow"]["runtime"]
+    shifts = Shifts(rt.store, rt.clock)
     standby = Worker([rt.queue], connection=rt.queue.connection, serializer=JSONSerializer)
     standby.register_birth()
     line = Line(bridged_app, TOKEN)
+    team = rt.registry.current.teams["respect-workers"]
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         mock.add_callback(responses.POST, CALLS, callback=flaky.create_call)
         mock.add_callback(responses.POST, ELSEWHERE, callback=flaky.stray)
         waiting = put_through(line)
-        room = ET.fromstring(waiting.last).find("Dial/Conference")
-        call_id = parse_qs(urlsplit(room.get("waitUrl")).query)["call"][0]
-        job = Job.fetch(f"ring-{call_id}", connection=rt.queue.connection,
-                        serializer=JSONSerializer)
+        enqueue = waiting_line(waiting)
+        call_id = call_of(enqueue)
+        job = dispatch_job(rt)
         for _ in range(REST_RETRY.max + 1):
             if job.get_status() == JobStatus.SCHEDULED:
                 bring_forward(rt, job)
             run_jobs(rt)
             job.refresh()
 
-        # The caller on hold is not dropped: once the team's time limit has passed the hold
-        # asks for the fallback, whose redirect (a REST request too) fails and is retried; the
-        # caller keeps hearing the holding message until Twilio answers again or they hang up.
-        clock.now += timedelta(seconds=rt.registry.current.teams["respect-workers"].ring_limit)
-        held = waiting.send(room.get("waitUrl"))
-        assert held.status_code == 200
-        run_jobs(rt)
-        give_up = Job.fetch(f"give-up-{call_id}", connection=rt.queue.connection,
-                            serializer=JSONSerializer)
-        assert give_up.get_status() == JobStatus.SCHEDULED
-        assert HOLDING in said(waiting.send(room.get("waitUrl")).get_data(as_text=True))
+        assert job.get_status() == JobStatus.FAILED
+        assert job.retries_left == 0
+        # Each failed offer ended unmissed: both workers are free to be offered the line
+        # again, neither counted as having missed a caller (nor paused for it).
+        for status in shifts.statuses(["Alice", "Bilal"]):
+            assert (status.state, status.missed, status.offer) == (WorkerState.AVAILABLE, 0, "")
 
-    assert job.get_status() == JobStatus.FAILED
-    assert job.retries_left == 0
+        # The caller in the line is not dropped: their hold turns keep them waiting, hearing
+        # the holding message, until the team's max_wait has passed; then the hold turn itself
+        # says to leave the line (no REST request, which could fail too), and the line's
+        # action takes them to the connect step's no-answer step.
+        held = waiting.send(enqueue.get("waitUrl"))
+        assert held.status_code == 200
+        assert HOLDING in said(held.get_data(as_text=True))
+        assert WaitingLine(rt.store).position("respect-workers", call_id) == 1
+        clock.now += timedelta(seconds=team.max_wait)
+        sent = len(flaky.attempts)
+        hold = waiting.send(enqueue.get("waitUrl"))
+        assert [v.tag for v in ET.fromstring(hold.get_data(as_text=True))] == ["Leave"]
+        gone = waiting.send(enqueue.get("action"), QueueResult="leave",
+                            QueueTime=str(team.max_wait))
+        heard = said(gone.get_data(as_text=True))
+        assert heard and heard[0].startswith(BUSY), heard
+        assert len(flaky.attempts) == sent
+        assert WaitingLine(rt.store).position("respect-workers", call_id) is None
+
     assert flaky.created() == Counter()
     assert flaky.strays == []
     assert Counter(to for to, _ in flaky.attempts) == Counter({ALICE: 4, BILAL: 4})
-    assert rt.live.claim_leg(call_id, 0) and rt.live.claim_leg(call_id, 1)
     assert any(getattr(r, "event", "") == "job_failed" for r in caplog.records)
     standby.register_death()
     assert_clean(line.text(), log_text(caplog.records), "\n".join(flaky.bodies))

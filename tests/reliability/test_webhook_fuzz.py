@@ -25,10 +25,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from callflow.bridge.staff_line import LineState as StaffLineState
+from callflow.bridge.waiting_line import WaitingLine
 from callflow.monitoring.gate import MonitoringGate
 from callflow.monitoring.manager_line import LineState
 from callflow.platform.privacy import ALLOWED_FIELDS
 from callflow.staff.accounts import StaffStore
+from tests.bridge_support import sign_on
 from tests.conftest import MENS_ADVICE, PUBLIC_URL, RESPECT, TOKEN
 from tests.reliability.support import (
     ACCOUNT_SID,
@@ -44,7 +46,7 @@ from webhooks.twilio_double import TwilioDouble
 
 MANAGER_LINE = "+441632960009"
 PIN = "258013"
-LINK_PARAMS = ("flow", "step", "call", "leg", "session")
+LINK_PARAMS = ("flow", "step", "call", "team", "leg", "offer", "session")
 FUZZ = settings(max_examples=50, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
                                        HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -96,6 +98,8 @@ class Known:
     flows: list[str]
     steps: list[str]
     calls: list[str]
+    teams: list[str]
+    offers: list[str]
     sessions: list[str]
     call_sids: list[str]
 
@@ -107,6 +111,7 @@ def often(real, odd):
 
 def link_values(known: Known, name: str):
     real = {"flow": known.flows, "step": known.steps, "call": known.calls,
+            "team": known.teams, "offer": known.offers,
             "leg": ["0", "1", "2", "9", "10", "99", "-1", "01", "1.0", "٣"],
             "session": known.sessions}[name]
     return often(st.sampled_from(real), VALUE)
@@ -173,6 +178,14 @@ def fuzz_app(settings, redis, clock):
                              helpline_number=MENS_ADVICE, caller_sid="CA" + "2" * 32, now=now)
     rt.live.accept(connected.id, 0, now)
     rt.live.note(connected.id, conference_sid="CF" + "3" * 32)
+    # The waiting caller is in the team's line, and offered to Alice (on shift, as is
+    # everyone), so a worker's leg URLs can name a real offer.
+    sign_on(app)
+    line = WaitingLine(rt.store)
+    line.join("respect-workers", waiting.id, now.timestamp())
+    offers = line.offer("respect-workers", [(0, "Alice")], offer_prefix="fuzz",
+                        every_free=False, now=(now.timestamp(), now.isoformat()))
+    assert [o.worker for o in offers] == ["Alice"]
     listened = rt.live.open(flow="respect-phoneline", step="connect", team="respect-workers",
                             helpline_number=RESPECT, caller_sid="CA" + "4" * 32, now=now)
     rt.live.accept(listened.id, 1, now)
@@ -195,6 +208,7 @@ def fuzz_app(settings, redis, clock):
     flowset = rt.registry.current
     app.config["KNOWN"] = Known(
         flows=sorted(flowset.flows), calls=[waiting.id, connected.id, listened.id],
+        teams=sorted(flowset.teams), offers=[o.id for o in offers],
         steps=sorted({step for flow in flowset.flows.values() for step in flow.steps}),
         sessions=[session], call_sids=[in_menu, signed_in, on_staff_line, "CA" + "1" * 32])
     app.config["REST"] = rest
@@ -264,7 +278,8 @@ def test_raw_bodies_never_break_a_webhook(fuzz_app, redis_url, caplog, path):
     @RAW_FUZZ
     @given(body=RAW_BODIES, content_type=CONTENT_TYPES,
            query=st.lists(st.tuples(st.sampled_from(LINK_PARAMS), st.sampled_from(
-               known.calls + known.flows + known.steps + ["0", "x"])), max_size=3))
+               known.calls + known.flows + known.steps + known.teams + known.offers
+               + ["0", "x"])), max_size=3))
     def run(body: bytes, content_type: str | None, query: list[tuple[str, str]]) -> None:
         target = f"{path}?{urlencode(query)}" if query else path
         headers = {} if content_type is None else {"Content-Type": content_type}
