@@ -250,3 +250,13 @@ def bridge_app(bridge_settings, redis, clock, twilio_api):
 def bridge_sim(bridge_app, twilio_api) -> TwilioSim:
     """Twilio for the bridged app: signed webhooks with the canary, REST answered by the mock."""
     return TwilioSim(bridge_app, extra_fields=CANARY_FIELDS, rest=twilio_api)
+
+
+@pytest.fixture(autouse=True)
+def rq_loggers_restored():
+    """A job runner started by a test gives RQ's loggers handlers of their own and stops them
+    propagating; every test leaves them as it found them, so a later test's caplog sees RQ."""
+    from tests.reliability.support import rq_loggers_kept
+
+    with rq_loggers_kept():
+        yield

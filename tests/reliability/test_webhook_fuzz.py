@@ -184,7 +184,7 @@ def fuzz_app(settings, redis, clock):
     line = WaitingLine(rt.store)
     line.join("respect-workers", waiting.id, now.timestamp())
     offers = line.offer("respect-workers", [(0, "Alice")], offer_prefix="fuzz",
-                        every_free=False, now=(now.timestamp(), now.isoformat()))
+                        every_free=False, now=(now.timestamp(), now.isoformat()), lasts=60)
     assert [o.worker for o in offers] == ["Alice"]
     listened = rt.live.open(flow="respect-phoneline", step="connect", team="respect-workers",
                             helpline_number=RESPECT, caller_sid="CA" + "4" * 32, now=now)
