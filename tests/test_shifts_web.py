@@ -143,7 +143,8 @@ def test_my_shift_signed_out_goes_to_sign_in(client):
 
 # -- a worker's account opens nothing else -------------------------------------------------------
 
-@pytest.mark.parametrize("path", [*PAGES, "/manager/workers"])
+@pytest.mark.parametrize("path", [*PAGES, "/manager/workers", "/manager/reports",
+                                  "/manager/reports/export.csv"])
 def test_a_worker_is_refused_every_manager_page(worker, path):
     response = worker.get(path)
     assert response.status_code == 403
