@@ -21,7 +21,7 @@ from callflow.platform.config import Settings
 from callflow.records.audit import Entry
 from callflow.runtime import Runtime
 from callflow.staff.accounts import Role, StaffStore
-from tests.bridge_support import Caller, TwilioMock
+from tests.bridge_support import Caller, TwilioMock, query
 from tests.conftest import CANARY_NUMBER, FLOWS, RESPECT
 from webhooks import create_app
 from webhooks.simulator import ACCOUNT_SID as SIM_ACCOUNT_SID
@@ -85,19 +85,30 @@ def add_staff(staff: StaffStore) -> None:
 
 def waiting_caller(sim: TwilioSim, rest: TwilioMock, *, presses=("", "1"),
                    to: str = RESPECT) -> Caller:
-    """The canary caller through the notice and menu, waiting in the conference room."""
+    """The canary caller through the notice and menu, waiting in the team's line (its free
+    workers are offered the team's next caller)."""
     caller = Caller(sim, rest, to=to, number=CANARY_NUMBER)
+    caller.offered_from = len(caller.legs())  # the legs rung before this caller came
     caller.enter(presses)
     assert caller.call_id, "the caller was not put on the bridge"
-    caller.conference("participant-join")
+    assert caller.line_twiml, "the caller was not put in the team's waiting line"
     return caller
 
 
 def connect(caller: Caller) -> Caller:
-    """The first worker presses 1 and joins: the call is connected and its room has started."""
-    caller.press(0, "1")
-    worker = caller.leg(0).sid
+    """The first worker offered when the caller came presses 1 and is given the team's next
+    caller (this one, so no other caller of the team may be waiting); the caller is moved
+    into the room, both join and the room starts. The team needs a free worker: one on a
+    call is never offered another."""
+    legs = caller.legs()[getattr(caller, "offered_from", 0):]
+    assert legs, "no worker was offered the caller"
+    index = int(query(str(legs[0].data["Url"]))["leg"])
+    caller.press(index, "1")
+    worker = caller.leg(index).sid
+    caller.moved()
+    assert caller.room is not None, "the caller was not moved into the room"
     caller.conference("participant-join", worker)
+    caller.conference("participant-join")
     caller.conference("conference-start", worker)
     return caller
 

@@ -537,8 +537,10 @@ def test_the_calls_list_holds_no_caller_or_worker_data(maria, sim, rest, redis):
         "id": connected.call_id, "helpline": "Respect Phoneline", "state": "connected",
         "started_at": "2026-11-25T12:00:00+00:00", "connected_at": "2026-11-25T12:00:00+00:00",
         "monitorable": True, "being_monitored": False}
+    # In the team's line while Bilal (the free worker) is offered the team's next caller.
+    assert waiting.legs()[-1].data["To"] == WORKERS[1]
     assert (calls[waiting.call_id]["state"], calls[waiting.call_id]["connected_at"]) == (
-        "ringing", None)
+        "waiting", None)
     text = response.get_data(as_text=True)
     assert_no_canary(text)
     for secret in (*WORKERS, connected.sid, waiting.sid, connected.conference_sid,

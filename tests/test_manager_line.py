@@ -292,9 +292,10 @@ def test_live_calls_are_read_out_by_helpline(sim, rest, clock, minutes, said):
 
 
 def test_only_calls_a_manager_may_listen_to_are_read_out(monitor_app, sim, rest, clock):
-    waiting_caller(sim, rest)
     connected_caller(sim, rest, declined=True)
     taken = connected_caller(sim, rest)
+    # Last: a caller already waiting would be the one the next worker to accept is given.
+    waiting_caller(sim, rest)  # both Respect workers are on a call: this caller waits
     signed_in(monitor_app, OTHER_MANAGER).listen(taken.call_id)
     mal = connect(waiting_caller(sim, rest, to=MENS_ADVICE))
     later(clock, minutes=2)

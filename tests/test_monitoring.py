@@ -24,10 +24,11 @@ from callflow.platform.errors import AuditUnavailable, StoreUnavailable
 from callflow.records.audit import AuditKind, AuditLog
 from callflow.staff.accounts import Role
 from tests import twilio_openapi
-from tests.bridge_support import LostAnswer, dead_store, raw_dump
+from tests.bridge_support import LostAnswer, dead_store, raw_dump, sign_on
 from tests.conftest import (
     CANARY_FIELDS,
     CANARY_NUMBER,
+    MENS_ADVICE,
     PUBLIC_URL,
     RESPECT,
     assert_no_canary,
@@ -44,6 +45,7 @@ from tests.monitoring_support import (
     WebManager,
     add_staff,
     build_app,
+    connect,
     connected_caller,
     entries_after,
     last_seq,
@@ -345,6 +347,7 @@ def test_refused_listens_do_not_count_toward_the_limit(monitor_app, maria, sim, 
 def test_the_limit_is_configurable(monitor_settings, redis, clock, rest):
     app = build_app(dataclasses.replace(monitor_settings, monitor_daily_limit=1), redis, clock)
     add_staff(app.extensions["callflow"]["staff"])
+    sign_on(app)  # the workers on shift, as monitor_app has them
     call = connected_caller(TwilioSim(app, extra_fields=CANARY_FIELDS, rest=rest), rest)
     maria = signed_in(app)
     maria.stop(listen_ok(maria, call.call_id))
@@ -381,9 +384,13 @@ def test_refusals_come_in_the_gates_order(rt, staff, sim, rest):
     staff.add(NO_PHONE_MANAGER, PASSWORD, Role.MANAGER, actor="cli:test")
     staff.add("dora", PASSWORD, Role.MANAGER, actor="cli:test")
     staff.disable("dora", actor="cli:test")
-    waiting = waiting_caller(sim, rest)
+    # Respect has two workers and Men's Advice Line two, and a worker on a call is never
+    # offered another: two live calls on each line. The waiting caller comes last, since a
+    # caller already waiting is the one the next worker to accept is given.
     declined = connected_caller(sim, rest, declined=True)
-    taken, free, marias = (connected_caller(sim, rest) for _ in range(3))
+    taken = connected_caller(sim, rest)
+    free, marias = (connect(waiting_caller(sim, rest, to=MENS_ADVICE)) for _ in range(2))
+    waiting = waiting_caller(sim, rest)  # both Respect workers are on a call: it waits
     gate = MonitoringGate(rt, rt.audit)
     assert gate.request(staff.get(OTHER_MANAGER), taken.call_id, "quality").granted
     mona, admin, maria = (staff.get(name) for name in (NO_PHONE_MANAGER, ADMIN, MANAGER))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+from datetime import timedelta
 
 import pytest
 from prometheus_client import REGISTRY
@@ -13,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from callflow.platform import keys, metrics
 from callflow.records.audit import AuditKind
-from tests.bridge_support import Caller, dead_store
+from tests.bridge_support import Caller, dead_store, verbs
 from tests.conftest import CANARY_NUMBER, FLOWS, RESPECT, assert_no_canary
 from tests.monitoring_support import connected_caller, signed_in
 from webhooks import create_app
@@ -274,12 +275,22 @@ def test_a_connected_call_ending_is_not_abandoned(caller):
     assert abandoned.value == 0
 
 
-def test_nobody_accepting_is_a_fallback(caller):
-    with calls("fallback") as fallback:
+def test_nobody_accepting_is_a_fallback(caller, bridge_app, clock):
+    """Nobody accepts: the caller waits in the line until the team's max_wait, then goes on
+    to the flow's no-answer step, counted by why (max_wait), once, and never as connected or
+    abandoned."""
+    team = bridge_app.extensions["callflow"]["registry"].current.teams["respect-workers"]
+    with (calls("max_wait") as max_wait, calls("connected") as connected,
+          calls("abandoned") as abandoned):
         caller.enter()
         for index in range(len(caller.legs())):
             caller.leg_status(index, "no-answer")
-    assert fallback.value == 1
+        clock.now += timedelta(seconds=team.max_wait)
+        assert [v.tag for v in verbs(caller.hold())] == ["Leave"]
+        caller.hold()  # a hold turn repeated: counted once
+        caller.leave()
+        caller.status("completed")
+    assert (max_wait.value, connected.value, abandoned.value) == (1, 0, 0)
 
 
 def test_metrics_hold_no_caller_data(bridge_app, caller):

@@ -12,7 +12,7 @@ from flask import Flask
 from callflow.platform.config import Settings
 from callflow.staff.accounts import Role, StaffStore
 from tests.audit_keys import SIGNING_PEM
-from tests.bridge_support import FlakyStore
+from tests.bridge_support import FlakyStore, sign_on
 from tests.browser.support import (
     ARTIFACTS,
     CHROMEDRIVER,
@@ -65,6 +65,7 @@ def site(redis_url, redis, audit_environment):
     staff.add(MANAGER, PASSWORD, Role.MANAGER, actor="test")
     staff.set_phone(MANAGER, MANAGER_PHONE, actor="test")
     staff.add(ADMIN, PASSWORD, Role.ADMIN, actor="test")
+    sign_on(app)  # every active worker on shift: callers are offered to them
     served = Served.start(app, port)
     try:
         yield Site(app, served.url, clock, rest, TwilioSim(app, rest=rest), store)

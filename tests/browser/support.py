@@ -75,7 +75,8 @@ def _query(url: str) -> dict[str, str]:
 
 class LiveCaller:
     """One caller on a helpline, through the same signed webhooks Twilio sends: the notice,
-    the menu, the conference room; then, when the test says so, a worker accepts."""
+    the menu, the team's waiting line; then, when the test says so, a worker offered the
+    team's next caller accepts, and the caller is moved into the room."""
 
     def __init__(self, sim: TwilioSim, rest: TwilioDouble, to: str) -> None:
         self.sim, self.rest = sim, rest
@@ -87,6 +88,7 @@ class LiveCaller:
                        "ApiVersion": "2010-04-01"}
         self.room: ET.Element | None = None
         self.call_id = ""
+        self.wait_url = ""
 
     def _post(self, url: str, fields: dict[str, str]) -> str:
         response = self.sim.post(url, fields)
@@ -94,17 +96,17 @@ class LiveCaller:
         return response.get_data(as_text=True)
 
     def ring(self, keys: tuple[str, ...] = ("", "1")) -> LiveCaller:
-        """Ring the helpline and press ``keys`` at its gathers, into the waiting room."""
+        """Ring the helpline and press ``keys`` at its gathers, into the team's waiting line
+        (and one hold turn there)."""
         body = self._post("/voice/incoming", self.fields)
         presses = list(keys)
         for _ in range(10):
             root = ET.fromstring(body)
-            conference = root.find("Dial/Conference")
-            if conference is not None:
-                self.room = conference
-                self.call_id = _query(conference.get("waitUrl"))["call"]
-                self.event("participant-join", self.sid)
-                self._post(conference.get("waitUrl"), self.fields)
+            line = root.find("Enqueue")
+            if line is not None:
+                self.wait_url = line.get("waitUrl")
+                self.call_id = _query(self.wait_url)["call"]
+                self._post(self.wait_url, self.fields)
                 return self
             gather, redirect = root.find("Gather"), root.find("Redirect")
             if gather is not None:
@@ -115,20 +117,22 @@ class LiveCaller:
                 body = self._post(redirect.text or "", self.fields)
             else:
                 break
-        raise AssertionError("the caller never reached the waiting room")
+        raise AssertionError("the caller never reached the waiting line")
 
     def event(self, name: str, call_sid: str) -> None:
+        assert self.room is not None, "the caller is not in the room"
         self._post(self.room.get("statusCallback"),
                    {"AccountSid": SIM_ACCOUNT_SID, "ConferenceSid": self.conference_sid,
                     "FriendlyName": self.room.text or "", "StatusCallbackEvent": name,
                     "CallSid": call_sid})
 
     def answer(self) -> LiveCaller:
-        """The first worker rung presses 1 and joins the room: the call is connected."""
-        legs = [r for r in self.rest.requests
-                if r.kind == "ring" and _query(str(r.data["Url"])).get("call") == self.call_id]
+        """The worker offered last presses 1 and is given the team's next caller (this one:
+        the test rings a caller only when nobody else waits for that team); the caller is
+        moved into the room and both join it: the call is connected."""
+        legs = [r for r in self.rest.requests if r.kind == "ring"]
         assert legs, "no worker was rung"
-        leg = legs[0]
+        leg = legs[-1]
         fields = {"CallSid": leg.sid, "AccountSid": SIM_ACCOUNT_SID,
                   "From": str(leg.data.get("From", "")), "To": str(leg.data.get("To", "")),
                   "CallStatus": "in-progress", "Direction": "outbound-api",
@@ -136,7 +140,15 @@ class LiveCaller:
         gather = ET.fromstring(self._post(str(leg.data["Url"]), fields)).find("Gather")
         assert gather is not None, "the worker was not screened"
         self._post(gather.get("action"), {**fields, "Digits": "1"})
+        # Twilio carrying out the service's REST redirect of the caller into the room.
+        moves = [r for r in self.rest.requests if r.kind == "redirect" and r.sid == self.sid]
+        assert moves, "the caller was never moved into the room"
+        conference = ET.fromstring(self._post(str(moves[-1].data["Url"]),
+                                              self.fields)).find("Dial/Conference")
+        assert conference is not None, "the caller was not put in the room"
+        self.room = conference
         self.event("participant-join", leg.sid)
+        self.event("participant-join", self.sid)
         self.event("conference-start", leg.sid)
         return self
 
