@@ -54,7 +54,6 @@ if multiprocess_dir():  # the library writes there on first count; the worker ma
 
 class Outcome(StrEnum):
     CONNECTED = "connected"  # a worker accepted the call
-    FALLBACK = "fallback"  # nobody accepted in time: the flow's no-answer step
     ABANDONED = "abandoned"  # the caller hung up while waiting in the line
     MAX_WAIT = "max_wait"  # waited the team's max_wait: the connect step's on_max_wait step
     NO_WORKERS = "no_workers"  # nobody of the team on shift: the on_no_workers step
@@ -64,8 +63,8 @@ REQUESTS = Counter("callflow_http_requests", "HTTP requests served, by URL rule,
                    "status", ["endpoint", "method", "status"])
 LATENCY = Histogram("callflow_http_request_duration_seconds", "Time to answer a request, by "
                     "URL rule", ["endpoint"], buckets=LATENCY_BUCKETS)
-CALLS = Counter("callflow_calls", "Calls put through the bridge, by helpline (flow id) and "
-                "outcome", ["helpline", "outcome"])
+CALLS = Counter("callflow_calls", "Calls that reached the waiting line, by helpline (flow id) "
+                "and outcome", ["helpline", "outcome"])
 DEGRADED = Counter("callflow_degraded_responses", "Callers answered by the degraded path (store "
                    "down, a failed webhook, an unknown number, Twilio's fallback URL)",
                    ["helpline"])
