@@ -17,7 +17,7 @@ from callflow.platform import keys
 from callflow.records import reports
 from callflow.records.counts import Outcome
 from callflow.records.reports import FEWER_THAN_5, By
-from tests.bridge_support import Caller, FlakyStore, raw_dump
+from tests.bridge_support import Caller, FlakyStore, raw_dump, sign_on
 from tests.conftest import (
     CANARY_FIELDS,
     CANARY_NUMBER,
@@ -35,11 +35,11 @@ DAY = "2026-11-25"  # OPEN_TIME and CLOSED_TIME, a Wednesday (GMT: London time i
 EXPECTED = {
     "offered": 12, "hung_up_before_notice": 1, "hung_up_after_notice": 1, "out_of_hours": 2,
     "closure": 0, "degraded": 1, "queued": 7, "direct": 0, "answered": 3, "abandoned": 2,
-    "abandoned_short": 1, "unanswered": 2, "max_wait": 0, "no_workers": 0, "no_answer": 2,
+    "abandoned_short": 1, "unanswered": 2, "max_wait": 2, "no_workers": 0, "no_answer": 0,
     "dial_unanswered": 0, "fallback": 1,
     "service_level_20": 66.7, "service_level_20_with_abandoned": 40.0,
     "service_level_60": 100.0, "service_level_60_with_abandoned": 60.0,
-    "average_wait": 21.7, "longest_wait": "under 120 s", "average_handle": None,
+    "average_wait": 21.7, "longest_wait": "under 600 s", "average_handle": 180.0,
 }
 
 
@@ -51,6 +51,7 @@ def mix_app(bridge_settings, redis_url, clock, twilio_api):
     settings = dataclasses.replace(bridge_settings, counts_flush_seconds=10_000)
     app = create_app({"TESTING": True, "SETTINGS": settings, "STORE": store, "CLOCK": clock,
                       "SYNC_JOBS": True})
+    sign_on(app)
     yield app, store
     store.down = False
     store.flushdb()
@@ -69,7 +70,7 @@ def new_caller(app, twilio_api) -> Caller:
 def play_the_mix(app, store, clock, twilio_api) -> None:
     """Twelve calls to the Respect Phoneline on one day, and one at Twilio's fallback URL."""
     clock.now = OPEN_TIME
-    for wait in (5, 15, 45):  # answered by Alice after 5, 15 and 45 s
+    for wait in (5, 15, 45):  # answered by Alice after 5, 15 and 45 s; three minutes' talk
         caller = new_caller(app, twilio_api)
         caller.enter()
         assert caller.call_id
@@ -77,17 +78,21 @@ def play_the_mix(app, store, clock, twilio_api) -> None:
         caller.press(0, "1")
         caller.conference("participant-join", caller.leg(0).sid)
         clock.now += timedelta(minutes=3)
+        caller.post(str(caller.leg(0).data["StatusCallback"]),
+                    caller.worker_fields(0, CallStatus="completed", CallDuration="180"))
+        caller.status("completed")
+        clock.now += timedelta(minutes=2)  # Alice's wrap-up is over
     for wait in (4, 30):  # abandoned while waiting, one within 10 s
         caller = new_caller(app, twilio_api)
         caller.enter()
         clock.now += timedelta(seconds=wait)
         caller.status("completed")
-    for wait in (50, 100):  # nobody answered: both workers' legs rang out
+    for _ in range(2):  # nobody answered: the caller waited the team's max_wait (300 s)
         caller = new_caller(app, twilio_api)
         caller.enter()
-        clock.now += timedelta(seconds=wait)
-        caller.leg_status(0, "no-answer")
-        caller.leg_status(1, "no-answer")
+        clock.now += timedelta(seconds=300)
+        assert "<Leave" in caller.hold()
+        caller.leave()
     new_caller(app, twilio_api).turn("/voice/incoming")  # hung up during the notice
     caller = new_caller(app, twilio_api)  # heard the notice, hung up in the menu
     caller.enter(keys=("",))
@@ -129,8 +134,14 @@ def test_the_report_equals_the_mix_of_calls_in_every_format(mix_app, clock, twil
     assert day["period"] == DAY and day["complete"]
     assert day["figures"] == EXPECTED
     assert helpline["total"] == EXPECTED
-    assert helpline["workers"] == [{"worker": "Alice", "offers": 0, "accepts": 3, "missed": 0,
-                                    "calls": 0, "talk_seconds": 0}]
+    # Both phones rang for each of the seven callers in the line (the team rings everyone
+    # free at once); Alice took three, for three minutes each; no offer was missed (those
+    # withdrawn when Alice took a caller, or the caller left, do not count as missed).
+    assert helpline["workers"] == [
+        {"worker": "Alice", "offers": 7, "accepts": 3, "missed": 0, "calls": 3,
+         "talk_seconds": 540},
+        {"worker": "Bilal", "offers": 7, "accepts": 0, "missed": 0, "calls": 0,
+         "talk_seconds": 0}]
     assert helpline["teams"]["respect-workers"]["answered"] == 3
     assert helpline["calls_by_weekday_and_hour"]["Wed"][12] == 10
     assert helpline["calls_by_weekday_and_hour"]["Wed"][22] == 2
