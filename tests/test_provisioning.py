@@ -108,6 +108,20 @@ def test_numbers_are_looked_up_by_phone_number(runner, env, account):
     assert sorted(asked) == sorted([n] for n in ALL_NUMBERS)
 
 
+def test_the_staff_lines_numbers_are_provisioned_with_the_rest(runner, env, account):
+    staff_line = "+441632960004"
+    for number in ALL_NUMBERS:
+        account.own(number, wanted())
+    account.own(staff_line)
+
+    result = sync(runner, {**env, "CALLFLOW_STAFF_LINE_NUMBERS": staff_line}, "--dry-run")
+
+    assert result.exit_code == 1, result.output
+    assert ["+441632960004", "VoiceUrl", "https://demo.twilio.com/welcome/voice/",
+            f"{PUBLIC_URL}/voice/incoming"] in rows(result.stdout)
+    assert {r[0] for r in rows(result.stdout)} == {staff_line}
+
+
 # -- sync -------------------------------------------------------------------------------------
 
 

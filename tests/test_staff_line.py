@@ -323,6 +323,16 @@ def test_a_malformed_staff_line_number_stops_the_app_starting(settings, redis, c
         create_app({"TESTING": True, "SETTINGS": bad, "STORE": redis, "CLOCK": clock})
 
 
+def test_the_staff_line_is_answered_at_the_helplines_own_incoming_url(sim):
+    """Every number the service answers points at /voice/incoming (``twilio sync`` sets them
+    so): the staff line's is told apart by the number dialled, before any flow runs."""
+    call = StaffCall(sim)
+    direct = call.turn("/voice/staff/incoming")
+
+    assert call.turn("/voice/incoming") == direct
+    assert call.gather() is not None  # asked for the staff number, not a helpline's notice
+
+
 # -- a worker's PIN, and the doctor ------------------------------------------------------------
 
 def test_a_workers_pin_is_for_the_staff_line_not_for_listening(staff, dan):
@@ -331,7 +341,7 @@ def test_a_workers_pin_is_for_the_staff_line_not_for_listening(staff, dan):
 
 
 @pytest.mark.parametrize("numbers, status, words", [
-    (STAFF_LINE, "ok", "point each at /voice/staff/incoming"),
+    (STAFF_LINE, "ok", "answered at /voice/incoming"),
     (f"{STAFF_LINE},{RESPECT}", "FAIL", f"{RESPECT} is flow respect-phoneline's"),
     ("+441632960009", "FAIL", "the manager line's"),
     ("4416", "FAIL", "not a phone number in international form"),

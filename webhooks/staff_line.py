@@ -1,6 +1,7 @@
 """The staff line's webhooks: a worker's staff number and PIN, then start or end their shift.
 
-Twilio is set to send the staff line's numbers (``CALLFLOW_STAFF_LINE_NUMBERS``) to
+The staff line's numbers (``CALLFLOW_STAFF_LINE_NUMBERS``) are answered at ``/voice/incoming``
+like every number the service answers (``callflow twilio sync`` sets them so), or at
 ``/voice/staff/incoming``. Signature-checked and stripped like every voice webhook.
 """
 

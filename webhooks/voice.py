@@ -16,7 +16,7 @@ from werkzeug.exceptions import HTTPException
 
 from callflow.call.engine import CallEngine
 from callflow.language.steps import STEP_KINDS, Step
-from callflow.platform.errors import StoreUnavailable
+from callflow.platform.errors import AuditUnavailable, StoreUnavailable
 from callflow.platform.links import CallState
 from webhooks.edge import check_and_strip, field, link, require_call_sid
 
@@ -48,6 +48,13 @@ def state() -> CallState:
 
 @bp.route("/incoming", methods=METHODS)
 def incoming():
+    staff_line = current_app.extensions["callflow"]["staff_line"]
+    if staff_line.answers(dialled()):  # a worker signing on or off, never a caller
+        try:
+            return twiml(staff_line.incoming(require_call_sid(), dialled()))
+        except (StoreUnavailable, AuditUnavailable):  # no sign-in, and no shift changed
+            log.error("staff line unavailable", extra={"event": "staff_line_unavailable"})
+            return twiml(staff_line.unavailable())
     if engine().registry.current.is_manager_line(dialled()):
         line = current_app.extensions["callflow"]["manager_line"]
         try:

@@ -47,7 +47,8 @@ def sync_plan(settings: Settings, client: Client | None = None
     provisioning.check_public_url(settings.public_url)
     flowset = load_flowset(settings.flows_dir)
     client = client or make_client(settings)
-    return client, provisioning.plan(client, flowset, settings.public_url)
+    return client, provisioning.plan(client, flowset, settings.public_url,
+                                      settings.staff_line)
 
 
 @click.group()

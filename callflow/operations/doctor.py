@@ -266,7 +266,8 @@ def check_numbers(settings: Settings, client: Client | None, flowset: FlowSet | 
     if client is None or flowset is None or not ready:
         return Check("numbers", Status.SKIP, "needs working flows, Twilio credentials and an "
                      "https public URL (see above)")
-    plan = provisioning.plan(client, flowset, settings.public_url)
+    plan = provisioning.plan(client, flowset, settings.public_url,
+                             settings.staff_line)
     if plan.problems:
         return Check("numbers", Status.FAIL, "; ".join(plan.problems),
                      "fix the flows' numbers or the account, then `callflow twilio sync`")
@@ -377,8 +378,8 @@ def check_staff_line(settings: Settings, flowset: FlowSet | None) -> Check:
     if taken:
         return Check(name, Status.FAIL, "; ".join(taken), "give the staff line a number of its "
                      "own in CALLFLOW_STAFF_LINE_NUMBERS")
-    return Check(name, Status.OK, f"{', '.join(numbers)}: point each at /voice/staff/incoming "
-                 "in Twilio")
+    return Check(name, Status.OK, f"{', '.join(numbers)}: answered at /voice/incoming with the "
+                 "helplines' numbers (callflow twilio sync sets them)")
 
 
 def run_checks(settings: Settings, *, store: redis.Redis | None = None,

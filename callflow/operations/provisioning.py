@@ -182,11 +182,16 @@ def describe_error(exc: Exception, account_sid: str = "") -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def plan(client: Client, flowset: FlowSet, public_url: str) -> Plan:
-    """Read each helpline number from the account and list what differs from the wanted."""
+def plan(client: Client, flowset: FlowSet, public_url: str,
+         staff_line: tuple[str, ...] = ()) -> Plan:
+    """Read each number the service answers (the helplines', the manager line's, the staff
+    line's) from the account and list what differs from the wanted."""
     wanted = wanted_settings(public_url)
     result = Plan()
-    for number, owner in flowset.answered_numbers():
+    numbers = dict(flowset.answered_numbers())
+    for number in staff_line:
+        numbers.setdefault(number, "the staff line")
+    for number, owner in numbers.items():
         try:
             found = [n for n in client.incoming_phone_numbers.list(phone_number=number)
                      if n.phone_number == number]
