@@ -119,14 +119,9 @@ class StaffLineCalls:
         if result.member is None:
             state.tries, state.staff_number = state.tries + 1, ""
             self.save_state(call_sid, state)
-            answer = refusal(result, state.tries)
-            self._say(response, answer.text)
-            if answer.hang_up:
-                response.hangup()
-                return response
-            if answer.pause:
-                response.pause(length=answer.pause)
-            self._gather(response, "staff", STAFF_PROMPT, digits=6)
+            refusal(result, state.tries).speak(
+                response, self._say,
+                lambda again: self._gather(again, "staff", STAFF_PROMPT, digits=6))
             return response
         worker = self.desk.find(result.member.name)
         if worker is None:

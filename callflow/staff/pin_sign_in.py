@@ -52,6 +52,17 @@ class Refusal:
     pause: int = 0
     hang_up: bool = False
 
+    def speak(self, response, say: Callable, ask_again: Callable) -> None:
+        """Add it to ``response``: ``say(response, text)`` in the line's voice, then hang up,
+        or pause and ``ask_again(response)`` for the staff number."""
+        say(response, self.text)
+        if self.hang_up:
+            response.hangup()
+            return
+        if self.pause:
+            response.pause(length=self.pause)
+        ask_again(response)
+
 
 def refusal(result: PinResult, tries: int) -> Refusal:
     """The answer to the ``tries``-th refused sign-in of a call (counting this one)."""
