@@ -32,25 +32,24 @@ def leg() -> int:
     return int(value)
 
 
-def team() -> str:
-    value = link("team")
-    if not value or len(value) > 64:
-        abort(400, description="team is missing or malformed")
+def required(name: str, longest: int) -> str:
+    """A link parameter the service always gives (an opaque id, a team's name), or 400."""
+    value = link(name)
+    if not value or len(value) > longest:
+        abort(400, description=f"{name} is missing or malformed")
     return value
+
+
+def team() -> str:
+    return required("team", 64)
 
 
 def offer() -> str:
-    value = link("offer")
-    if not value or len(value) > 32:
-        abort(400, description="offer is missing or malformed")
-    return value
+    return required("offer", 32)
 
 
 def call_id() -> str:
-    value = link("call")
-    if not value or len(value) > 64:
-        abort(400, description="call is missing or malformed")
-    return value
+    return required("call", 64)
 
 
 def sid_or_empty() -> str:
