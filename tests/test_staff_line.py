@@ -333,6 +333,21 @@ def test_the_staff_line_is_answered_at_the_helplines_own_incoming_url(sim):
     assert call.gather() is not None  # asked for the staff number, not a helpline's notice
 
 
+def test_a_helplines_number_listed_for_the_staff_line_still_reaches_the_helpline(
+        settings, redis, clock):
+    """A careless setting must never loop a caller between the staff line and the helpline:
+    the helpline's own number answers its callers with the helpline."""
+    mistaken = dataclasses.replace(settings, staff_line_numbers=RESPECT)
+    app = create_app({"TESTING": True, "SETTINGS": mistaken, "STORE": redis, "CLOCK": clock,
+                      "SYNC_JOBS": True})
+    call = StaffCall(TwilioSim(app, extra_fields=CANARY_FIELDS), to=RESPECT)
+
+    body = call.turn("/voice/incoming")
+
+    assert ET.fromstring(body).find("Redirect") is None
+    assert "This call is confidential" in body  # the helpline's notice
+
+
 # -- a worker's PIN, and the doctor ------------------------------------------------------------
 
 def test_a_workers_pin_is_for_the_staff_line_not_for_listening(staff, dan):

@@ -18,7 +18,7 @@ from callflow.platform import keys
 from callflow.platform.jobspec import Job
 from callflow.records.live import LiveState
 from callflow.staff.shifts import MISSED_REST_SECONDS, Shifts, WorkerState
-from tests.bridge_support import Caller, query, said, sign_on, verbs
+from tests.bridge_support import Caller, LostAnswer, query, said, sign_on, verbs
 from tests.conftest import CANARY_FIELDS, CANARY_NUMBER, FLOWS, RESPECT, assert_no_canary
 from webhooks import create_app
 from webhooks.simulator import TwilioSim
@@ -448,3 +448,154 @@ def test_twenty_callers_and_three_workers_are_served_in_order_and_nobody_is_lost
     assert redis.zcard(keys.waiting_line(TEAM)) == 0
     assert shift_ended and shifts.status("Chris").state is WorkerState.OFF
     assert_no_canary(*(f"{s.url} {s.body}" for s in twilio_api.sent))
+
+
+# -- faults at the edges of a call -------------------------------------------------------------
+
+
+def only_alice(app, shifts) -> None:
+    for name in ("Bilal", "Chris"):
+        shifts.end(name)
+
+
+def test_a_caller_hanging_up_just_after_the_accept_frees_the_worker(
+        tmp_path, bridge_settings, redis, clock, twilio_api, shifts):
+    app = team_app(tmp_path, bridge_settings, redis, clock, roster(ring="sequential"))
+    only_alice(app, shifts)
+    (caller,) = callers(app, twilio_api, 1)
+    assert ET.fromstring(caller.press(ALICE, "1")).find("Dial/Conference") is not None
+
+    caller.status("completed")  # gone before being moved into Alice's room
+
+    assert [r.sid for r in twilio_api.requests if r.kind == "hang_up"] == [
+        caller.leg(ALICE).sid]  # Alice is not left alone in a silent room
+    assert shifts.status("Alice").state is WorkerState.WRAP_UP
+
+
+def test_a_worker_whose_own_leg_callback_is_lost_is_freed_by_the_callers_side(
+        tmp_path, bridge_settings, redis, clock, twilio_api, shifts):
+    app = team_app(tmp_path, bridge_settings, redis, clock, roster(ring="sequential"))
+    only_alice(app, shifts)
+    (caller,) = callers(app, twilio_api, 1)
+    caller.press(ALICE, "1")
+    caller.moved()
+    caller.conference("participant-join", caller.leg(ALICE).sid)
+    caller.conference("participant-join")
+    clock.now += timedelta(minutes=4)
+    caller.conference("conference-end")
+    caller.status("completed")
+
+    assert shifts.status("Alice").state is WorkerState.WRAP_UP  # no leg callback needed
+    assert not [r for r in twilio_api.requests if r.kind == "hang_up"]  # the room ended it
+    caller.leg_status(ALICE, "completed")  # late: changes nothing
+    assert shifts.status("Alice").state is WorkerState.WRAP_UP
+
+
+def test_a_worker_signed_off_and_on_during_a_call_is_still_on_that_call(
+        tmp_path, bridge_settings, redis, clock, twilio_api, shifts):
+    app = team_app(tmp_path, bridge_settings, redis, clock, roster(ring="sequential"))
+    only_alice(app, shifts)
+    (first,) = callers(app, twilio_api, 1)
+    first.press(ALICE, "1")
+
+    shifts.end("Alice")  # a manager ends a "forgotten" shift; Alice, still talking, signs on
+    assert shifts.start("Alice")
+    rung = len(first.legs())
+    callers(app, twilio_api, 1)
+
+    assert shifts.status("Alice").state is WorkerState.ON_CALL
+    assert len(first.legs()) == rung  # never rung for a second caller while on a call
+
+
+def test_a_call_that_outlives_the_shift_still_counts_its_talk_time(
+        tmp_path, bridge_settings, redis, clock, twilio_api, shifts):
+    app = team_app(tmp_path, bridge_settings, redis, clock, roster(ring="sequential"))
+    only_alice(app, shifts)
+    (caller,) = callers(app, twilio_api, 1)
+    caller.press(ALICE, "1")
+    shifts.end("Alice")
+
+    caller.post(str(caller.leg(ALICE).data["StatusCallback"]),
+                caller.worker_fields(ALICE, CallStatus="completed", CallDuration="240"))
+
+    counts = app.extensions["callflow"]["runtime"].counts
+    assert counts.flush()
+    talk = [redis.hget(key, "talk:sum") for key in redis.scan_iter(f"{keys.PREFIX}:counts:*")
+            if ":worker:Alice:" in key and redis.type(key) == "hash"]
+    assert talk == ["240"]
+    assert shifts.status("Alice").state is WorkerState.OFF
+
+
+def test_a_caller_who_hangs_up_in_the_queue_leaves_it_even_without_the_status_callback(
+        tmp_path, bridge_settings, redis, clock, twilio_api, shifts):
+    app = team_app(tmp_path, bridge_settings, redis, clock, roster(ring="sequential"))
+    first, second = callers(app, twilio_api, 2)
+
+    first.leave("hangup")  # the <Enqueue> action says so; the status callback is lost
+    # One offer is withdrawn (one caller waits now); the worker still rung takes the call.
+    ringing = [i for i, name in enumerate(("Alice", "Bilal"))
+               if shifts.status(name).state is WorkerState.OFFERED]
+    assert len(ringing) == 1
+    second.press(ringing[0], "1")
+
+    assert redis.zrange(keys.waiting_line(TEAM), 0, -1) == []
+    live = app.extensions["callflow"]["runtime"].live
+    assert live.get(second.call_id).state is LiveState.CONNECTED  # not a ghost of the first
+    assert live.get(first.call_id).state is LiveState.ENDED
+
+
+def test_a_worker_leaving_before_the_caller_reaches_them_sends_the_caller_on(
+        tmp_path, bridge_settings, redis, clock, twilio_api, shifts):
+    app = team_app(tmp_path, bridge_settings, redis, clock, roster(ring="sequential"))
+    (caller,) = callers(app, twilio_api, 1)
+    caller.press(ALICE, "1")
+    worker = caller.leg(ALICE).sid
+    caller.conference("participant-join", worker)
+    caller.conference("participant-leave", worker)
+    caller.conference("conference-end", worker)
+
+    moved = caller.moved()  # Twilio carries out the move a moment later
+
+    redirect = ET.fromstring(moved).find("Redirect")
+    assert redirect is not None and query(redirect.text)["step"] == "busy"
+    assert said(caller.turn(redirect.text))[0].startswith(BUSY)  # never hung up on in silence
+
+
+def test_a_lost_answer_to_a_ring_never_rings_the_same_worker_twice(
+        tmp_path, bridge_settings, redis, clock, twilio_api, shifts):
+    app = team_app(tmp_path, bridge_settings, redis, clock, roster(ring="sequential"))
+    only_alice(app, shifts)
+    twilio_api.fail("ring", LostAnswer())  # Twilio rang Alice; its answer never came back
+    (caller,) = callers(app, twilio_api, 1)
+    redis.delete(keys.rest_trouble())
+    clock.now += timedelta(seconds=5)
+
+    caller.hold()
+
+    assert len([r for r in twilio_api.requests if r.kind == "ring"]) == 1
+    clock.now += timedelta(seconds=60)  # the offer has run out: Alice may be offered again
+    caller.hold()
+    assert len([r for r in twilio_api.requests if r.kind == "ring"]) == 2
+
+
+def test_a_retried_connect_webhook_puts_the_caller_in_the_line_and_counts_them_once(
+        tmp_path, bridge_settings, redis, clock, twilio_api):
+    app = team_app(tmp_path, bridge_settings, redis, clock, roster(ring="sequential"))
+    caller = Caller(TwilioSim(app, extra_fields=CANARY_FIELDS), twilio_api, to=RESPECT,
+                    number=CANARY_NUMBER)
+    body = caller.turn("/voice/incoming")
+    body = caller.turn(ET.fromstring(body).find("Gather").get("action"))
+    menu = ET.fromstring(body).find("Gather").get("action")
+    first = caller.turn(menu, Digits="1")
+
+    again = caller.turn(menu, Digits="1")  # Twilio retries: its answer was lost
+
+    assert again == first
+    assert redis.zcard(keys.waiting_line(TEAM)) == 1
+    assert len(caller.legs()) == 1
+    counts = app.extensions["callflow"]["runtime"].counts
+    assert counts.flush()
+    queued = [int(redis.hget(key, "queued") or 0) for key in
+              redis.scan_iter(f"{keys.PREFIX}:counts:respect-phoneline:all:*")
+              if redis.type(key) == "hash"]
+    assert sum(queued) == 1

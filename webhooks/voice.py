@@ -49,13 +49,16 @@ def state() -> CallState:
 @bp.route("/incoming", methods=METHODS)
 def incoming():
     staff_line = current_app.extensions["callflow"]["staff_line"]
-    if staff_line.answers(dialled()):  # a worker signing on or off, never a caller
+    flows = engine().registry.current
+    # A worker signing on or off, never a caller: a helpline's number listed for the staff
+    # line by mistake still answers its callers with the helpline.
+    if staff_line.answers(dialled()) and flows.flow_for(dialled()) is None:
         try:
             return twiml(staff_line.incoming(require_call_sid(), dialled()))
         except (StoreUnavailable, AuditUnavailable):  # no sign-in, and no shift changed
             log.error("staff line unavailable", extra={"event": "staff_line_unavailable"})
             return twiml(staff_line.unavailable())
-    if engine().registry.current.is_manager_line(dialled()):
+    if flows.is_manager_line(dialled()):
         line = current_app.extensions["callflow"]["manager_line"]
         try:
             return twiml(line.incoming(require_call_sid()))

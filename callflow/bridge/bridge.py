@@ -108,8 +108,9 @@ class Bridge:
                                  team=connect.team, helpline_number=helpline_number,
                                  caller_sid=caller_sid, now=now,
                                  monitorable=not state.declined)
-        self.line.join(connect.team, call.id, now.timestamp())
-        self._dispatch(connect.team)
+        if call.fresh:  # a retried webhook finds the caller in the line already
+            self.line.join(connect.team, call.id, now.timestamp())
+            self._dispatch(connect.team)
         response.enqueue(twilio_queue(connect.team),
                          action=self.rt.links.waiting_left(call.id, flow.id, connect.name,
                                                            state),
@@ -194,6 +195,8 @@ class Bridge:
         it is now and the step to go on to, if any. A caller still waiting (Twilio's queue
         was full, or failed) is taken out of the line and put through directly."""
         call = self.rt.live.get(call_id)
+        if call is not None and result == "hangup":  # as if the caller's call had ended
+            self.left_room(call, "queue_hangup", caller_gone=True)
         if call is None or result == "hangup":
             return call, None
         if call.state == LiveState.WAITING:
@@ -208,9 +211,15 @@ class Bridge:
         """Where a caller whose worker accepted is sent: into the room, where the worker is."""
         response = VoiceResponse()
         call, _ = self._lookup(call_id)
+        flow = self._flow(call)
+        if call is not None and call.state == LiveState.FALLBACK and call.raw.get("next"):
+            # Their worker left before they got there: on to the step chosen for them.
+            state = CallState(notice_heard=True, declined=not call.monitorable)
+            response.redirect(self.rt.links.step(flow.id, call.raw["next"], state),
+                              method="POST")
+            return response
         if call is None or call.state != LiveState.CONNECTED:
-            response.say(TAKEN_BY_NOBODY, voice=self._flow(call).voice,
-                         language=self._flow(call).language)
+            response.say(TAKEN_BY_NOBODY, voice=flow.voice, language=flow.language)
             response.hangup()
             return response
         state = CallState(notice_heard=True, declined=not call.monitorable)
@@ -240,15 +249,47 @@ class Bridge:
             log.error("store unavailable on the bridge", extra={"event": "degraded"})
             return None, False
 
-    def left_room(self, call: LiveCall, event: str) -> None:
-        """The room closed, or the caller's call ended: the call is over, and nobody is
-        offered it any more."""
+    def left_room(self, call: LiveCall, event: str, *, caller_gone: bool = False) -> None:
+        """The room closed, or the caller's call ended: the call is over, nobody is offered
+        it any more, and the worker who had it is free (wrapping up) whether or not their own
+        leg's callback ever comes. A worker who left the room before the caller reached it
+        is no end of the caller's call: the caller goes on to the no-answer step."""
+        in_room = call.raw.get("in_room") == "1"
+        if call.state == LiveState.CONNECTED and not in_room and not caller_gone:
+            self._worker_left_first(call)
+            return
         if self.rt.live.advance(call.id, LiveState.ENDED, self.rt.clock()):
             _count_ended(self.rt, call)
             log.info("bridge ended", extra={"call": call.caller_sid, "event": event})
         if self.line.leave(call.team, call.id):
             self.rt.enqueue(Job.CANCEL_SURPLUS, call.team,
                             job_id=f"surplus-{call.team}-{secrets.token_hex(4)}")
+        self._release_worker(call, hang_up=not in_room)
+
+    def _worker_left_first(self, call: LiveCall) -> None:
+        flow = self._flow(call)
+        connect = flow.steps.get(call.step)
+        target = connect.on_no_answer if isinstance(connect, Connect) else flow.start
+        self.rt.live.reroute(call.id, target)
+        self._release_worker(call, hang_up=False)
+        log.warning("the worker left before the caller reached them",
+                    extra={"call": call.caller_sid, "step": target, "event": "worker_left"})
+
+    def _release_worker(self, call: LiveCall, *, hang_up: bool) -> None:
+        """Free the worker who had ``call`` (once), counting their time on it; and, when the
+        caller never reached them, end their leg rather than leave them in a silent room."""
+        team = self._team(call)
+        if call.accepted is None or team is None or call.accepted >= len(team.workers):
+            return
+        name = team.workers[call.accepted].name
+        if not self.shifts.call_over(name, call.id, wrap_up=team.wrap_up):
+            return  # their own leg's callback came first
+        if call.connected_at:
+            talk = (self.rt.clock() - datetime.fromisoformat(call.connected_at)).total_seconds()
+            self.rt.counts.talk(call.flow, team.name, name, max(0.0, talk))
+        leg = call.legs.get(call.accepted)
+        if hang_up and leg:
+            self.rt.enqueue(Job.END_LEG, leg, job_id=f"end-leg-{leg}")
 
     def caller_ended(self, caller_sid: str) -> None:
         """The caller's call is over (status callback): if it reached the bridge, stop
@@ -258,7 +299,7 @@ class Bridge:
         call = self.rt.live.get(call_id)
         legs = list(call.legs.values()) if call else []
         if call is not None:
-            self.left_room(call, "caller_ended")
+            self.left_room(call, "caller_ended", caller_gone=True)
         if self.rt.settings.purge_twilio_logs:
             self.purge_records([caller_sid, *legs], job_id=f"purge-{call_id}")
 

@@ -13,6 +13,7 @@ import logging
 import secrets
 from datetime import UTC
 
+import requests
 from twilio.base.exceptions import TwilioRestException
 
 from callflow.bridge.waiting_line import Offer, WaitingLine
@@ -98,6 +99,11 @@ class Offers:
                                   autopause_after=team.autopause_after):
                 self.rt.counts.missed(call.flow, team.name, offer.worker)
             return
+        except requests.Timeout:
+            # Twilio may have made the leg and its answer was lost: the offer stands until it
+            # runs out (the worker's phone may be ringing), so nobody is rung twice for it.
+            self.rt.store.set(keys.rest_trouble(), "1", ex=REST_TROUBLE_SECONDS)
+            raise
         except Exception:
             self._rest_failed(offer)
             raise

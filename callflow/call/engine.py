@@ -284,14 +284,15 @@ class CallEngine:
 
         def put_through(response: VoiceResponse, connect: Connect, state: CallState) -> bool:
             try:
-                self.bridge.put_through(response, flow, connect, state=state,
-                                        caller_sid=call_sid,
-                                        helpline_number=turn.helpline_number)
+                call = self.bridge.put_through(response, flow, connect, state=state,
+                                               caller_sid=call_sid,
+                                               helpline_number=turn.helpline_number)
             except StoreUnavailable:
                 self._store_down(call_sid, flow, state, connect.team)
                 return False
-            self.rt.counts.ended(flow.id, Outcome.QUEUED, team=connect.team,
-                                 notice_heard=state.notice_heard)
+            if call is None or call.fresh:  # not again when Twilio retries the webhook
+                self.rt.counts.ended(flow.id, Outcome.QUEUED, team=connect.team,
+                                     notice_heard=state.notice_heard)
             return True
 
         return put_through

@@ -48,6 +48,13 @@ def withdraw_offer(name: str) -> None:
     Offers(bound()).withdraw_offer(name)
 
 
+def end_leg(call_sid: str) -> None:
+    """End a worker's leg the caller will never reach (they hung up after the accept)."""
+    api = bound().twilio
+    if api is not None:
+        api.hang_up(call_sid)
+
+
 def remove_participant(conference_sid: str, call_sid: str) -> None:
     """Take from a call's room a participant the service did not put there (retried)."""
     api = bound().twilio

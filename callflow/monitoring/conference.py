@@ -31,6 +31,8 @@ class ConferenceCallbacks:
             return
         if conference_sid:
             self.rt.live.note(call_id, conference_sid=conference_sid)
+        if event == "participant-join" and participant_sid == call.caller_sid:
+            self.rt.live.note(call_id, in_room="1")
         if event == "participant-join":
             # Only the legs the service created may be in the room (promise 4).
             if not RoomGuard(self.rt, self.gate).admit(call, participant_sid, label,
@@ -47,4 +49,4 @@ class ConferenceCallbacks:
             session = call.raw.get("monitor_session")
             if session:
                 self.gate.leg_left(session, reason="call_ended")
-            self.bridge.left_room(call, event)
+            self.bridge.left_room(call, event, caller_gone=caller_left)

@@ -35,6 +35,7 @@ class Job(StrEnum):
     CANCEL_SURPLUS = "cancel_surplus"
     JOIN_CALLER = "join_caller"
     WITHDRAW_OFFER = "withdraw_offer"
+    END_LEG = "end_leg"
     PURGE_CALL_RECORDS = "purge_call_records"
     REMOVE_PARTICIPANT = "remove_participant"
     APPLY_COUNTS_RETENTION = "apply_counts_retention"  # timed (callflow.jobs.cron)

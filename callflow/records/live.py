@@ -11,6 +11,7 @@ worker to accept is decided atomically in Redis.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 from dataclasses import dataclass, field
@@ -89,6 +90,7 @@ class LiveCall:
     monitorable: bool = True
     legs: dict[int, str] = field(default_factory=dict)  # roster index -> the leg's call sid
     raw: dict[str, str] = field(default_factory=dict, repr=False)
+    fresh: bool = field(default=False, compare=False)  # opened just now, not found open
 
     @classmethod
     def from_hash(cls, call_id: str, data: dict[str, str]) -> LiveCall:
@@ -150,7 +152,7 @@ class LiveCalls:
                                                 args=[LIVE_TTL_SECONDS, call_id,
                                                       now.timestamp(), *fields]))
         if opened:
-            return LiveCall.from_hash(call_id, data)
+            return dataclasses.replace(LiveCall.from_hash(call_id, data), fresh=True)
         return self.get(call_id) or LiveCall.from_hash(call_id, data)
 
     def get(self, call_id: str) -> LiveCall | None:
@@ -185,6 +187,18 @@ class LiveCalls:
             with self.client.pipeline(transaction=False) as pipe:
                 for name, value in fields.items():
                     pipe.hsetnx(key, name, value)
+                pipe.execute()
+
+        self._guard(write)
+
+    def reroute(self, call_id: str, target: str) -> None:
+        """A call given to a worker who left before the caller reached them: the caller goes
+        on to ``target`` (a step of their flow), as one who left the line does."""
+        def write():
+            with self.client.pipeline(transaction=False) as pipe:
+                pipe.hset(keys.live_call(call_id), mapping={"state": LiveState.FALLBACK.value,
+                                                            "next": target})
+                pipe.zrem(keys.live_index(), call_id)
                 pipe.execute()
 
         self._guard(write)

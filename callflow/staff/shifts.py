@@ -65,6 +65,11 @@ end
 START = """
 local state = redis.call('HGET', KEYS[1], 'state')
 if state and state ~= 'off' then return 0 end
+if redis.call('HGET', KEYS[1], 'call') then  -- signed off during a call, which goes on
+  redis.call('HSET', KEYS[1], 'state', 'on_call', 'since', ARGV[1])
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+  return 1
+end
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'state', 'available', 'since', ARGV[1], 'idle_since', ARGV[2],
            'missed', 0)
@@ -80,7 +85,7 @@ if state == '' or state == 'off' then return state end
 if ARGV[5] ~= '' and state ~= ARGV[5] then return state end
 redis.call('HSET', KEYS[1], 'state', ARGV[1], 'since', ARGV[2], 'reason', ARGV[4])
 if ARGV[1] == 'available' then redis.call('HSET', KEYS[1], 'missed', 0) end
-if ARGV[1] == 'off' then redis.call('HDEL', KEYS[1], 'offer', 'team', 'call') end
+if ARGV[1] == 'off' and state ~= 'on_call' then redis.call('HDEL', KEYS[1], 'offer', 'team') end
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 return state
 """
@@ -107,15 +112,22 @@ redis.call('EXPIRE', KEYS[1], ARGV[3])
 return state
 """
 
-# A call ended. KEYS[1] worker; ARGV: offer, now (ISO), now (epoch), ttl, wrap-up seconds.
-# Returns 1 if the worker went to wrap-up (0: not this worker's call, or off shift now).
+# A call ended. KEYS[1] worker; ARGV: offer, now (ISO), now (epoch), ttl, wrap-up seconds,
+# and the field the call is named by (``offer``, or ``call`` for its live-call id). A worker
+# who signed off during the call stays off. Returns 1 if the call was theirs (and is over now),
+# 0 if not (another call's callback, or one settled already).
 WRAP_UP = """
-if redis.call('HGET', KEYS[1], 'state') ~= 'on_call'
-   or redis.call('HGET', KEYS[1], 'offer') ~= ARGV[1] then return 0 end
+local state = redis.call('HGET', KEYS[1], 'state')
+if (state ~= 'on_call' and state ~= 'off' and state ~= 'paused')
+   or redis.call('HGET', KEYS[1], ARGV[6]) ~= ARGV[1]
+   or not redis.call('HGET', KEYS[1], 'call') then return 0 end
 local now = tonumber(ARGV[3])
-redis.call('HSET', KEYS[1], 'state', 'wrap_up', 'since', ARGV[2], 'idle_since', now,
-           'until', now + tonumber(ARGV[5]))
-redis.call('HDEL', KEYS[1], 'offer', 'team', 'call')
+if state == 'on_call' then
+  redis.call('HSET', KEYS[1], 'state', 'wrap_up', 'since', ARGV[2], 'until',
+             now + tonumber(ARGV[5]))
+end
+redis.call('HSET', KEYS[1], 'idle_since', now)
+redis.call('HDEL', KEYS[1], 'offer', 'team', 'call', 'leg')
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 return 1
 """
@@ -216,11 +228,20 @@ class Shifts:
                   MISSED_REASON, epoch + MISSED_REST_SECONDS]))
 
     def call_ended(self, name: str, offer: str, *, wrap_up: int) -> bool:
-        """The call the worker accepted with ``offer`` is over: they wrap up for ``wrap_up``
-        seconds before the next offer."""
+        """The call the worker accepted with ``offer`` is over (their leg said so): they wrap
+        up for ``wrap_up`` seconds before the next offer. False if it was settled already."""
+        return self._call_over(name, offer, "offer", wrap_up)
+
+    def call_over(self, name: str, call_id: str, *, wrap_up: int) -> bool:
+        """The caller's call ``call_id`` is over (the caller's side said so): the worker who
+        had it, if they still do, wraps up, whether or not their own leg's callback comes."""
+        return self._call_over(name, call_id, "call", wrap_up)
+
+    def _call_over(self, name: str, value: str, named_by: str, wrap_up: int) -> bool:
         iso, epoch = self._now()
         return bool(self._guard(lambda: self._wrap_up(
-            keys=[keys.worker(name)], args=[offer, iso, epoch, SHIFT_TTL_SECONDS, wrap_up])))
+            keys=[keys.worker(name)],
+            args=[value, iso, epoch, SHIFT_TTL_SECONDS, wrap_up, named_by])))
 
     # -- reading ----------------------------------------------------------------------------
 
