@@ -114,7 +114,12 @@ def _choice(enum: type[Enum], value: object, what: str) -> Enum:
 
 
 def _grounds(grounds: str | Iterable[str]) -> list[str]:
-    items = [grounds] if isinstance(grounds, str) else list(grounds)
+    if isinstance(grounds, str):
+        items = [grounds]
+    elif isinstance(grounds, (list, tuple)):
+        items = list(grounds)
+    else:  # a number, true or an object where a ground or a list of grounds belongs
+        raise ValueError("grounds: give one of the policy's grounds, or a list of them")
     if not items:
         raise ValueError("grounds: give at least one of the policy's grounds for sharing")
     chosen: list[str] = []
