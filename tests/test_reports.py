@@ -379,3 +379,34 @@ def test_monitoring_sessions_and_exceptions_by_ground_come_from_the_audit_log(ap
     service = report_of(app, start=today, end=today).as_dict()["service"]
     assert service == {"monitoring_sessions": 1,
                        "exceptions": {"service_interference": 1, "threat_to_worker": 2}}
+
+
+def recoverable(figures: dict, total: str, parts: tuple[str, ...]) -> bool:
+    """Whether one hidden part is the sum shown less the other parts shown."""
+    hidden = [p for p in parts if figures[p] == FEWER_THAN_5]
+    return len(hidden) == 1 and isinstance(figures[total], int)
+
+
+def test_no_published_figure_can_be_worked_out_by_subtraction():
+    """Secondary suppression: a week with two callers at no_workers among nine unanswered, and
+    a week of five; neither the week's sums nor the fortnight's total give the two away."""
+    from callflow.records.counts import Period
+    from callflow.records.reports import SUMS, Report, helpline_report
+
+    periods = [Period("h", "all", "2026-11-02T10", {"offered": 9, "queued": 9, "max_wait": 7,
+                                                     "no_workers": 2}),
+               Period("h", "all", "2026-11-09T10", {"offered": 5, "queued": 5, "max_wait": 5})]
+    start, end = date(2026, 11, 2), date(2026, 11, 15)
+    h = helpline_report("h", periods, {}, start, end, By.WEEK)
+    data = Report(start=start, end=end, by=By.WEEK, helplines=[h],
+                  published=True).as_dict()["helplines"][0]
+
+    tables = [p["figures"] for p in data["periods"]] + [data["total"]]
+    assert data["periods"][0]["figures"]["no_workers"] == FEWER_THAN_5
+    for figures in tables:
+        for total, parts in SUMS:
+            assert not recoverable(figures, total, parts), (total, figures)
+    for name, value in data["total"].items():
+        cells = [p["figures"][name] for p in data["periods"]]
+        assert not (cells.count(FEWER_THAN_5) == 1 and isinstance(value, int)
+                    and all(isinstance(c, int) or c == FEWER_THAN_5 for c in cells)), name

@@ -93,6 +93,45 @@ ROWS: tuple[tuple[str, str, bool], ...] = (
 )
 LABELS = {name: label for name, label, _ in ROWS}
 COUNT_ROWS = frozenset(name for name, _, counted in ROWS if counted)
+# Counts that are the sum of others, as published: a hidden part must not be the difference
+# between the sum and the parts shown.
+SUMS = (("unanswered", ("max_wait", "no_workers", "no_answer", "dial_unanswered")),
+        ("offered", ("hung_up_before_notice", "hung_up_after_notice", "out_of_hours",
+                     "closure", "degraded", "queued", "direct")))
+
+
+def _hidden(value: Any) -> bool:
+    return value == FEWER_THAN_5
+
+
+def _hide_smallest(cells: list[tuple[dict[str, Any], str]]) -> bool:
+    """Hide the smallest count above nought among ``cells`` ((table, name)); False if none."""
+    shown = [(table[name], i) for i, (table, name) in enumerate(cells)
+             if isinstance(table[name], int) and table[name] > 0]
+    if not shown:
+        return False
+    table, name = cells[min(shown)[1]]
+    table[name] = FEWER_THAN_5
+    return True
+
+
+def _hide_a_second(figures: dict[str, Any], total: str, parts: tuple[str, ...]) -> bool:
+    hidden = [p for p in parts if _hidden(figures[p])]
+    if len(hidden) != 1 or _hidden(figures[total]):
+        return False
+    others = [(figures, p) for p in parts if p not in hidden]
+    return _hide_smallest(others) or _hide_smallest([(figures, total)])
+
+
+def _hide_a_second_period(entry: dict[str, Any], name: str) -> bool:
+    periods = [p["figures"] for p in entry["periods"]]
+    hidden = [f for f in periods if _hidden(f[name])]
+    if len(hidden) != 1 or _hidden(entry["total"][name]):
+        return False
+    others = [(f, name) for f in periods if not _hidden(f[name])]
+    return _hide_smallest(others) or _hide_smallest([(entry["total"], name)])
+
+
 # Rates and averages, and the count each is taken over (suppressed with it when published).
 BASES = {"service_level_20": "answered_queue", "service_level_60": "answered_queue",
          "service_level_20_with_abandoned": "answered_or_abandoned",
@@ -214,6 +253,7 @@ class Report:
                 "total": self._public(h.total),
                 "incomplete_hours": h.incomplete,
             }
+            self._protect(entry)
             if not self.published:
                 entry["teams"] = {t: self._public(f) for t, f in sorted(h.teams.items())}
                 entry["workers"] = h.workers
@@ -221,6 +261,25 @@ class Report:
                     WEEKDAYS[d]: h.heat[d] for d in range(7)}
             data["helplines"].append(entry)
         return data
+
+    def _protect(self, entry: dict[str, Any]) -> None:
+        """Secondary suppression, when published: no suppressed count may be worked out by
+        subtraction, from a sum shown beside its parts (a period's), or from a total shown
+        beside its periods'. Where only one part of a sum is hidden, the smallest other part
+        is hidden too (or the sum, when no other part is above nought)."""
+        if not self.published:
+            return
+        tables = [p["figures"] for p in entry["periods"]] + [entry["total"]]
+        for _ in range(len(ROWS)):  # hiding one cell may leave another alone: until stable
+            changed = False
+            for figures in tables:
+                for total, parts in SUMS:
+                    changed |= _hide_a_second(figures, total, parts)
+            for name, _, counted in ROWS:
+                if counted:
+                    changed |= _hide_a_second_period(entry, name)
+            if not changed:
+                return
 
     def _shown(self, n: int) -> int | str:
         return FEWER_THAN_5 if self.published and 0 < n < SUPPRESS_BELOW else n
