@@ -1,6 +1,7 @@
 """Counts for the reports: numbers only, per helpline, team and worker, per hour of the
 helpline's own time zone. No call record, no call id, nothing about the caller, and no
-single call's time (a count only says "so many in this hour").
+single call's moment: a count or a sum of seconds says "so many, so long, in this hour" (an
+hour with one call holds its wait and talk time, never when in the hour it came, or whose).
 
 Counting never costs a webhook a Redis round trip: each process counts into a buffer of its
 own (:class:`Counts`, owned by the :class:`~callflow.runtime.Runtime`, ``rt.counts``) and
