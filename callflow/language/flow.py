@@ -63,8 +63,10 @@ class Team:
                           60, minimum=0, maximum=1800)
     autopause_after: int = option("int", "Pause a worker who lets so many offers in a row go "
                                   "unanswered (0: never)", 2, minimum=0, maximum=20)
-    hold_music: str | None = option("url", "Audio played to a waiting caller (default: a "
-                                    "spoken holding message)", None)
+    hold_music: str | None = option("url", "Audio played to a waiting caller between hold "
+                                    "turns; keep it a short clip (under a minute): the "
+                                    "line's announcements and its ways out come between "
+                                    "plays (default: a spoken holding message)", None)
 
     name: str
     where: Where
