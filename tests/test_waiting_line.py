@@ -28,10 +28,14 @@ BUSY = "Sorry, all our helpline workers are busy"
 ALICE, BILAL, CHRIS = 0, 1, 2  # places in the roster
 
 
-def team_app(tmp_path, bridge_settings, redis, clock, team_yaml: str, *, on_shift=True):
-    """The shipped flows with the Respect team as ``team_yaml`` says (three workers)."""
+def team_app(tmp_path, bridge_settings, redis, clock, team_yaml: str, *, on_shift=True,
+             respect_flow=lambda text: text):
+    """The shipped flows with the Respect team as ``team_yaml`` says (three workers), and the
+    Respect Phoneline's flow as ``respect_flow`` makes it."""
     folder = tmp_path / "flows"
     shutil.copytree(FLOWS, folder, dirs_exist_ok=True)
+    flow = folder / "respect-phoneline.yaml"
+    flow.write_text(respect_flow(flow.read_text(encoding="utf-8")), encoding="utf-8")
     teams = (folder / "teams.yaml").read_text(encoding="utf-8")
     start, end = teams.index("  respect-workers:"), teams.index("  mal-workers:")
     (folder / "teams.yaml").write_text(teams[:start] + team_yaml + teams[end:],
@@ -599,3 +603,32 @@ def test_a_retried_connect_webhook_puts_the_caller_in_the_line_and_counts_them_o
               redis.scan_iter(f"{keys.PREFIX}:counts:respect-phoneline:all:*")
               if redis.type(key) == "hash"]
     assert sum(queued) == 1
+
+
+def test_a_caller_who_chooses_to_try_again_joins_the_back_of_the_line(
+        tmp_path, bridge_settings, redis, clock, twilio_api):
+    """A menu after the longest wait ("press 1 to keep waiting") puts the caller through
+    anew: a new wait, at the back of the line, offered to the workers again."""
+    def keep_waiting(text: str) -> str:
+        return text.replace("    on_no_answer: busy\n", "    on_no_answer: busy\n"
+                            "    on_max_wait: again\n").replace(
+            "  busy:\n", "  again:\n    kind: menu\n    prompt: Press 1 to keep waiting.\n"
+            "    options:\n      1: connect\n    on_no_input: busy\n  busy:\n", 1)
+
+    app = team_app(tmp_path, bridge_settings, redis, clock, roster(max_wait=60),
+                   respect_flow=keep_waiting)
+    caller, other = callers(app, twilio_api, 2)
+    clock.now += timedelta(seconds=30)
+    other.hold()
+    clock.now += timedelta(seconds=30)
+    assert [v.tag for v in verbs(caller.hold())] == ["Leave"]
+    menu = caller.leave()
+    assert said(menu) == ["Press 1 to keep waiting."]
+
+    again = caller.turn(ET.fromstring(menu).find("Gather").get("action"), Digits="1")
+
+    assert ET.fromstring(again).find("Enqueue") is not None
+    assert redis.zrange(keys.waiting_line(TEAM), 0, -1) == [other.call_id, caller.call_id]
+    assert said(caller.hold())[0] == "You are number 2 in the queue."
+    live = app.extensions["callflow"]["runtime"].live
+    assert live.get(caller.call_id).state is LiveState.WAITING

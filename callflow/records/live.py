@@ -65,13 +65,18 @@ return 1
 
 
 # Open a live call once: ARGV = TTL, call id, start time (score), then field, value, ...
+# A caller who left a waiting line and still on the call (a menu's "press 1 to try again")
+# opens it anew: a new wait, a new place at the back of the line.
 OPEN = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local state = redis.call('HGET', KEYS[1], 'state')
+if state and state ~= 'fallback' then return 0 end
+if state then redis.call('DEL', KEYS[1]) end
 redis.call('HSET', KEYS[1], unpack(ARGV, 4))
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
 return 1
 """
+
 
 @dataclass
 class LiveCall:
@@ -141,7 +146,8 @@ class LiveCalls:
     def open(self, *, flow: str, step: str, team: str, helpline_number: str,
              caller_sid: str, now: datetime, monitorable: bool = True) -> LiveCall:
         """Open the caller's live call, or return it as it is if it is open already (Twilio
-        retrying the webhook that put the caller through must not start the call again)."""
+        retrying the webhook that put the caller through must not start the call again). A
+        caller who left a waiting line, still on the call, is put through anew."""
         call_id = self.id_for(caller_sid)
         data = {"flow": flow, "step": step, "team": team, "helpline_number": helpline_number,
                 "caller_sid": caller_sid, "state": LiveState.WAITING.value,
