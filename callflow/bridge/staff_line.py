@@ -16,26 +16,23 @@ Digits gathered are never logged; a PIN is never stored.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
-import redis
 from twilio.twiml.voice_response import VoiceResponse
 
 from callflow.platform import keys
-from callflow.platform.errors import StaffError, StoreUnavailable
+from callflow.platform.errors import StaffError
 from callflow.runtime import Runtime
-from callflow.staff.accounts import MAX_PIN, STAFF_NUMBER, Role, StaffMember, StaffStore
+from callflow.staff.accounts import Role, StaffMember, StaffStore
 from callflow.staff.desk import Channel, ShiftDesk
-from callflow.staff.pin_sign_in import PinSignIn, refusal
+from callflow.staff.pin_line import PinLine
+from callflow.staff.pin_sign_in import PinSignIn
 from callflow.staff.shifts import WorkerState
 
 log = logging.getLogger(__name__)
 LINE = "staff-line"
-STATE_SECONDS = 60 * 60
 VOICE, LANGUAGE = "Polly.Amy", "en-GB"
 MAX_CHOICES = 3
-STAFF_PROMPT = "Please enter your staff number, then press hash."
-PIN_PROMPT = "Please enter your PIN, then press hash."
 CHOICE_PROMPT = "To start your shift, press 1. To end it, press 2."
 STATE_WORDS = {
     WorkerState.OFF: "You are off shift.",
@@ -60,10 +57,15 @@ def may_use_staff_line(member: StaffMember) -> bool:
     return member.role is Role.WORKER
 
 
-class StaffLineCalls:
+class StaffLineCalls(PinLine):
+    state_type = LineState
+    signed_in_fields = ("worker", "account")
+
     def __init__(self, rt: Runtime, staff: StaffStore, desk: ShiftDesk) -> None:
+        super().__init__(rt.store, PinSignIn(staff, line=LINE, allowed=may_use_staff_line,
+                                             clock=rt.clock),
+                         state_key=keys.staff_line_call, link=rt.links.staff_line)
         self.rt, self.staff, self.desk = rt, staff, desk
-        self.sign_in = PinSignIn(staff, line=LINE, allowed=may_use_staff_line, clock=rt.clock)
         self.numbers = rt.settings.staff_line  # a malformed setting stops the app starting
 
     def answers(self, number: str | None) -> bool:
@@ -74,12 +76,6 @@ class StaffLineCalls:
         line = self.rt.registry.current.manager_line  # one voice for the service's own lines
         response.say(text, voice=line.voice if line else VOICE,
                      language=line.language if line else LANGUAGE)
-
-    def _gather(self, response, stage: str, text: str, *, digits: int = 1) -> None:
-        gather = response.gather(num_digits=digits, timeout=10, finish_on_key="#",
-                                 action=self.rt.links.staff_line(stage),
-                                 action_on_empty_result=True)
-        self._say(gather, text)
 
     def _goodbye(self, response: VoiceResponse, text: str) -> VoiceResponse:
         self._say(response, f"{text} Goodbye.")
@@ -93,41 +89,23 @@ class StaffLineCalls:
                              "Manager.")
 
     def incoming(self, call_sid: str, dialled: str | None) -> VoiceResponse:
-        response = VoiceResponse()
         if self.rt.registry.current.flow_for(dialled) is not None:
             # A helpline's own number set to ring here by mistake: its callers go to the
             # helpline, never to a staff prompt.
+            response = VoiceResponse()
             response.redirect(self.rt.links.url("voice.incoming"), method="POST")
             return response
-        self.save_state(call_sid, LineState())
-        self._gather(response, "staff", f"Helpline staff line. {STAFF_PROMPT}", digits=6)
-        return response
-
-    def staff_number(self, call_sid: str, digits: str) -> VoiceResponse:
-        state = self.load_state(call_sid)
-        state.staff_number = digits if STAFF_NUMBER.match(digits or "") else ""
-        state.worker = state.account = ""
-        self.save_state(call_sid, state)
-        response = VoiceResponse()
-        self._gather(response, "pin", PIN_PROMPT, digits=MAX_PIN)
-        return response
+        return self.greet(call_sid, "Helpline staff line")
 
     def pin(self, call_sid: str, digits: str) -> VoiceResponse:
-        state = self.load_state(call_sid)
-        result = self.sign_in.attempt(state.staff_number, digits, call_sid)
-        response = VoiceResponse()
-        if result.member is None:
-            state.tries, state.staff_number = state.tries + 1, ""
-            self.save_state(call_sid, state)
-            refusal(result, state.tries).speak(
-                response, self._say,
-                lambda again: self._gather(again, "staff", STAFF_PROMPT, digits=6))
+        state, member, response = self.attempt(call_sid, digits)
+        if member is None:
             return response
-        worker = self.desk.find(result.member.name)
+        worker = self.desk.find(member.name)
         if worker is None:
             return self._goodbye(response, "Your account is not on the team roster, so it "
                                  "has no shift. Please ask an admin.")
-        state.worker, state.account, state.tries = worker.name, result.member.name, 0
+        state.worker, state.account, state.tries = worker.name, member.name, 0
         self.save_state(call_sid, state)
         words = STATE_WORDS[self.desk.status(worker.name).state]
         self._gather(response, "choice", f"{words} {CHOICE_PROMPT}")
@@ -158,23 +136,3 @@ class StaffLineCalls:
             return self._goodbye(response, "Nothing was changed.")
         self._gather(response, "choice", CHOICE_PROMPT)
         return response
-
-    def load_state(self, call_sid: str) -> LineState:
-        try:
-            data = self.rt.store.hgetall(keys.staff_line_call(call_sid))
-        except redis.RedisError as exc:
-            raise StoreUnavailable(str(exc)) from exc
-        return LineState(staff_number=data.get("staff_number", ""),
-                         tries=int(data.get("tries") or 0), worker=data.get("worker", ""),
-                         account=data.get("account", ""),
-                         choices=int(data.get("choices") or 0))
-
-    def save_state(self, call_sid: str, state: LineState) -> None:
-        key = keys.staff_line_call(call_sid)
-        try:
-            with self.rt.store.pipeline(transaction=False) as pipe:
-                pipe.hset(key, mapping={k: str(v) for k, v in asdict(state).items()})
-                pipe.expire(key, STATE_SECONDS)
-                pipe.execute()
-        except redis.RedisError as exc:
-            raise StoreUnavailable(str(exc)) from exc

@@ -14,28 +14,24 @@ is a caller's menu).
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 
-import redis
 from twilio.twiml.voice_response import VoiceResponse
 
 from callflow.language.dialling import DO_NOT_RECORD
 from callflow.language.flow import ManagerLine
 from callflow.monitoring.gate import MonitoringGate, Purpose
 from callflow.platform import keys
-from callflow.platform.errors import StoreUnavailable
 from callflow.records.live import LiveState
 from callflow.runtime import Runtime
-from callflow.staff.accounts import MAX_PIN, STAFF_NUMBER, Role, StaffMember, StaffStore
-from callflow.staff.pin_sign_in import PinSignIn, refusal
+from callflow.staff.accounts import Role, StaffMember, StaffStore
+from callflow.staff.pin_line import PinLine
+from callflow.staff.pin_sign_in import PinSignIn
 
 log = logging.getLogger(__name__)
 LINE = "manager-line"
-STATE_SECONDS = 60 * 60
 PURPOSES = {"1": Purpose.QUALITY, "2": Purpose.TRAINING}
-STAFF_PROMPT = "Please enter your staff number, then press hash."
-PIN_PROMPT = "Please enter your PIN, then press hash."
 
 
 @dataclass
@@ -50,12 +46,16 @@ def may_use_manager_line(member: StaffMember) -> bool:
     return member.role is Role.MANAGER
 
 
-class ManagerLineCalls:
+class ManagerLineCalls(PinLine):
+    state_type = LineState
+    signed_in_fields = ("manager",)
+
     def __init__(self, rt: Runtime, staff: StaffStore) -> None:
+        super().__init__(rt.store, PinSignIn(staff, line=LINE, allowed=may_use_manager_line,
+                                             clock=rt.clock),
+                         state_key=keys.manager_line_call, link=rt.links.manager_line)
         self.rt = rt
         self.staff = staff
-        self.sign_in = PinSignIn(staff, line=LINE, allowed=may_use_manager_line,
-                                 clock=rt.clock)
 
     @property
     def line(self) -> ManagerLine:
@@ -63,13 +63,6 @@ class ManagerLineCalls:
 
     def _say(self, response, text: str) -> None:
         response.say(text, voice=self.line.voice, language=self.line.language)
-
-    def _gather(self, response, stage: str, text: str, *, digits: int = 1, **query: str):
-        gather = response.gather(num_digits=digits, timeout=10, finish_on_key="#",
-                                 action=self.rt.links.manager_line(stage, **query),
-                                 action_on_empty_result=True)
-        self._say(gather, text)
-        return gather
 
     def unavailable(self) -> VoiceResponse:
         """Fail closed: no store or no audit log, no sign-in and no listening."""
@@ -79,31 +72,11 @@ class ManagerLineCalls:
         return response
 
     def incoming(self, call_sid: str) -> VoiceResponse:
-        self.save_state(call_sid, LineState())
-        response = VoiceResponse()
-        self._gather(response, "staff", f"Helplines manager line. {STAFF_PROMPT}", digits=6)
-        return response
-
-    def staff_number(self, call_sid: str, digits: str) -> VoiceResponse:
-        state = self.load_state(call_sid)
-        state.staff_number = digits if STAFF_NUMBER.match(digits or "") else ""
-        state.manager = ""
-        self.save_state(call_sid, state)
-        response = VoiceResponse()
-        self._gather(response, "pin", PIN_PROMPT, digits=MAX_PIN)
-        return response
+        return self.greet(call_sid, "Helplines manager line")
 
     def pin(self, call_sid: str, digits: str) -> VoiceResponse:
-        state = self.load_state(call_sid)
-        result = self.sign_in.attempt(state.staff_number, digits, call_sid)
-        response = VoiceResponse()
-        member = result.member
+        state, member, response = self.attempt(call_sid, digits)
         if member is None:
-            state.tries, state.staff_number = state.tries + 1, ""
-            self.save_state(call_sid, state)
-            refusal(result, state.tries).speak(
-                response, self._say,
-                lambda again: self._gather(again, "staff", STAFF_PROMPT, digits=6))
             return response
         if not member.may_listen or not member.phone_monitoring:
             self._say(response, "This account cannot listen to calls by phone. Goodbye.")
@@ -175,25 +148,6 @@ class ManagerLineCalls:
     def _signed_in(self, call_sid: str) -> LineState | None:
         state = self.load_state(call_sid)
         return state if state.manager else None
-
-    def load_state(self, call_sid: str) -> LineState:
-        try:
-            data = self.rt.store.hgetall(keys.manager_line_call(call_sid))
-        except redis.RedisError as exc:
-            raise StoreUnavailable(str(exc)) from exc
-        return LineState(staff_number=data.get("staff_number", ""),
-                         tries=int(data.get("tries") or 0), manager=data.get("manager", ""),
-                         choices=data.get("choices", ""))
-
-    def save_state(self, call_sid: str, state: LineState) -> None:
-        key = keys.manager_line_call(call_sid)
-        try:
-            with self.rt.store.pipeline(transaction=False) as pipe:
-                pipe.hset(key, mapping={k: str(v) for k, v in asdict(state).items()})
-                pipe.expire(key, STATE_SECONDS)
-                pipe.execute()
-        except redis.RedisError as exc:
-            raise StoreUnavailable(str(exc)) from exc
 
     def _goodbye(self) -> VoiceResponse:
         response = VoiceResponse()
