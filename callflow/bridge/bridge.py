@@ -132,6 +132,11 @@ class Bridge:
             self.rt.enqueue(Job.DISPATCH, team,
                             job_id=f"dispatch-{team}-{secrets.token_hex(4)}")
 
+    def _cancel_surplus(self, team: str, *, quietly: bool = False) -> None:
+        """Queue the withdrawal of the offers the team's line no longer needs."""
+        queue = self._enqueue_quietly if quietly else self.rt.enqueue
+        queue(Job.CANCEL_SURPLUS, team, job_id=f"surplus-{team}-{secrets.token_hex(4)}")
+
     def hold(self, call_id: str) -> VoiceResponse:
         """One hold turn of a waiting caller: their place, the team's messages, the music; or
         ``<Leave>`` when it is time to go (accepted, waited too long, nobody on shift, the
@@ -145,7 +150,7 @@ class Bridge:
                 or not isinstance(connect, Connect)):
             response.leave()
             return response
-        waited = (self.rt.clock() - datetime.fromisoformat(call.started_at)).total_seconds()
+        waited = _waited(self.rt, call)
         statuses = self.shifts.statuses(w.name for w in team.active_workers())
         if not any(s.on_shift for s in statuses):
             self._leave_line(call, connect.no_workers_step, metrics.Outcome.NO_WORKERS)
@@ -187,8 +192,7 @@ class Bridge:
             log.info("caller leaves the line", extra={"call": call.caller_sid, "step": target,
                                                       "event": outcome.value})
         self.line.leave(call.team, call.id)
-        self.rt.enqueue(Job.CANCEL_SURPLUS, call.team,
-                        job_id=f"surplus-{call.team}-{secrets.token_hex(4)}")
+        self._cancel_surplus(call.team)
 
     def left_line(self, call_id: str, result: str) -> tuple[LiveCall | None, str | None]:
         """The caller's ``<Enqueue>`` ended (``result`` is Twilio's QueueResult): the call as
@@ -262,8 +266,7 @@ class Bridge:
             _count_ended(self.rt, call)
             log.info("bridge ended", extra={"call": call.caller_sid, "event": event})
         if self.line.leave(call.team, call.id):
-            self.rt.enqueue(Job.CANCEL_SURPLUS, call.team,
-                            job_id=f"surplus-{call.team}-{secrets.token_hex(4)}")
+            self._cancel_surplus(call.team)
         self._release_worker(call, hang_up=not in_room)
 
     def _worker_left_first(self, call: LiveCall) -> None:
@@ -365,8 +368,7 @@ class Bridge:
         if call_id is None:
             response.say(TAKEN, voice=flow.voice, language=flow.language)
             response.hangup()
-            self._enqueue_quietly(Job.CANCEL_SURPLUS, team_name, job_id=f"surplus-{team_name}-"
-                                  f"{secrets.token_hex(4)}")
+            self._cancel_surplus(team_name, quietly=True)
             return response
         call = self.rt.live.get(call_id) if fresh else None
         if call is not None:  # counted once, not again when Twilio retries the keypress
@@ -377,8 +379,7 @@ class Bridge:
             self.line.answered_after(team_name, waited)
             log.info("worker accepted", extra={"call": call.caller_sid, "event": "accepted"})
         self._enqueue_quietly(Job.JOIN_CALLER, call_id, job_id=f"join-{call_id}")
-        self._enqueue_quietly(Job.CANCEL_SURPLUS, team_name,
-                              job_id=f"surplus-{team_name}-{secrets.token_hex(4)}")
+        self._cancel_surplus(team_name, quietly=True)
         response.say("Connecting you now.", voice=flow.voice, language=flow.language)
         self._room(response.dial(record=DO_NOT_RECORD), call_id)
         return response
