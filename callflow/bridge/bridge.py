@@ -213,8 +213,12 @@ class Bridge:
 
     def join(self, call_id: str) -> VoiceResponse:
         """Where a caller whose worker accepted is sent: into the room, where the worker is."""
-        response = VoiceResponse()
         call, _ = self._lookup(call_id)
+        return self.into_room(call)
+
+    def into_room(self, call: LiveCall | None) -> VoiceResponse:
+        """The TwiML that takes the caller of ``call`` (as just read) into their room."""
+        response = VoiceResponse()
         flow = self._flow(call)
         if call is not None and call.state == LiveState.FALLBACK and call.raw.get("next"):
             # Their worker left before they got there: on to the step chosen for them.

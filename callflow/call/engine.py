@@ -148,7 +148,7 @@ class CallEngine:
         if result == "hangup":
             return rendered(flowset).get(("hang up",), _hang_up)
         if call is not None and call.state == LiveState.CONNECTED:
-            return str(self.bridge.join(call.id)).encode("utf-8")
+            return str(self.bridge.into_room(call)).encode("utf-8")
         if call is not None and target in flow.steps:
             return self._run(call_sid, flowset, flow, dialled, target, state,
                              event="left_line")
