@@ -31,6 +31,7 @@ from callflow.platform import keys, metrics
 from callflow.platform.errors import StoreUnavailable
 from callflow.platform.jobspec import PURGE_RETRY, Job
 from callflow.platform.links import CallState
+from callflow.platform.store import store_guard
 from callflow.records.live import LEG_ENDED, LiveCall, LiveState
 from callflow.runtime import Runtime
 from callflow.staff.shifts import Shifts, WorkerState
@@ -123,12 +124,7 @@ class Bridge:
     def _dispatch(self, team: str) -> None:
         """Queue a dispatch of the team's line, unless one is queued and not yet started: it
         will see this caller (or free worker) too."""
-        try:
-            pending = self.rt.store.set(keys.dispatch_pending(team), "1", nx=True,
-                                        ex=DISPATCH_PENDING_SECONDS)
-        except redis.RedisError as exc:
-            raise StoreUnavailable(str(exc)) from exc
-        if pending:
+        if self._mark_dispatch_pending(team):
             self.rt.enqueue(Job.DISPATCH, team,
                             job_id=f"dispatch-{team}-{secrets.token_hex(4)}")
 
@@ -136,6 +132,11 @@ class Bridge:
         """Queue the withdrawal of the offers the team's line no longer needs."""
         queue = self._enqueue_quietly if quietly else self.rt.enqueue
         queue(Job.CANCEL_SURPLUS, team, job_id=f"surplus-{team}-{secrets.token_hex(4)}")
+
+    @store_guard
+    def _mark_dispatch_pending(self, team: str) -> bool:
+        return bool(self.rt.store.set(keys.dispatch_pending(team), "1", nx=True,
+                                      ex=DISPATCH_PENDING_SECONDS))
 
     def hold(self, call_id: str) -> VoiceResponse:
         """One hold turn of a waiting caller: their place, the team's messages, the music; or

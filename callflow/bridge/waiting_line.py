@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import redis
 
 from callflow.platform import keys
-from callflow.platform.errors import StoreUnavailable
+from callflow.platform.store import store_guard
 from callflow.staff.shifts import FREE_WORKER, SHIFT_TTL_SECONDS
 
 # A caller's entry outlives any wait; entries older than this are dropped as stale.
@@ -116,40 +116,42 @@ class Offer:
 
 
 class WaitingLine:
+    """Every method raises ``StoreUnavailable`` when Redis fails (``store_guard``)."""
+
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
         self._join = client.register_script(JOIN)
         self._offer = client.register_script(OFFER)
         self._accept = client.register_script(ACCEPT)
 
-    def _guard(self, operation):
-        try:
-            return operation()
-        except redis.RedisError as exc:
-            raise StoreUnavailable(str(exc)) from exc
-
+    @store_guard
     def join(self, team: str, call_id: str, joined: float) -> int:
         """Put a caller at the back of the line (once); returns their position."""
         ms = int(joined * 1000)
-        return int(self._guard(lambda: self._join(
-            keys=[keys.waiting_line(team), keys.waiting_line_count(team)],
-            args=[call_id, ms, LINE_TTL_SECONDS, ms - LINE_TTL_SECONDS * 1000])))
+        return int(self._join(keys=[keys.waiting_line(team), keys.waiting_line_count(team)],
+                              args=[call_id, ms, LINE_TTL_SECONDS,
+                                    ms - LINE_TTL_SECONDS * 1000]))
 
+    @store_guard
     def leave(self, team: str, call_id: str) -> bool:
-        return bool(self._guard(lambda: self.client.zrem(keys.waiting_line(team), call_id)))
+        return bool(self.client.zrem(keys.waiting_line(team), call_id))
 
+    @store_guard
     def position(self, team: str, call_id: str) -> int | None:
         """1 for the caller who has waited longest; None if not in the line."""
-        rank = self._guard(lambda: self.client.zrank(keys.waiting_line(team), call_id))
+        rank = self.client.zrank(keys.waiting_line(team), call_id)
         return None if rank is None else rank + 1
 
+    @store_guard
     def waiting(self, team: str) -> int:
-        return int(self._guard(lambda: self.client.zcard(keys.waiting_line(team))))
+        return int(self.client.zcard(keys.waiting_line(team)))
 
+    @store_guard
     def head(self, team: str) -> str | None:
-        found = self._guard(lambda: self.client.zrange(keys.waiting_line(team), 0, 0))
+        found = self.client.zrange(keys.waiting_line(team), 0, 0)
         return found[0] if found else None
 
+    @store_guard
     def offer(self, team: str, workers: list[tuple[int, str]], *, offer_prefix: str,
               every_free: bool, now: tuple[float, str], lasts: int) -> list[Offer]:
         """Offer the team's next caller to free workers among ``workers`` ((roster index,
@@ -158,55 +160,54 @@ class WaitingLine:
         if not workers:
             return []
         epoch, iso = now
-        found = self._guard(lambda: self._offer(
+        found = self._offer(
             keys=[keys.waiting_line(team), *(keys.worker(name) for _, name in workers)],
             args=[epoch, iso, SHIFT_TTL_SECONDS, team, offer_prefix,
-                  "1" if every_free else "0", lasts]))
+                  "1" if every_free else "0", lasts])
         offers = []
         for i in range(0, len(found), 2):
             index, name = workers[int(found[i]) - 1]
             offers.append(Offer(worker=name, index=index, id=found[i + 1]))
         return offers
 
+    @store_guard
     def accept(self, team: str, worker: str, offer: str, index: int, leg_sid: str,
                now: str) -> tuple[str | None, bool]:
         """The worker pressed 1: the caller who has waited longest is theirs (the same one
         again, not fresh, when Twilio retries the keypress). (None, False) when nobody is
         waiting any more, or the offer is no longer theirs."""
-        found = self._guard(lambda: self._accept(
+        found = self._accept(
             keys=[keys.waiting_line(team), keys.worker(worker)],
-            args=[offer, index, leg_sid, now, keys.live_call(""), SHIFT_TTL_SECONDS]))
+            args=[offer, index, leg_sid, now, keys.live_call(""), SHIFT_TTL_SECONDS])
         if not found:
             return None, False
         return found[1:], found[0] == "+"
 
+    @store_guard
     def note_leg(self, worker: str, offer: str, sid: str) -> None:
         """The Twilio sid of the leg ringing for ``offer``, so it can be cancelled."""
-        def write():
-            if self.client.hget(keys.worker(worker), "offer") == offer:
-                self.client.hset(keys.worker(worker), "leg", sid)
+        if self.client.hget(keys.worker(worker), "offer") == offer:
+            self.client.hset(keys.worker(worker), "leg", sid)
 
-        self._guard(write)
-
+    @store_guard
     def leg_of(self, worker: str) -> str:
-        return self._guard(lambda: self.client.hget(keys.worker(worker), "leg")) or ""
+        return self.client.hget(keys.worker(worker), "leg") or ""
 
     # -- the expected wait ------------------------------------------------------------------
 
+    @store_guard
     def answered_after(self, team: str, waited: float) -> None:
-        def write():
-            with self.client.pipeline(transaction=False) as pipe:
-                pipe.lpush(keys.recent_waits(team), int(waited))
-                pipe.ltrim(keys.recent_waits(team), 0, RECENT_WAITS - 1)
-                pipe.expire(keys.recent_waits(team), RECENT_TTL_SECONDS)
-                pipe.execute()
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.lpush(keys.recent_waits(team), int(waited))
+            pipe.ltrim(keys.recent_waits(team), 0, RECENT_WAITS - 1)
+            pipe.expire(keys.recent_waits(team), RECENT_TTL_SECONDS)
+            pipe.execute()
 
-        self._guard(write)
-
+    @store_guard
     def typical_wait(self, team: str) -> float | None:
         """The mean wait of the team's recent answered callers, or None when too few calls
         were answered lately for an estimate to mean anything."""
-        waits = self._guard(lambda: self.client.lrange(keys.recent_waits(team), 0, -1))
+        waits = self.client.lrange(keys.recent_waits(team), 0, -1)
         if len(waits) < ENOUGH_RECENT:
             return None
         return sum(int(w) for w in waits) / len(waits)

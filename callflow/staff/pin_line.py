@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import redis
 from twilio.twiml.voice_response import VoiceResponse
 
-from callflow.platform.errors import StoreUnavailable
+from callflow.platform.store import store_guard
 from callflow.staff.accounts import MAX_PIN, STAFF_NUMBER, StaffMember
 from callflow.staff.pin_sign_in import PinSignIn, refusal
 
@@ -88,11 +88,9 @@ class PinLine:
 
     # -- the call's state --------------------------------------------------------------------
 
+    @store_guard
     def load_state(self, call_sid: str):
-        try:
-            data = self.store.hgetall(self._state_key(call_sid))
-        except redis.RedisError as exc:
-            raise StoreUnavailable(str(exc)) from exc
+        data = self.store.hgetall(self._state_key(call_sid))
         blank = self.state_type()
         values = {}
         for field in dataclasses.fields(blank):
@@ -101,13 +99,10 @@ class PinLine:
             values[field.name] = type(default)(kept) if kept else default
         return self.state_type(**values)
 
+    @store_guard
     def save_state(self, call_sid: str, state) -> None:
         key = self._state_key(call_sid)
-        try:
-            with self.store.pipeline(transaction=False) as pipe:
-                pipe.hset(key, mapping={k: str(v) for k, v in
-                                        dataclasses.asdict(state).items()})
-                pipe.expire(key, STATE_SECONDS)
-                pipe.execute()
-        except redis.RedisError as exc:
-            raise StoreUnavailable(str(exc)) from exc
+        with self.store.pipeline(transaction=False) as pipe:
+            pipe.hset(key, mapping={k: str(v) for k, v in dataclasses.asdict(state).items()})
+            pipe.expire(key, STATE_SECONDS)
+            pipe.execute()

@@ -26,7 +26,7 @@ from enum import StrEnum
 import redis
 
 from callflow.platform import keys
-from callflow.platform.errors import StoreUnavailable
+from callflow.platform.store import store_guard
 
 SHIFT_TTL_SECONDS = 24 * 60 * 60
 MISSED_REASON = "missed {count} offers in a row"
@@ -173,23 +173,17 @@ class Shifts:
         self._settle = client.register_script(SETTLE)
         self._wrap_up = client.register_script(WRAP_UP)
 
-    def _guard(self, operation):
-        try:
-            return operation()
-        except redis.RedisError as exc:
-            raise StoreUnavailable(str(exc)) from exc
-
     def _now(self) -> tuple[str, float]:
         moment = self.clock().astimezone(UTC)
         return moment.isoformat(timespec="seconds"), moment.timestamp()
 
     # -- signing on and off, pausing ------------------------------------------------------
 
+    @store_guard
     def start(self, name: str) -> bool:
         """Sign a worker on; False if they were on shift already."""
         iso, epoch = self._now()
-        return bool(self._guard(lambda: self._start(keys=[keys.worker(name)],
-                                                    args=[iso, epoch, SHIFT_TTL_SECONDS])))
+        return bool(self._start(keys=[keys.worker(name)], args=[iso, epoch, SHIFT_TTL_SECONDS]))
 
     def end(self, name: str) -> WorkerStatus:
         """Sign a worker off, whatever they were doing; returns them as they were (so an offer
@@ -207,25 +201,25 @@ class Shifts:
         return self._transition(name, WorkerState.AVAILABLE,
                                 only_from=WorkerState.PAUSED) == WorkerState.PAUSED
 
+    @store_guard
     def _transition(self, name: str, state: WorkerState, reason: str = "",
                     only_from: str = "") -> str:
         iso, _ = self._now()
-        return self._guard(lambda: self._move(keys=[keys.worker(name)],
-                                              args=[state.value, iso, SHIFT_TTL_SECONDS,
-                                                    reason, only_from]))
+        return self._move(keys=[keys.worker(name)],
+                          args=[state.value, iso, SHIFT_TTL_SECONDS, reason, only_from])
 
     # -- offers and calls (the waiting line's own scripts make the offers) ------------
 
+    @store_guard
     def settle(self, name: str, offer: str, *, missed: bool, autopause_after: int) -> str:
         """An offer came to nothing: declined or unanswered (``missed``: the worker rests a
         moment before the next offer, and is paused after ``autopause_after`` in a row), or
         withdrawn (another worker took the caller, the caller left). Returns the worker's
         state after it, or "" when the offer was already settled."""
         iso, epoch = self._now()
-        return self._guard(lambda: self._settle(
-            keys=[keys.worker(name)],
-            args=[offer, iso, SHIFT_TTL_SECONDS, "1" if missed else "0", autopause_after,
-                  MISSED_REASON, epoch + MISSED_REST_SECONDS]))
+        return self._settle(keys=[keys.worker(name)],
+                            args=[offer, iso, SHIFT_TTL_SECONDS, "1" if missed else "0",
+                                  autopause_after, MISSED_REASON, epoch + MISSED_REST_SECONDS])
 
     def call_ended(self, name: str, offer: str, *, wrap_up: int) -> bool:
         """The call the worker accepted with ``offer`` is over (their leg said so): they wrap
@@ -237,28 +231,28 @@ class Shifts:
         had it, if they still do, wraps up, whether or not their own leg's callback comes."""
         return self._call_over(name, call_id, "call", wrap_up)
 
+    @store_guard
     def _call_over(self, name: str, value: str, named_by: str, wrap_up: int) -> bool:
         iso, epoch = self._now()
-        return bool(self._guard(lambda: self._wrap_up(
-            keys=[keys.worker(name)],
-            args=[value, iso, epoch, SHIFT_TTL_SECONDS, wrap_up, named_by])))
+        return bool(self._wrap_up(keys=[keys.worker(name)],
+                                  args=[value, iso, epoch, SHIFT_TTL_SECONDS, wrap_up, named_by]))
 
     # -- reading ----------------------------------------------------------------------------
 
+    @store_guard
     def status(self, name: str) -> WorkerStatus:
-        data = self._guard(lambda: self.client.hgetall(keys.worker(name)))
+        data = self.client.hgetall(keys.worker(name))
         return WorkerStatus.from_hash(name, data, self._now()[1])
 
+    @store_guard
     def statuses(self, names: Iterable[str]) -> list[WorkerStatus]:
         """Every named worker, in the order given, in one round trip."""
         names = list(names)
-
-        def read():
+        rows = []
+        if names:
             with self.client.pipeline(transaction=False) as pipe:
                 for name in names:
                     pipe.hgetall(keys.worker(name))
-                return pipe.execute()
-
+                rows = pipe.execute()
         epoch = self._now()[1]
-        rows = self._guard(read) if names else []
         return [WorkerStatus.from_hash(n, row, epoch) for n, row in zip(names, rows, strict=True)]
