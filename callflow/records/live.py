@@ -21,7 +21,7 @@ from enum import StrEnum
 import redis
 
 from callflow.platform import keys
-from callflow.platform.errors import StoreUnavailable
+from callflow.platform.store import store_guard
 
 # A live call can last hours; its entry outlives it briefly so late callbacks find it.
 LIVE_TTL_SECONDS = 6 * 60 * 60
@@ -128,12 +128,6 @@ class LiveCalls:
         self._accept = client.register_script(ACCEPT)
         self._open = client.register_script(OPEN)
 
-    def _guard(self, operation):
-        try:
-            return operation()
-        except redis.RedisError as exc:
-            raise StoreUnavailable(str(exc)) from exc
-
     def id_for(self, caller_sid: str) -> str:
         """The opaque id of a caller's live call, made from their CallSid with the secret key:
         the status callback, which names only the CallSid, finds the call without an index,
@@ -143,6 +137,7 @@ class LiveCalls:
         mac = hmac.new(self._key, f"live-call:{caller_sid}".encode(), hashlib.sha256)
         return "c" + mac.hexdigest()[:20]
 
+    @store_guard
     def open(self, *, flow: str, step: str, team: str, helpline_number: str,
              caller_sid: str, now: datetime, monitorable: bool = True) -> LiveCall:
         """Open the caller's live call, or return it as it is if it is open already (Twilio
@@ -154,93 +149,86 @@ class LiveCalls:
                 "started_at": _iso(now), "monitorable": "1" if monitorable else "0"}
         key = keys.live_call(call_id)
         fields = [item for pair in data.items() for item in pair]
-        opened = self._guard(lambda: self._open(keys=[key, keys.live_index()],
-                                                args=[LIVE_TTL_SECONDS, call_id,
-                                                      now.timestamp(), *fields]))
+        opened = self._open(keys=[key, keys.live_index()],
+                            args=[LIVE_TTL_SECONDS, call_id, now.timestamp(), *fields])
         if opened:
             return dataclasses.replace(LiveCall.from_hash(call_id, data), fresh=True)
         return self.get(call_id) or LiveCall.from_hash(call_id, data)
 
+    @store_guard
     def get(self, call_id: str) -> LiveCall | None:
         if not call_id:
             return None
-        data = self._guard(lambda: self.client.hgetall(keys.live_call(call_id)))
+        data = self.client.hgetall(keys.live_call(call_id))
         return LiveCall.from_hash(call_id, data) if data else None
 
+    @store_guard
     def advance(self, call_id: str, state: LiveState, now: datetime) -> bool:
         """Move the call forward to ``state`` (never back); True if it moved."""
         stamp = f"{state.value}_at"
-        moved = self._guard(lambda: self._advance(keys=[keys.live_call(call_id)],
-                                                  args=[state.value, RANK[state], stamp,
-                                                        _iso(now)]))
+        moved = self._advance(keys=[keys.live_call(call_id)],
+                              args=[state.value, RANK[state], stamp, _iso(now)])
         if moved and state == LiveState.ENDED:
             self.retire(call_id)
         elif moved and state == LiveState.FALLBACK:
             # Off the manager's list, but kept whole until the caller has really been moved.
-            self._guard(lambda: self.client.zrem(keys.live_index(), call_id))
+            self.client.zrem(keys.live_index(), call_id)
         return bool(moved)
 
+    @store_guard
     def accept(self, call_id: str, leg: int, now: datetime) -> bool:
         """Atomically give the call to worker leg ``leg`` if nobody has it yet."""
-        return bool(self._guard(lambda: self._accept(keys=[keys.live_call(call_id)],
-                                                     args=[leg, _iso(now)])))
+        return bool(self._accept(keys=[keys.live_call(call_id)], args=[leg, _iso(now)]))
 
+    @store_guard
     def note(self, call_id: str, **fields: str) -> None:
         """Set fields once (a retried callback cannot overwrite them)."""
         key = keys.live_call(call_id)
+        with self.client.pipeline(transaction=False) as pipe:
+            for name, value in fields.items():
+                pipe.hsetnx(key, name, value)
+            pipe.execute()
 
-        def write():
-            with self.client.pipeline(transaction=False) as pipe:
-                for name, value in fields.items():
-                    pipe.hsetnx(key, name, value)
-                pipe.execute()
-
-        self._guard(write)
-
+    @store_guard
     def reroute(self, call_id: str, target: str) -> None:
         """A call given to a worker who left before the caller reached them: the caller goes
         on to ``target`` (a step of their flow), as one who left the line does."""
-        def write():
-            with self.client.pipeline(transaction=False) as pipe:
-                pipe.hset(keys.live_call(call_id), mapping={"state": LiveState.FALLBACK.value,
-                                                            "next": target})
-                pipe.zrem(keys.live_index(), call_id)
-                pipe.execute()
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.hset(keys.live_call(call_id), mapping={"state": LiveState.FALLBACK.value,
+                                                        "next": target})
+            pipe.zrem(keys.live_index(), call_id)
+            pipe.execute()
 
-        self._guard(write)
-
+    @store_guard
     def mark(self, call_id: str, **fields: str) -> None:
         """Set fields, overwriting them (what a waiting caller was last told, say)."""
-        self._guard(lambda: self.client.hset(keys.live_call(call_id), mapping=fields))
+        self.client.hset(keys.live_call(call_id), mapping=fields)
 
     def set_leg(self, call_id: str, leg: int, sid: str) -> None:
         self.note(call_id, **{f"leg:{leg}": sid})
 
+    @store_guard
     def set_monitorable(self, call_id: str, monitorable: bool) -> None:
-        self._guard(lambda: self.client.hset(keys.live_call(call_id), "monitorable",
-                                             "1" if monitorable else "0"))
+        self.client.hset(keys.live_call(call_id), "monitorable", "1" if monitorable else "0")
 
+    @store_guard
     def listing(self) -> list[LiveCall]:
         """Every live call, oldest first; entries that expired are dropped from the index."""
-        def read():
-            ids = self.client.zrange(keys.live_index(), 0, -1)
-            with self.client.pipeline(transaction=False) as pipe:
-                for call_id in ids:
-                    pipe.hgetall(keys.live_call(call_id))
-                rows = pipe.execute()
-            gone = [call_id for call_id, row in zip(ids, rows, strict=True) if not row]
-            if gone:
-                self.client.zrem(keys.live_index(), *gone)
-            return [LiveCall.from_hash(i, row) for i, row in zip(ids, rows, strict=True) if row]
+        ids = self.client.zrange(keys.live_index(), 0, -1)
+        with self.client.pipeline(transaction=False) as pipe:
+            for call_id in ids:
+                pipe.hgetall(keys.live_call(call_id))
+            rows = pipe.execute()
+        gone = [call_id for call_id, row in zip(ids, rows, strict=True) if not row]
+        if gone:
+            self.client.zrem(keys.live_index(), *gone)
+        calls = [LiveCall.from_hash(i, row) for i, row in zip(ids, rows, strict=True) if row]
+        return [call for call in calls if call.live]
 
-        return [call for call in self._guard(read) if call.live]
-
+    @store_guard
     def retire(self, call_id: str) -> None:
         """The call is done with the bridge: off the list, and gone after a short while."""
-        def write():
-            with self.client.pipeline(transaction=False) as pipe:
-                pipe.expire(keys.live_call(call_id), ENDED_TTL_SECONDS)
-                pipe.zrem(keys.live_index(), call_id)
-                pipe.execute()
-
-        self._guard(write)
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.expire(keys.live_call(call_id), ENDED_TTL_SECONDS)
+            pipe.zrem(keys.live_index(), call_id)
+            pipe.execute()
