@@ -641,6 +641,19 @@ def test_redis_down_while_the_caller_waits_puts_them_through_directly(flaky):
     assert dial.get("callerId") == RESPECT
 
 
+def test_redis_down_as_the_caller_is_moved_to_their_worker_puts_them_through_directly(flaky):
+    """Never a hang-up: the caller Twilio moves into the room while the store is down is put
+    through by the flow's direct dial, with the same privacy settings."""
+    store, caller = flaky
+    caller.press(1, "1")
+    store.down = True
+
+    body = caller.moved()
+
+    assert said(body)[0] == APOLOGY
+    assert assert_direct_dial(body).get("callerId") == RESPECT
+
+
 def test_redis_down_a_worker_who_picks_up_is_told_the_call_is_gone(flaky):
     """The callers are being dialled directly meanwhile; an offer cannot be checked."""
     store, caller = flaky

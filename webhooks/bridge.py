@@ -82,7 +82,9 @@ def left():
 
 @bp.route("/waiting/join", methods=METHODS)
 def join():
-    return twiml(bridge().join(call_id()))
+    engine = current_app.extensions["callflow"]["engine"]
+    return Response(engine.join_room(call_id(), sid_or_empty(), field("To")),
+                    mimetype="text/xml")
 
 
 @bp.route("/conference", methods=METHODS)

@@ -212,13 +212,9 @@ class Bridge:
             return None, None
         return call, call.raw.get("next")
 
-    def join(self, call_id: str) -> VoiceResponse:
-        """Where a caller whose worker accepted is sent: into the room, where the worker is."""
-        call, _ = self._lookup(call_id)
-        return self.into_room(call)
-
     def into_room(self, call: LiveCall | None) -> VoiceResponse:
-        """The TwiML that takes the caller of ``call`` (as just read) into their room."""
+        """Where a caller whose worker accepted is sent (``call`` as just read): into the
+        room, where the worker is."""
         response = VoiceResponse()
         flow = self._flow(call)
         if call is not None and call.state == LiveState.FALLBACK and call.raw.get("next"):

@@ -154,6 +154,22 @@ class CallEngine:
                              event="left_line")
         return self.degraded(flow, dialled or flow.numbers[0], apology=True)
 
+    def join_room(self, call_id: str, call_sid: str, dialled: str) -> bytes:
+        """Where a caller whose worker accepted is moved (the REST redirect): into the room;
+        or, with the store down or the call unknown, the flow's direct dial, with an apology,
+        never a hang-up."""
+        flowset = self.registry.current
+        flow = flowset.flow_for(dialled) or flowset.default_flow
+        try:
+            call = self.rt.live.get(call_id)
+        except StoreUnavailable:
+            log.error("store unavailable for a caller joining their worker; dialling directly",
+                      extra={"call": call_sid, "flow": flow.id, "event": "degraded"})
+            call = None
+        if call is None:
+            return self.degraded(flow, dialled or flow.numbers[0], apology=True)
+        return str(self.bridge.into_room(call)).encode("utf-8")
+
     def status(self, call_sid: str, call_status: str) -> None:
         """Twilio's call status callback: a finished call leaves the bridge (if it was on it)."""
         if call_status not in ENDED:
